@@ -1,0 +1,23 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PLUGIN_TESTS := $(wildcard plugins/*/tests)
+SETUP_INPUTS := pyproject.toml constraints.txt scripts/setup.sh $(wildcard plugins/*/pyproject.toml) $(wildcard plugins/*/debian-packages.txt)
+
+.PHONY: setup demo test clean
+
+$(STAMP): $(SETUP_INPUTS)
+	bash scripts/setup.sh
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/demo.py
+
+test: setup
+	$(BIN)/python -m pytest tests $(PLUGIN_TESTS) -q -p no:cacheprovider --timeout=900
+
+clean:
+	rm -rf $(VENV) outputs runs

@@ -1,0 +1,94 @@
+"""The ``flowcore`` command. Subcommands import their heavy parts only when they run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from flowcore import __version__
+from flowcore.errors import FlowcoreError
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from flowcore.registry import get_registry
+
+    registry = get_registry()
+    if args.name:
+        return _plugin_show(registry, args.name)
+    rows = [("plugin", "version", "modalities", "datasets", "status")]
+    for p in registry.plugins:
+        rows.append((p.name, p.version or "-", ",".join(p.modalities) or "-",
+                     ",".join(p.datasets) or "-", "ok" if p.ok else f"ERROR: {p.error}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    return 0 if all(p.ok for p in registry.plugins) else 1
+
+
+def _plugin_show(registry, name: str) -> int:
+    matches = [p for p in registry.plugins if p.name == name or name in p.modalities]
+    if not matches:
+        print(f"no plugin or modality named {name!r}; see `flowcore plugins`", file=sys.stderr)
+        return 2
+    for p in matches:
+        print(f"plugin      {p.name} {p.version}")
+        print(f"source      {p.source}")
+        print(f"status      {'ok' if p.ok else 'ERROR: ' + str(p.error)}")
+        for m in p.modalities:
+            spec = registry.modalities[m]
+            print(f"\nmodality    {spec.name}: {spec.description}")
+            print(f"  codec {'yes' if spec.has_codec else 'no'}, autoencoder {'yes' if spec.has_autoencoder else 'no'}")
+            print(f"  metrics   {', '.join(spec.metrics) or '-'}")
+            for d in spec.datasets:
+                req = f" (needs {d.requires})" if d.requires else ""
+                print(f"  dataset   {d.name} [{'+'.join(d.modalities)}]: {d.description}{req}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowcore", description="Rectified flows for any modality.")
+    parser.add_argument("--version", action="version", version=f"flowcore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins, their modalities and datasets")
+    p.add_argument("action", nargs="?", choices=["show"], help="show one plugin in detail")
+    p.add_argument("name", nargs="?", help="plugin or modality name (with 'show')")
+    p.set_defaults(func=_plugins)
+
+    from flowcore import commands
+
+    commands.add_commands(sub)
+    _plugin_commands(sub)
+    return parser
+
+
+def _plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Let plugins add subcommands; a failing plugin is reported, not fatal."""
+    from flowcore.registry import get_registry
+
+    registry = get_registry()
+    for impl in registry.pm.hook.flowcore_add_commands.get_hookimpls():
+        try:
+            impl.function(subparsers=sub)
+        except Exception as exc:
+            print(f"warning: plugin {impl.plugin_name!r} could not add commands: {exc}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "action", None) is None and getattr(args, "name", None) and args.command == "plugins":
+        parser.error("use `flowcore plugins show NAME`")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except FlowcoreError as exc:
+        print(f"flowcore: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""The Modality contract: what a plugin supplies so the core can train on a data type.
+
+A sample travels through four forms::
+
+    file  --codec.read-->  sample  --collate-->  batch  --autoencoder.encode-->  latent
+                                                                                   |
+    tokens (values [B, L, C], positions [B, L, A], mask [B, L])  <--tokenizer.encode-+
+
+and back the same way (tokenizer.decode, autoencoder.decode, split, codec.write). The core
+only ever sees tokens; everything else belongs to the modality.
+
+Discovery is lazy. A plugin's hook returns :class:`ModalitySpec` objects, which are plain
+data (no torch). The heavy :class:`Modality` is built by ``spec.build(**options)`` the first
+time someone needs it. This module therefore imports torch only for type checking.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from flowcore.errors import DataError, PluginError
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
+
+    from flowcore.flow.path import ProbabilityPath
+
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def check_name(name: str, what: str) -> str:
+    """Names are lower-case identifiers: they appear in configs, CLI flags and file names."""
+    if not isinstance(name, str) or not name or not set(name) <= NAME_CHARS or name[0].isdigit():
+        raise PluginError(f"{what} name {name!r} must be a lower-case identifier ([a-z0-9_]+)")
+    return name
+
+
+def resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ``"package.module:attr"`` into the object it names (imported now), or pass a callable."""
+    if callable(target):
+        return target
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
+    except Exception as exc:  # the plugin's own import error, kept whole in the chain
+        raise PluginError(f"cannot import {target!r}: {type(exc).__name__}: {exc}") from exc
+    return obj
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+@dataclass
+class Tokens:
+    """A batch of one modality as the core sees it.
+
+    values    [B, L, C]  float: what the flow moves (C is the modality's token channels)
+    positions [B, L, A]  float or int: coordinates per RoPE axis (row/col, frame/bin, residue…)
+    mask      [B, L]     bool: True where a token is real (False = padding)
+    """
+
+    values: torch.Tensor
+    positions: torch.Tensor
+    mask: torch.Tensor
+
+    def __post_init__(self) -> None:
+        v, p, m = self.values, self.positions, self.mask
+        if v.dim() != 3 or p.dim() != 3 or m.dim() != 2:
+            raise DataError(
+                f"Tokens want values [B, L, C], positions [B, L, A], mask [B, L]; got "
+                f"values {tuple(v.shape)}, positions {tuple(p.shape)}, mask {tuple(m.shape)}"
+            )
+        if v.shape[:2] != p.shape[:2] or v.shape[:2] != m.shape:
+            raise DataError(
+                f"Tokens disagree on [B, L]: values {tuple(v.shape)}, positions "
+                f"{tuple(p.shape)}, mask {tuple(m.shape)}"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        return self.values.shape[0]
+
+    def to(self, *args: Any, **kwargs: Any) -> Tokens:
+        """Move values and positions (mask keeps bool) like ``Tensor.to``."""
+        values = self.values.to(*args, **kwargs)
+        positions = self.positions.to(device=values.device)
+        return Tokens(values, positions, self.mask.to(device=values.device))
+
+    def with_values(self, values: torch.Tensor) -> Tokens:
+        """Same positions and mask, new values (e.g. noise, or a sample from the flow)."""
+        return Tokens(values, self.positions, self.mask)
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+class Codec(ABC):
+    """Reads native files into samples and writes samples back.
+
+    ``read`` must raise :class:`DataError` naming the file when it is corrupt or truncated.
+    """
+
+    #: file suffixes this codec reads and writes, lower case with the dot, first = default
+    extensions: tuple[str, ...] = ()
+
+    @abstractmethod
+    def read(self, path: Path) -> Any:
+        """One file -> one sample."""
+
+    @abstractmethod
+    def write(self, sample: Any, path: Path) -> None:
+        """One sample -> one file (the caller makes the write atomic)."""
+
+    def read_all(self, path: Path) -> list[Any]:
+        """A file that may hold several samples (a CSV of points, of rows) -> samples."""
+        return [self.read(path)]
+
+    def write_all(self, samples: Sequence[Any], out_dir: Path, stem: str = "sample") -> list[Path]:
+        """Many samples -> files in ``out_dir``; returns the paths written."""
+        from flowcore.io import atomic_path
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, sample in enumerate(samples):
+            path = out_dir / f"{stem}_{i:04d}{self.extensions[0]}"
+            with atomic_path(path) as tmp:
+                self.write(sample, tmp)
+            paths.append(path)
+        return paths
+
+
+class Tokenizer(ABC):
+    """Latent batch <-> :class:`Tokens`. Must round-trip exactly (up to float error)."""
+
+    #: C, the channels of each token
+    channels: int
+    #: A, the number of RoPE position axes
+    position_axes: int
+
+    @abstractmethod
+    def encode(self, latent: Any) -> Tokens:
+        """A collated (and encoded) batch -> tokens."""
+
+    @abstractmethod
+    def decode(self, tokens: Tokens) -> Any:
+        """Tokens -> a latent batch like the one ``encode`` took."""
+
+    @abstractmethod
+    def layout(self, batch_size: int, size: Any = None) -> Tokens:
+        """Zero-valued tokens with the positions and mask of ``batch_size`` samples of ``size``.
+
+        Generation starts here: the core fills ``values`` with noise from the path's prior.
+        ``size`` is modality-specific (image (H, W), protein length, …); None = the default.
+        """
+
+
+class Autoencoder(ABC):
+    """Optional latent model (a torch ``nn.Module`` in practice), trained as its own stage.
+
+    The core freezes it while training a flow. Pixel-space modalities use none.
+    """
+
+    @abstractmethod
+    def encode(self, batch: Any) -> Any:
+        """Batch -> latent (the mean, scaled and shifted for the flow)."""
+
+    @abstractmethod
+    def decode(self, latent: Any) -> Any:
+        """Latent -> batch."""
+
+    @abstractmethod
+    def loss(self, batch: Any) -> Mapping[str, torch.Tensor]:
+        """Training losses for the autoencoder stage; key ``"loss"`` is minimised."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A distance between real and generated samples (lists of samples, same modality)."""
+
+    name: str
+    fn: Callable[[Sequence[Any], Sequence[Any]], float]
+    lower_is_better: bool = True
+    description: str = ""
+
+    def __call__(self, real: Sequence[Any], generated: Sequence[Any]) -> float:
+        return float(self.fn(real, generated))
+
+
+# ----------------------------------------------------------------------------- modality
+
+
+class Modality(ABC):
+    """One data type: its codec, autoencoder, tokenizer, path, datasets and metrics."""
+
+    #: the registered name (set by the spec that builds it)
+    name: str = ""
+    #: native files, or None when the modality has no file form
+    codec: Codec | None = None
+
+    @property
+    @abstractmethod
+    def tokenizer(self) -> Tokenizer:
+        """How a latent batch becomes tokens."""
+
+    @property
+    def path(self) -> ProbabilityPath:
+        """The probability path; Euclidean linear (rectified flow) unless overridden."""
+        from flowcore.flow.path import LinearPath
+
+        return LinearPath()
+
+    def autoencoder(self) -> Autoencoder | None:
+        """A fresh (untrained) autoencoder, or None to flow on the samples directly."""
+        return None
+
+    def collate(self, samples: Sequence[Any]) -> Any:
+        """Samples -> one batch. Default: ``torch.stack`` (override for variable sizes)."""
+        import torch
+
+        return torch.stack([torch.as_tensor(s) for s in samples])
+
+    def split(self, batch: Any) -> list[Any]:
+        """Batch -> samples (the inverse of :meth:`collate`)."""
+        return list(batch)
+
+    def validate(self, sample: Any, where: str) -> Any:
+        """Check one sample (shape, dtype, finiteness); raise DataError naming ``where``."""
+        import torch
+
+        t = torch.as_tensor(sample)
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise DataError(f"{where}: {self.name} sample holds NaN or infinite values")
+        return sample
+
+    def metrics(self) -> dict[str, Metric]:
+        """Distances between real and generated samples, keyed by metric name."""
+        return {}
+
+    def preview(self, samples: Sequence[Any], path: Path) -> Path | None:
+        """Write something a person opens (grid PNG, scatter plot…); return its path."""
+        return None
+
+
+# ----------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A named dataset a plugin offers. It ships with a package or is generated; never downloaded.
+
+    ``factory(split, **options)`` returns a ``torch.utils.data.Dataset`` whose items are dicts
+    ``{modality name: sample}`` (a paired dataset yields several keys, e.g. image and label).
+    """
+
+    name: str
+    modalities: tuple[str, ...]
+    factory: str | Callable[..., Dataset]
+    description: str = ""
+    #: what must be installed for it (shown by ``flowcore plugins``), e.g. a Debian package
+    requires: str = ""
+    splits: tuple[str, ...] = ("train", "val", "test")
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "dataset")
+        if not self.modalities:
+            raise PluginError(f"dataset {self.name!r} names no modality")
+        for m in self.modalities:
+            check_name(m, f"dataset {self.name!r} modality")
+
+    def build(self, split: str = "train", **options: Any) -> Dataset:
+        if split not in self.splits:
+            raise DataError(f"dataset {self.name!r} has no split {split!r}; it has {self.splits}")
+        return resolve(self.factory)(split=split, **options)
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """What a plugin's hook returns: a name, a lazy factory, and what the modality offers.
+
+    ``factory(**options)`` builds the :class:`Modality` (options come from the config's
+    ``modalities.<name>`` section). Give it as ``"package.module:attr"`` so that discovery
+    does not import the plugin's heavy dependencies.
+    """
+
+    name: str
+    factory: str | Callable[..., Modality]
+    description: str = ""
+    datasets: tuple[DatasetSpec, ...] = ()
+    metrics: tuple[str, ...] = ()
+    has_codec: bool = False
+    has_autoencoder: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "modality")
+        if not (callable(self.factory) or (isinstance(self.factory, str) and ":" in self.factory)):
+            raise PluginError(
+                f"modality {self.name!r}: factory must be a callable or 'module:attr', "
+                f"got {self.factory!r}"
+            )
+        for d in self.datasets:
+            if not isinstance(d, DatasetSpec):
+                raise PluginError(f"modality {self.name!r}: datasets must be DatasetSpec, got {d!r}")
+
+    def build(self, **options: Any) -> Modality:
+        modality = resolve(self.factory)(**options)
+        if not isinstance(modality, Modality):
+            raise PluginError(
+                f"modality {self.name!r}: factory returned {type(modality).__name__}, "
+                "not a flowcore.modality.Modality"
+            )
+        modality.name = self.name
+        return modality
