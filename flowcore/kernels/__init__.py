@@ -1,0 +1,72 @@
+"""The one dispatch point for the backbone's fused ops: Triton on CUDA, torch reference elsewhere.
+
+The backbone calls only the functions exported here. ``set_backend`` (or the environment
+variable ``FLOWCORE_KERNELS`` = auto | triton | reference) forces a choice.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from flowcore.kernels import reference
+
+_BACKENDS = ("auto", "triton", "reference")
+_backend = os.environ.get("FLOWCORE_KERNELS", "auto")
+
+
+def set_backend(name: str) -> None:
+    """Choose ``auto`` (Triton on CUDA tensors, reference otherwise), ``triton`` or ``reference``."""
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f"kernel backend must be one of {_BACKENDS}, got {name!r}")
+    _backend = name
+
+
+def get_backend() -> str:
+    return _backend
+
+
+def _use_triton(x: torch.Tensor) -> bool:
+    if _backend == "reference":
+        return False
+    if _backend == "triton":
+        return True
+    return x.is_cuda and _triton_ops() is not None
+
+
+def _triton_ops():
+    """The Triton implementations, or None where Triton is unavailable."""
+    try:
+        from flowcore.kernels import triton_ops
+    except ImportError:
+        return None
+    return triton_ops
+
+
+def modulated_layer_norm(x, shift, scale, eps: float = 1e-6):
+    if _use_triton(x):
+        return _triton_ops().modulated_layer_norm(x, shift, scale, eps)
+    return reference.modulated_layer_norm(x, shift, scale, eps)
+
+
+def rms_norm(x, weight=None, eps: float = 1e-6):
+    if _use_triton(x):
+        return _triton_ops().rms_norm(x, weight, eps)
+    return reference.rms_norm(x, weight, eps)
+
+
+def apply_rope(x, cos, sin):
+    if _use_triton(x):
+        return _triton_ops().apply_rope(x, cos, sin)
+    return reference.apply_rope(x, cos, sin)
+
+
+def gated_residual(x, y, gate):
+    if _use_triton(x):
+        return _triton_ops().gated_residual(x, y, gate)
+    return reference.gated_residual(x, y, gate)
+
+
+__all__ = ["modulated_layer_norm", "rms_norm", "apply_rope", "gated_residual", "set_backend", "get_backend"]
