@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PLUGIN_TESTS := $(wildcard plugins/*/tests)
-SETUP_INPUTS := pyproject.toml constraints.txt scripts/setup.sh $(wildcard plugins/*/pyproject.toml) $(wildcard plugins/*/debian-packages.txt)
+SETUP_INPUTS := pyproject.toml constraints.txt scripts/setup.sh $(wildcard plugins/*/pyproject.toml) $(wildcard plugins/*/debian-packages.txt) $(wildcard plugins/*/pip-no-deps.txt)
 
 .PHONY: setup demo test clean
 

