@@ -198,8 +198,12 @@ def check_modality(modality: Modality, tmp_path: Path, datasets: Sequence[str | 
 
 def _noise_like(modality: Modality, samples: Sequence[Any]) -> list[Any]:
     """Samples decoded from pure prior noise tokens: what an untrained model would give."""
-    tokens = modality.tokenizer.encode(modality.collate(samples))
-    g = torch.Generator().manual_seed(1)
-    noise = modality.path.prior(tokens.values.shape, generator=g) * 3
-    batch = modality.tokenizer.decode(tokens.with_values(noise))
+    ae = modality.autoencoder()
+    batch = modality.collate(samples)
+    with torch.no_grad():
+        tokens = modality.tokenizer.encode(ae.encode(batch) if ae is not None else batch)
+        g = torch.Generator().manual_seed(1)
+        noise = modality.path.prior(tokens.values.shape, generator=g) * 3
+        latent = modality.tokenizer.decode(tokens.with_values(noise))
+        batch = ae.decode(latent) if ae is not None else latent
     return modality.split(batch)
