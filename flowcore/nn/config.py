@@ -90,10 +90,10 @@ class FlowTransformerConfig:
             if stream.out_channels is not None and stream.out_channels < 0:
                 raise ConfigError(f"model.streams.{name}.out_channels must be >= 0 (0 = condition only)")
             dims = stream.rope_axes_dim
-            if dims is not None and (len(dims) != stream.position_axes or any(d < 0 or d % 2 for d in dims)):
+            if dims and (len(dims) != stream.position_axes or any(d < 0 or d % 2 for d in dims)):
                 raise ConfigError(
                     f"model.streams.{name}.rope_axes_dim {dims} must give one even number per position "
-                    f"axis ({stream.position_axes})"
+                    f"axis ({stream.position_axes}), or be [] for no RoPE"
                 )
             if stream.sincos_position is not None and stream.position_axes != 2:
                 raise ConfigError(f"model.streams.{name}.sincos_position needs position_axes: 2 (row, col)")
