@@ -58,6 +58,14 @@ class ProbabilityPath(ABC):
         """Put x back on the manifold (identity in Euclidean space)."""
         return x
 
+    def transport(self, v: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """Carry velocity v, evaluated at state src, to state dst (identity in Euclidean space).
+
+        Multi-stage solvers combine velocities from several points; on a manifold each must
+        first be moved to the point the step starts from.
+        """
+        return v
+
 
 class LinearPath(ProbabilityPath):
     """The rectified-flow path: x_t = (1 - t) x0 + t eps, v = eps - x0, eps ~ N(0, prior_scale^2 I).
@@ -124,6 +132,13 @@ class QuaternionPath(ProbabilityPath):
     def project(self, x):
         return so3.canonical(x)
 
+    def transport(self, v, src, dst):
+        """Parallel transport along the great circle src -> dst, after matching src's sign to dst."""
+        src = so3.normalize(src)
+        flip = (src * dst).sum(-1, keepdim=True) < 0
+        src, v = torch.where(flip, -src, src), torch.where(flip, -v, v)
+        return so3.transport(so3.tangent(src, v), src, so3.normalize(dst))
+
 
 class ProductPath(ProbabilityPath):
     """A product manifold: the channel dim C split into consecutive blocks, one path each.
@@ -166,3 +181,7 @@ class ProductPath(ProbabilityPath):
 
     def project(self, x):
         return torch.cat([path.project(a) for (path, _), a in zip(self.parts, self._split(x))], -1)
+
+    def transport(self, v, src, dst):
+        return torch.cat([path.transport(a, b, c) for (path, _), a, b, c
+                          in zip(self.parts, self._split(v), self._split(src), self._split(dst))], -1)

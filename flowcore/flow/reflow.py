@@ -245,5 +245,5 @@ def fit(velocity: Velocity, parameters: Iterable[torch.nn.Parameter], draw: Draw
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses

@@ -103,6 +103,15 @@ def tangent(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v - (v * q).sum(-1, keepdim=True) * q
 
 
+def transport(v: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Parallel transport of tangent v at unit src to unit dst along their great circle.
+
+    v - <dst, v> / (1 + <src, dst>) (src + dst); needs src . dst > -1 (not antipodal).
+    """
+    coef = (dst * v).sum(-1, keepdim=True) / (1 + (src * dst).sum(-1, keepdim=True)).clamp_min(1e-12)
+    return v - coef * (src + dst)
+
+
 def uniform(shape: tuple[int, ...], *, generator: torch.Generator | None = None,
             device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Haar-uniform rotations ``[*shape, 4]``: a normalised 4-D Gaussian, canonical sign."""

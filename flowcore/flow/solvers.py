@@ -57,12 +57,12 @@ class _Field:
         self.velocity = velocity
         self.paths = {k: (paths or {}).get(k) or LinearPath() for k in x}
         first = next(iter(x.values()))
-        self.batch, self.device = first.shape[0], first.device
+        self.batch, self.device, self.dtype = first.shape[0], first.device, first.dtype
         self.nfe = 0
 
     def __call__(self, x: State, t: torch.Tensor | float) -> State:
         self.nfe += 1
-        tb = torch.as_tensor(t, dtype=torch.float32, device=self.device).expand(self.batch)
+        tb = torch.as_tensor(t, dtype=self.dtype, device=self.device).expand(self.batch)
         v = self.velocity(x, tb)
         missing = set(x) - set(v)
         if missing:
@@ -71,6 +71,13 @@ class _Field:
 
     def step(self, x: State, v: State, dt: torch.Tensor | float) -> State:
         return {k: self.paths[k].step(x[k], v[k], dt) for k in x}
+
+    def transport(self, v: State, src: State, dst: State) -> State:
+        return {k: self.paths[k].transport(v[k], src[k], dst[k]) for k in v}
+
+    def slope(self, x_eval: State, t: float, base: State) -> State:
+        """The velocity at x_eval, carried to the step's base point (identity in Euclidean space)."""
+        return self.transport(self(x_eval, t), x_eval, base)
 
     def combine(self, ks: list[State], weights: list[float]) -> State:
         """sum_i weights[i] * ks[i], per modality (the Runge-Kutta weighted slope)."""
@@ -111,7 +118,7 @@ class Midpoint(Solver):
 
     def step(self, field, x, t, dt):
         x_mid = field.step(x, field(x, t), dt / 2)
-        return field.step(x, field(x_mid, t + dt / 2), dt)
+        return field.step(x, field.slope(x_mid, t + dt / 2, x), dt)
 
 
 class Heun(Solver):
@@ -121,7 +128,7 @@ class Heun(Solver):
 
     def step(self, field, x, t, dt):
         k1 = field(x, t)
-        k2 = field(field.step(x, k1, dt), t + dt)
+        k2 = field.slope(field.step(x, k1, dt), t + dt, x)
         return field.step(x, field.combine([k1, k2], [0.5, 0.5]), dt)
 
 
@@ -132,9 +139,9 @@ class RK4(Solver):
 
     def step(self, field, x, t, dt):
         k1 = field(x, t)
-        k2 = field(field.step(x, k1, dt / 2), t + dt / 2)
-        k3 = field(field.step(x, k2, dt / 2), t + dt / 2)
-        k4 = field(field.step(x, k3, dt), t + dt)
+        k2 = field.slope(field.step(x, k1, dt / 2), t + dt / 2, x)
+        k3 = field.slope(field.step(x, k2, dt / 2), t + dt / 2, x)
+        k4 = field.slope(field.step(x, k3, dt), t + dt, x)
         return field.step(x, field.combine([k1, k2, k3, k4], [1 / 6, 1 / 3, 1 / 3, 1 / 6]), dt)
 
 
@@ -151,12 +158,13 @@ class FireFlow(Solver):
         field = _Field(velocity, x, paths)
         x = {k: field.paths[k].project(v) for k, v in x.items()}
         times = grid.tolist()
-        v_prev = None
+        v_mid, x_mid = None, None
         for t, t_next in zip(times[:-1], times[1:]):
             dt = t_next - t
-            v = v_prev if v_prev is not None else field(x, t)
-            v_prev = field(field.step(x, v, dt / 2), t + dt / 2)
-            x = field.step(x, v_prev, dt)
+            v = field(x, t) if v_mid is None else field.transport(v_mid, x_mid, x)
+            x_mid = field.step(x, v, dt / 2)
+            v_mid = field(x_mid, t + dt / 2)
+            x = field.step(x, field.transport(v_mid, x_mid, x), dt)
         return SolveResult(x, field.nfe)
 
 
@@ -204,12 +212,13 @@ class Dopri5(Solver):
             ks = [k1]
             for i in range(1, 7):
                 xi = field.step(x, field.combine(ks, _DP_A[i]), h)
-                ks.append(field(xi, t + _DP_C[i] * h))
+                k_last = field(xi, t + _DP_C[i] * h)
+                ks.append(field.transport(k_last, xi, x))
             x_new = xi  # the 7th stage point is the 5th-order solution
             x4 = field.step(x, field.combine(ks, _DP_B4), h)
             err = self._error(x, x_new, x4)
             if err <= 1.0:
-                t, x, k1 = t + h, x_new, ks[-1]
+                t, x, k1 = t + h, x_new, k_last
             h = h * min(5.0, max(0.2, 0.9 * max(err, 1e-10) ** -0.2))
         raise ConfigError(f"dopri5 needed more than max_steps={self.max_steps} steps; raise rtol/atol or max_steps")
 
