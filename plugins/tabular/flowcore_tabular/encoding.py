@@ -1,0 +1,251 @@
+"""Rows <-> typed columns (lossless) <-> the RecTable vector (what the flow moves).
+
+Two steps, kept apart because only the first is exact:
+
+1. :func:`collate` / :func:`split`: rows -> a :data:`TableBatch` of tensors and back, exactly.
+   ``{"numeric": float64 [B, Nc], "category": int64 [B, Nk], "missing": bool [B, Ncols]}``:
+   continuous columns (numeric, integer, datetime as seconds) in schema order, then the
+   category index of each categorical/boolean column; missing cells hold 0 and are flagged.
+
+2. :class:`TableEncoder` (fitted on the training rows): the batch <-> the RecTable vector
+   ``x [B, D]`` (RecTable, Tabular section of REFERENCES.md):
+
+   - a continuous column -> one dim, scikit-learn's ``QuantileTransformer`` to a standard
+     normal with ``n_quantiles = max(min(N / 30, 1000), 10)``; if the column has missing
+     values, one more dim: a missing indicator, +1 missing / -1 present (the value dim is 0);
+   - a categorical/boolean column -> one-hot scaled to {-1, +1}, with one extra slot for
+     "missing" when the column has missing values.
+
+   Columns keep schema order; :attr:`TableEncoder.blocks` gives each column's dims, and
+   :attr:`TableEncoder.gaussian` says which dims have the N(0, 1) prior (quantile-normal
+   values); every other dim is ±1-valued and has the U(-1, 1) prior.
+
+Decoding inverts each step: inverse quantile (the fitted range's ends exactly), rounded
+to the column's decimals / to an integer / to its datetime resolution; argmax for one-hot
+blocks; a positive missing indicator (or the missing slot's argmax) gives ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from flowcore.errors import DataError
+
+from flowcore_tabular.schema import Column, Schema, from_seconds, to_seconds
+
+TableBatch = dict  # {"numeric": float64 [B, Nc], "category": int64 [B, Nk], "missing": bool [B, Ncols]}
+
+
+def continuous_columns(schema: Schema) -> list[Column]:
+    return [c for c in schema.columns if c.continuous]
+
+
+def discrete_columns(schema: Schema) -> list[Column]:
+    return [c for c in schema.columns if not c.continuous]
+
+
+def collate(schema: Schema, rows: Sequence[Mapping[str, Any]]) -> TableBatch:
+    """Rows -> a :data:`TableBatch` (exact: float64 holds ints to 2^53 and seconds to the µs)."""
+    cont, disc = continuous_columns(schema), discrete_columns(schema)
+    numeric = np.zeros((len(rows), len(cont)), dtype=np.float64)
+    category = np.zeros((len(rows), len(disc)), dtype=np.int64)
+    missing = np.zeros((len(rows), len(schema.columns)), dtype=bool)
+    col_index = {c.name: i for i, c in enumerate(schema.columns)}
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cont):
+            v = row[col.name]
+            if v is None:
+                missing[i, col_index[col.name]] = True
+            else:
+                numeric[i, j] = to_seconds(v) if col.kind == "datetime" else float(v)
+        for j, col in enumerate(disc):
+            v = row[col.name]
+            if v is None:
+                missing[i, col_index[col.name]] = True
+            else:
+                category[i, j] = _category_index(col, v, f"row {i}")
+    return {"numeric": torch.from_numpy(numeric), "category": torch.from_numpy(category),
+            "missing": torch.from_numpy(missing)}
+
+
+def _category_index(col: Column, value: Any, where: str) -> int:
+    if col.kind == "boolean":
+        return int(bool(value))
+    try:
+        return col.categories.index(value)
+    except ValueError:
+        raise DataError(f"{where}, column {col.name!r}: category {value!r} was not seen when the schema was "
+                        f"fitted ({len(col.categories)} known, e.g. {list(col.categories[:5])})") from None
+
+
+def split(schema: Schema, batch: TableBatch) -> list[dict[str, Any]]:
+    """The inverse of :func:`collate`: a batch -> rows of Python values (None where missing)."""
+    cont, disc = continuous_columns(schema), discrete_columns(schema)
+    numeric = batch["numeric"].double().cpu().numpy()
+    category = batch["category"].cpu().numpy()
+    missing = batch["missing"].cpu().numpy()
+    cj = {c.name: j for j, c in enumerate(cont)}
+    dj = {c.name: j for j, c in enumerate(disc)}
+    rows = []
+    for i in range(numeric.shape[0]):
+        row: dict[str, Any] = {}
+        for k, col in enumerate(schema.columns):
+            if missing[i, k]:
+                row[col.name] = None
+            elif col.continuous:
+                v = float(numeric[i, cj[col.name]])
+                row[col.name] = (int(round(v)) if col.kind == "integer"
+                                 else from_seconds(v, col.date_only) if col.kind == "datetime" else v)
+            else:
+                idx = int(category[i, dj[col.name]])
+                row[col.name] = bool(idx) if col.kind == "boolean" else col.categories[idx]
+        rows.append(row)
+    return rows
+
+
+def n_quantiles(n_rows: int) -> int:
+    """RecTable's rule: max(min(N / 30, 1000), 10)."""
+    return int(max(min(n_rows // 30, 1000), 10))
+
+
+@dataclass(frozen=True)
+class Block:
+    """Where one column lives in the RecTable vector: dims [start, start + width)."""
+
+    column: Column
+    start: int
+    width: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.width
+
+
+class QuantileNormal:
+    """One column's quantile-normal map (scikit-learn ``QuantileTransformer``) with exact ends.
+
+    scikit-learn clips the normal scores at about ±5.2 so that they stay finite; its inverse
+    of the clipped ends lands a hair inside the range. Here scores at the clip give the
+    fitted minimum / maximum exactly, so the smallest and largest training values survive a
+    round trip.
+    """
+
+    def __init__(self, values: np.ndarray, seed: int):
+        from scipy.stats import norm
+        from sklearn.preprocessing import QuantileTransformer
+
+        self.qt = QuantileTransformer(output_distribution="normal", n_quantiles=n_quantiles(len(values)),
+                                      subsample=10**9, random_state=seed)
+        self.qt.fit(values.reshape(-1, 1))
+        self.low, self.high = float(self.qt.quantiles_[0, 0]), float(self.qt.quantiles_[-1, 0])
+        # the float32 image of the clip, a little inside, so float32 tokens still hit the ends
+        self.z_clip = float(norm.ppf(1 - 1e-7)) - 1e-4
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.qt.transform(x.reshape(-1, 1))[:, 0]
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        x = self.qt.inverse_transform(np.asarray(z, dtype=np.float64).reshape(-1, 1))[:, 0]
+        x = np.where(z <= -self.z_clip, self.low, x)
+        return np.where(z >= self.z_clip, self.high, x)
+
+
+class TableEncoder:
+    """The fitted RecTable map between a :data:`TableBatch` and ``x [B, D]`` (see module doc)."""
+
+    def __init__(self, schema: Schema, rows: Sequence[Mapping[str, Any]], seed: int = 0):
+        if not rows:
+            raise DataError("the tabular encoder needs training rows to fit its quantiles")
+        self.schema = schema
+        batch = collate(schema, rows)
+        self.cont, self.disc = continuous_columns(schema), discrete_columns(schema)
+        self.quantiles: dict[str, QuantileNormal] = {}
+        col_index = {c.name: i for i, c in enumerate(schema.columns)}
+        for j, col in enumerate(self.cont):
+            present = ~batch["missing"][:, col_index[col.name]].numpy()
+            values = batch["numeric"][:, j].numpy()[present]
+            if values.size == 0:
+                raise DataError(f"column {col.name!r} has no values in the training rows; drop it or give it a kind")
+            self.quantiles[col.name] = QuantileNormal(values, seed)
+        blocks, start = [], 0
+        for col in schema.columns:
+            width = (1 + col.has_missing) if col.continuous else self.n_slots(col)
+            blocks.append(Block(col, start, width))
+            start += width
+        self.blocks: list[Block] = blocks
+        self.dim = start
+        gaussian = torch.zeros(self.dim, dtype=torch.bool)
+        for b in blocks:
+            if b.column.continuous:
+                gaussian[b.start] = True
+        #: [D] True where the dim is a quantile-normal value (N(0, 1) prior), else ±1-valued (U(-1, 1))
+        self.gaussian = gaussian
+
+    @staticmethod
+    def n_slots(col: Column) -> int:
+        known = 2 if col.kind == "boolean" else len(col.categories)
+        return known + col.has_missing
+
+    def encode(self, batch: TableBatch) -> torch.Tensor:
+        """A :data:`TableBatch` -> x [B, D] float32."""
+        numeric, category, missing = batch["numeric"], batch["category"], batch["missing"]
+        b = numeric.shape[0]
+        x = torch.full((b, self.dim), -1.0, dtype=torch.float32)
+        ci = di = 0
+        for k, block in enumerate(self.blocks):
+            col, miss = block.column, missing[:, k].cpu()
+            if col.continuous:
+                z = self.quantiles[col.name].forward(numeric[:, ci].double().cpu().numpy())
+                z = torch.from_numpy(z).float().masked_fill(miss, 0.0)
+                x[:, block.start] = z
+                if col.has_missing:
+                    x[:, block.start + 1] = torch.where(miss, 1.0, -1.0)
+                ci += 1
+            else:
+                idx = category[:, di].cpu().clone()
+                if miss.any():
+                    idx[miss] = block.width - 1
+                if idx.numel() and (idx.min() < 0 or idx.max() >= block.width):
+                    raise DataError(f"column {col.name!r}: category index outside [0, {block.width})")
+                x[torch.arange(b), block.start + idx] = 1.0
+                di += 1
+        return x
+
+    def decode(self, x: torch.Tensor) -> TableBatch:
+        """x [B, D] -> a :data:`TableBatch` of values typed and rounded as the schema says."""
+        x = x.detach().float().cpu()
+        b = x.shape[0]
+        numeric = torch.zeros(b, len(self.cont), dtype=torch.float64)
+        category = torch.zeros(b, len(self.disc), dtype=torch.int64)
+        missing = torch.zeros(b, len(self.blocks), dtype=torch.bool)
+        ci = di = 0
+        for k, block in enumerate(self.blocks):
+            col = block.column
+            if col.continuous:
+                miss = x[:, block.start + 1] > 0 if col.has_missing else torch.zeros(b, dtype=torch.bool)
+                values = _round(col, self.quantiles[col.name].inverse(x[:, block.start].double().numpy()))
+                numeric[:, ci] = torch.from_numpy(values).masked_fill(miss, 0.0)
+                ci += 1
+            else:
+                idx = x[:, block.start:block.stop].argmax(-1)
+                miss = (idx == block.width - 1) if col.has_missing else torch.zeros(b, dtype=torch.bool)
+                category[:, di] = idx.masked_fill(miss, 0)
+                di += 1
+            missing[:, k] = miss
+        return {"numeric": numeric, "category": category, "missing": missing}
+
+
+def _round(col: Column, values: np.ndarray) -> np.ndarray:
+    """Give decoded values the precision their column has: integers, decimals, whole days/µs."""
+    if col.kind == "integer":
+        return np.rint(values)
+    if col.kind == "numeric" and col.decimals is not None:
+        return np.round(values, col.decimals)
+    if col.kind == "datetime":
+        unit = 86400.0 if col.date_only else 1e-6
+        return np.round(values / unit) * unit
+    return values

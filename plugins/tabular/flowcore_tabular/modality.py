@@ -1,0 +1,96 @@
+"""The ``tabular`` modality: rows of a mixed-type table, RecTable-encoded.
+
+Options (the config's ``modalities.tabular`` section):
+
+=============  =================================================================
+``dataset``    a table of this plugin (adult, titanic, german_credit, wine,
+               breast_cancer) whose train split fits the encoder, or
+``csv``        a CSV file of your own (its rows fit the encoder)
+``schema``     ``{column: kind}`` overriding the kinds inferred from ``csv``
+               (numeric, integer, categorical, boolean, datetime)
+``missing``    the cell texts that mean "missing" (default "", ?, NA, N/A, NaN, …)
+``tokenizer``  ``row`` (one flat token per row, RecTable) or ``column`` (one token
+               per column with column-id positions)
+``target``     the column MLE predicts (default: the dataset's; for a CSV, the last)
+``seed``       the split seed of ``dataset``, also the quantile fit's seed
+=============  =================================================================
+
+The encoder is fitted at build time from these options alone (deterministically), so the
+same config rebuilds the same modality for sampling and evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from flowcore.errors import DataError
+from flowcore.modality import Metric, Modality
+
+from flowcore_tabular.codec import TableCsv, read_table
+from flowcore_tabular.datasets import load_table
+from flowcore_tabular.encoding import TableBatch, TableEncoder, collate, split
+from flowcore_tabular.path import MixedPriorPath
+from flowcore_tabular.schema import DEFAULT_MISSING, Schema
+from flowcore_tabular.tokenizers import TOKENIZERS
+
+
+class Tabular(Modality):
+    """A table's rows as RecTable vectors; see the module docstring for the options."""
+
+    def __init__(self, dataset: str | None = None, csv: str | None = None, schema: Mapping[str, str] | None = None,
+                 missing: Sequence[str] | None = None, tokenizer: str = "row", target: str | None = None,
+                 seed: int = 0):
+        if (dataset is None) == (csv is None):
+            raise DataError("the tabular modality needs exactly one of the options `dataset: NAME` (adult, "
+                            "titanic, german_credit, wine, breast_cancer) or `csv: PATH`: its rows fit the encoder")
+        if tokenizer not in TOKENIZERS:
+            raise DataError(f"tabular option tokenizer: {tokenizer!r}; use one of {sorted(TOKENIZERS)}")
+        missing = tuple(missing) if missing is not None else DEFAULT_MISSING
+        if dataset is not None:
+            table = load_table(dataset, seed)
+            fitted, rows, default_target = table.schema, table.splits["train"], table.target
+            if schema:
+                raise DataError(f"tabular option schema applies to `csv:` tables; the built-in {dataset!r} has "
+                                f"fixed kinds {dict((c.name, c.kind) for c in fitted.columns)}")
+        else:
+            fitted, rows = read_table(Path(csv), schema, missing)
+            default_target = fitted.names[-1]
+        self.schema: Schema = fitted
+        self.train_rows = rows
+        self.target = target or default_target
+        self.schema[self.target]  # names an existing column, or a DataError listing them
+        self.encoder = TableEncoder(fitted, rows, seed=seed)
+        self._tokenizer = TOKENIZERS[tokenizer](self.encoder)
+        self.codec = TableCsv(fitted)
+        self.seed = seed
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def path(self) -> MixedPriorPath:
+        return MixedPriorPath(self._tokenizer.channel_kinds())
+
+    def collate(self, samples: Sequence[Mapping[str, Any]]) -> TableBatch:
+        return collate(self.schema, samples)
+
+    def split(self, batch: TableBatch) -> list[dict[str, Any]]:
+        return split(self.schema, batch)
+
+    def validate(self, sample: Any, where: str) -> Any:
+        self.schema.check_row(sample, where)
+        return sample
+
+    def metrics(self) -> dict[str, Metric]:
+        from flowcore_tabular.metrics import tabular_metrics
+
+        return tabular_metrics(self.schema, self.target, self.train_rows, seed=self.seed)
+
+    def given_mask(self, columns: Sequence[str]) -> torch.Tensor:
+        """[L, C] bool: the token channels of ``columns`` (what imputation holds fixed)."""
+        return self._tokenizer.given(columns)
+

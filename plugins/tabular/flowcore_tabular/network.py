@@ -1,0 +1,93 @@
+"""RecTable's velocity network: a GLU MLP on flat rows.
+
+    net(tokens: {modality: Tokens}, t: {modality: t [B]}) -> {modality: v [B, L, C]}
+
+the same call as the core pipeline's networks (``flowcore.train.networks``), so it can
+stand in for ``model.network: mlp``; :meth:`RecTableMLP.velocity` is the bare
+``x [B, D], t [B] -> v [B, D]`` form. Layout (RecTable's ``DDPM`` model): the flattened
+token values are projected to ``time_dim`` and the time embedding is added; then GLU blocks
+``a(h) * sigmoid(b(h))`` of widths ``hidden`` (RecTable: 1024-2048-1024-1024); then a linear
+head back to the input width, started at zero so a fresh network predicts v = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from flowcore.errors import DataError
+from flowcore.modality import Tokens
+
+RECTABLE_HIDDEN = (1024, 2048, 1024, 1024)
+
+
+def sinusoidal(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """t [B] in [0, 1] -> [B, dim] sinusoidal features of 1000 t (RecTable feeds 999 t)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], -1)
+
+
+class GLUBlock(nn.Module):
+    """h [B, d_in] -> a(h) * sigmoid(b(h)) [B, d_out]."""
+
+    def __init__(self, d_in: int, d_out: int, dropout: float = 0.0):
+        super().__init__()
+        self.a = nn.Linear(d_in, d_out)
+        self.b = nn.Linear(d_in, d_out)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.a(h) * torch.sigmoid(self.b(h)))
+
+
+class RecTableMLP(nn.Module):
+    """GLU MLP over the concatenated, flattened token values of fixed-length modalities.
+
+    shapes  {modality: (L, C)}: the token count and channels of each modality it sees
+    """
+
+    def __init__(self, shapes: Mapping[str, tuple[int, int]], hidden: Sequence[int] = RECTABLE_HIDDEN,
+                 time_dim: int = 128, dropout: float = 0.0):
+        super().__init__()
+        if not shapes or not hidden:
+            raise DataError("RecTableMLP needs at least one modality shape and one hidden width")
+        self.shapes = {k: (int(l), int(c)) for k, (l, c) in shapes.items()}
+        self.time_dim = time_dim
+        width = sum(l * c for l, c in self.shapes.values())
+        self.proj = nn.Linear(width, time_dim)
+        self.time = nn.Sequential(nn.Linear(time_dim * len(self.shapes), time_dim), nn.SiLU(),
+                                  nn.Linear(time_dim, time_dim))
+        dims = [time_dim, *hidden]
+        self.blocks = nn.ModuleList(GLUBlock(a, b, dropout) for a, b in zip(dims[:-1], dims[1:]))
+        self.head = nn.Linear(dims[-1], width)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """x [B, D] and t [B] (or one t [B] per modality) -> v [B, D]."""
+        ts = [t] if isinstance(t, torch.Tensor) else list(t)
+        temb = self.time(torch.cat([sinusoidal(ti, self.time_dim) for ti in ts], -1).to(x.dtype))
+        h = self.proj(x) + temb
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)
+
+    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        parts = []
+        for name, (length, channels) in self.shapes.items():
+            v = tokens[name].values
+            if tuple(v.shape[1:]) != (length, channels):
+                raise DataError(f"RecTableMLP: {name} tokens are {tuple(v.shape[1:])}, the network was built for "
+                                f"({length}, {channels})")
+            parts.append(v.reshape(v.shape[0], -1))
+        flat = self.velocity(torch.cat(parts, -1), [t[n] for n in self.shapes])
+        out, start = {}, 0
+        for name, (length, channels) in self.shapes.items():
+            out[name] = flat[:, start:start + length * channels].reshape(-1, length, channels)
+            start += length * channels
+        return out
