@@ -1,7 +1,8 @@
 """The one dispatch point for the backbone's fused ops: Triton on CUDA, torch reference elsewhere.
 
 The backbone calls only the functions exported here. ``set_backend`` (or the environment
-variable ``FLOWCORE_KERNELS`` = auto | triton | reference) forces a choice.
+variable ``FLOWCORE_KERNELS`` = auto | triton | reference) forces a choice; ``auto`` also
+takes the reference while torch.compile traces. See docs/kernels.md.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def _use_triton(x: torch.Tensor) -> bool:
         return False
     if _backend == "triton":
         return True
-    return x.is_cuda and _triton_ops() is not None
+    # Under torch.compile the reference is the better input: inductor fuses it with its
+    # neighbours into its own Triton kernels, while an opaque kernel would break the graph.
+    return x.is_cuda and not torch.compiler.is_compiling() and _triton_ops() is not None
 
 
 def _triton_ops():
