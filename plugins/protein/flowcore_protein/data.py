@@ -175,7 +175,7 @@ def real_chains(roots: Sequence[Path], split: str, min_length: int = 60, max_len
 
 
 def theseus_root() -> Path:
-    if not any(THESEUS_DIR.rglob("*.pdb*")) if THESEUS_DIR.is_dir() else True:
+    if not (THESEUS_DIR.is_dir() and any(THESEUS_DIR.rglob("*.pdb*"))):
         raise DataError(f"dataset protein_theseus needs the Debian package theseus-examples "
                         f"(files under {THESEUS_DIR}): sudo apt-get install theseus-examples")
     return THESEUS_DIR
