@@ -9,7 +9,7 @@ flow (eps, x0 fixed pairs from the previous flow) and a k-step distillation (t o
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -18,26 +18,32 @@ from flowcore.flow.path import LinearPath, ProbabilityPath
 State = dict[str, torch.Tensor]
 
 
-def flow_matching_loss(velocity: Callable[[State, torch.Tensor], State], x0: State, eps: State, t: torch.Tensor,
+def flow_matching_loss(velocity: Callable[[State, Any], State], x0: State, eps: State,
+                       t: torch.Tensor | Mapping[str, torch.Tensor],
                        paths: Mapping[str, ProbabilityPath] | None = None,
                        weight: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor | None = None,
                        mask: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Scalar loss for data x0, noise eps (``{modality: [B, L, C]}``) at times t [B].
+    """Scalar loss for data x0, noise eps (``{modality: [B, L, C]}``) at times t.
 
-    weight: a loss weight ``w(t) -> [B]`` (``make_loss_weight``) or a tensor [B].
+    t: one ``[B]`` for every modality, or ``{modality: [B]}`` (per-modality time, as the
+    any-to-any backbone takes it; ``velocity`` then receives that dict).
+    weight: a loss weight ``w(t) -> [B]`` (``make_loss_weight``, applied to each modality's t)
+    or a tensor [B].
     mask: ``{modality: [B, L] bool}``; padded tokens add nothing to the loss.
     """
     paths = paths or {}
-    samples = {k: (paths.get(k) or LinearPath()).interpolate(x0[k], eps[k], t) for k in x0}
+    times = {k: (t[k] if isinstance(t, Mapping) else t) for k in x0}
+    samples = {k: (paths.get(k) or LinearPath()).interpolate(x0[k], eps[k], times[k]) for k in x0}
     pred = velocity({k: s.x_t for k, s in samples.items()}, t)
-    per_sample = torch.zeros_like(t)
+    per_sample = torch.zeros_like(next(iter(times.values())))
     for k, s in samples.items():
         sq = ((pred[k] - s.v) ** 2).mean(-1)  # [B, L]
         if mask is not None and k in mask:
             m = mask[k].to(sq.dtype)
-            per_sample = per_sample + (sq * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+            term = (sq * m).sum(-1) / m.sum(-1).clamp_min(1.0)
         else:
-            per_sample = per_sample + sq.mean(-1)
-    if weight is not None:
-        per_sample = per_sample * (weight(t) if callable(weight) else weight)
+            term = sq.mean(-1)
+        if weight is not None:
+            term = term * (weight(times[k]) if callable(weight) else weight)
+        per_sample = per_sample + term
     return per_sample.mean()
