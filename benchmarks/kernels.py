@@ -1,0 +1,413 @@
+"""flowcore's Triton kernels on one GPU: correctness, then time and bandwidth vs torch eager and
+torch.compile, and the backbone training step with and without them.
+
+    .venv/bin/python benchmarks/kernels.py                 # a CUDA GPU; about 3-6 minutes
+    .venv/bin/python benchmarks/kernels.py --cpu-smoke     # no GPU: the correctness part only,
+                                                           # small shapes, Triton's interpreter
+
+1. Correctness: every kernel against its reference (``flowcore.kernels.reference``), forward
+   and every gradient, fp32 and bf16, odd shapes, broadcast and strided inputs; then the
+   backbone's loss and gradients with the kernels against the reference path.
+2. Kernels: forward and forward+backward time (``triton.testing.do_bench``, median, L2
+   flushed) of the Triton kernel, the eager reference and ``torch.compile`` of the
+   reference, at Flux-like sizes. GB/s counts the bytes each op must move at least (every
+   input read once, every output written once), so the three are compared on the same
+   work; the fraction is of the device-to-device copy bandwidth measured in the same run.
+3. Backbone: one training step (forward, backward, fused AdamW, bf16 autocast) of a
+   FlowTransformer with the reference ops (eager), the Triton kernels (eager), and the
+   reference under torch.compile, interleaved so that drift hits all alike; median times.
+
+Writes benchmarks/results/kernels.json and the ``## kernels`` section of benchmarks/RESULTS.md
+(not with --cpu-smoke). Goal on an H100: every kernel >= 70% of copy bandwidth, the training
+step >= 1.3x faster than eager torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if "--cpu-smoke" in sys.argv:
+    os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are decorated, i.e. on import
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import flowcore.kernels as kernels  # noqa: E402
+from flowcore.kernels import reference  # noqa: E402
+from flowcore.kernels import triton_ops  # noqa: E402
+
+OPS = ("modulated_layer_norm", "rms_norm", "apply_rope", "gated_residual")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _strided_q(b: int, h: int, l: int, dh: int, device, dtype) -> torch.Tensor:
+    """q [B, H, L, Dh] as the backbone sees it: a permuted view of a fused QKV projection."""
+    return torch.randn(b, l, 3, h, dh, device=device, dtype=dtype).permute(2, 0, 3, 1, 4)[0]
+
+
+def make_inputs(op: str, size: dict, device, dtype) -> list[torch.Tensor | None]:
+    b, l, d, h, dh = size["B"], size["L"], size["D"], size["H"], size["Dh"]
+
+    def randn(*shape, dt=dtype):
+        return torch.randn(*shape, device=device, dtype=dt)
+
+    if op == "modulated_layer_norm":
+        return [randn(b, l, d), randn(b, 1, d), randn(b, 1, d)]
+    if op == "rms_norm":
+        return [_strided_q(b, h, l, dh, device, dtype), randn(dh)]
+    if op == "apply_rope":
+        angles = randn(b, l, dh // 2, dt=torch.float32)
+        return [_strided_q(b, h, l, dh, device, dtype).contiguous(), angles.cos(), angles.sin()]
+    return [randn(b, l, d), randn(b, l, d), randn(b, 1, d)]
+
+
+def min_bytes(op: str, inputs: list[torch.Tensor | None], backward: bool) -> int:
+    """Bytes an op must move at least: inputs read once, outputs (and gradients) written once."""
+    x = inputs[0]
+    n = x.numel() * x.element_size()
+    params = sum(t.numel() * t.element_size() for t in inputs[1:] if t is not None)
+    forward = n + params + n if op != "gated_residual" else 2 * n + params + n
+    if not backward:
+        return forward
+    # backward: read dy (+ x or y where the gradient needs it), write each gradient;
+    # rope needs only dy (its cos/sin carry no gradient), gated_residual's dx is dy itself.
+    back = {"modulated_layer_norm": 3 * n, "rms_norm": 3 * n, "apply_rope": 2 * n, "gated_residual": 3 * n}[op]
+    return forward + back + (params if op != "apply_rope" else 0)
+
+
+def needs_grad(op: str, inputs: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Fresh leaves: what a training step differentiates (rope's angles come from positions)."""
+    out = []
+    for i, t in enumerate(inputs):
+        if t is None:
+            out.append(None)
+        else:
+            out.append(t.detach().clone().requires_grad_(not (op == "apply_rope" and i > 0)))
+    return out
+
+
+# --------------------------------------------------------------------------- correctness
+
+
+CHECK_CASES = {
+    "modulated_layer_norm": [
+        lambda dev, dt: [torch.randn(3, 37, 129, device=dev, dtype=dt), torch.randn(3, 1, 129, device=dev, dtype=dt),
+                         torch.randn(3, 37, 129, device=dev, dtype=dt)],
+        lambda dev, dt: [torch.randn(37, 3, 1000, device=dev, dtype=dt).transpose(0, 1),
+                         torch.randn(1000, device=dev, dtype=dt), torch.randn(3, 1, 1000, device=dev, dtype=dt)],
+    ],
+    "rms_norm": [
+        lambda dev, dt: [_strided_q(2, 3, 33, 64, dev, dt), torch.randn(64, device=dev, dtype=dt)],
+        lambda dev, dt: [torch.randn(17, 96, device=dev, dtype=dt), None],
+    ],
+    "apply_rope": [
+        lambda dev, dt: [_strided_q(2, 3, 33, 64, dev, dt), *_angles(2, 33, 32, dev)],
+        lambda dev, dt: [torch.randn(2, 3, 33, 10, device=dev, dtype=dt), *_angles(1, 33, 5, dev)],
+    ],
+    "gated_residual": [
+        lambda dev, dt: [torch.randn(3, 37, 129, device=dev, dtype=dt), torch.randn(3, 37, 129, device=dev, dtype=dt),
+                         torch.randn(3, 1, 129, device=dev, dtype=dt)],
+        lambda dev, dt: [torch.randn(37, 3, 1100, device=dev, dtype=dt).transpose(0, 1),
+                         torch.randn(3, 37, 1100, device=dev, dtype=dt), torch.randn(3, 37, 1100, device=dev, dtype=dt)],
+    ],
+}
+
+
+def _angles(b: int, l: int, p: int, device) -> list[torch.Tensor]:
+    a = torch.randn(b, l, p, device=device)
+    return [a.cos(), a.sin()]
+
+
+def max_rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual.float() - expected.float()).abs().max() / expected.float().abs().max().clamp_min(1.0)).item()
+
+
+def check_op(op: str, inputs: list[torch.Tensor | None], dtype: torch.dtype) -> float:
+    """Largest relative error of the output and every gradient, Triton vs reference."""
+    ours = [t.detach().clone().requires_grad_() if t is not None else None for t in inputs]
+    theirs = [t.detach().clone().requires_grad_() if t is not None else None for t in inputs]
+    out, expected = getattr(triton_ops, op)(*ours), getattr(reference, op)(*theirs)
+    upstream = torch.randn_like(expected)
+    out.backward(upstream)
+    expected.backward(upstream)
+    errors = [max_rel_error(out, expected)]
+    errors += [max_rel_error(a.grad, b.grad) for a, b in zip(ours, theirs) if a is not None]
+    return max(errors)
+
+
+def correctness(device: str) -> list[dict]:
+    rows = []
+    for op, cases in CHECK_CASES.items():
+        for dtype_name, dtype in DTYPES.items():
+            for i, case in enumerate(cases):
+                torch.manual_seed(i)
+                err = check_op(op, case(device, dtype), dtype)
+                rows.append({"op": op, "dtype": dtype_name, "case": i, "max_rel_error": err, "ok": err <= TOL[dtype]})
+                print(f"check {op:22s} {dtype_name} case {i}: max rel error {err:.1e} "
+                      f"{'ok' if err <= TOL[dtype] else 'FAILED'}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- kernel timings
+
+
+def copy_bandwidth(device: str) -> float:
+    """Bytes/s of a 1 GiB device-to-device copy (read + write): the practical memory peak."""
+    from triton.testing import do_bench
+
+    src = torch.empty(2**28, device=device, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    ms = do_bench(lambda: dst.copy_(src), warmup=50, rep=200, return_mode="median")
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
+
+
+def time_op(fn, inputs, upstream, backward: bool) -> float:
+    from triton.testing import do_bench
+
+    grads_of = [t for t in inputs if t is not None and t.requires_grad]
+
+    def run():
+        out = fn(*inputs)
+        if backward:
+            torch.autograd.grad(out, grads_of, upstream)
+
+    return do_bench(run, warmup=25, rep=100, return_mode="median") * 1e-3
+
+
+def kernel_timings(device: str, size: dict, dtypes: list[str], peak: float) -> list[dict]:
+    rows = []
+    for dtype_name in dtypes:
+        dtype = DTYPES[dtype_name]
+        for op in OPS:
+            torch.manual_seed(0)
+            inputs = needs_grad(op, make_inputs(op, size, device, dtype))
+            with torch.no_grad():
+                upstream = torch.randn_like(getattr(reference, op)(*inputs))
+            impls = {
+                "triton": getattr(triton_ops, op),
+                "eager": getattr(reference, op),
+                "compile": torch.compile(getattr(reference, op), dynamic=False),
+            }
+            for backward in (False, True):
+                nbytes = min_bytes(op, inputs, backward)
+                row = {"op": op, "dtype": dtype_name, "pass": "fwd+bwd" if backward else "fwd", "min_bytes": nbytes}
+                for name, fn in impls.items():
+                    seconds = time_op(fn, inputs, upstream, backward)
+                    row[f"{name}_s"] = seconds
+                    row[f"{name}_gbps"] = nbytes / seconds / 1e9
+                    row[f"{name}_fraction_of_copy"] = nbytes / seconds / peak
+                row["speedup_vs_eager"] = row["eager_s"] / row["triton_s"]
+                row["speedup_vs_compile"] = row["compile_s"] / row["triton_s"]
+                rows.append(row)
+                print(f"{op:22s} {dtype_name} {row['pass']:8s} triton {row['triton_s'] * 1e6:8.1f} us "
+                      f"({100 * row['triton_fraction_of_copy']:3.0f}%)  eager {row['eager_s'] * 1e6:8.1f} us "
+                      f"({100 * row['eager_fraction_of_copy']:3.0f}%)  compile {row['compile_s'] * 1e6:8.1f} us "
+                      f"({100 * row['compile_fraction_of_copy']:3.0f}%)", flush=True)
+            torch.compiler.reset()
+    return rows
+
+
+# --------------------------------------------------------------------------- backbone step
+
+
+def build_backbone(cfg_kwargs: dict, batch: int, image_tokens: int, text_tokens: int, device: str):
+    from flowcore.modality import Tokens
+    from flowcore.nn import FlowTransformer, FlowTransformerConfig, StreamConfig
+
+    torch.manual_seed(0)
+    cfg = FlowTransformerConfig(
+        streams={"image": StreamConfig(in_channels=64, position_axes=2),
+                 "text": StreamConfig(in_channels=256, position_axes=1, out_channels=0)},
+        **cfg_kwargs,
+    )
+    model = FlowTransformer(cfg).to(device)
+    with torch.no_grad():  # a fresh model is exactly zero at its heads and modulation
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    side = int(image_tokens**0.5)
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    grid = torch.stack([rows, cols], -1).reshape(1, -1, 2).expand(batch, -1, -1).float()
+    tokens = {
+        "image": Tokens(torch.randn(batch, side * side, 64), grid, torch.ones(batch, side * side, dtype=torch.bool)),
+        "text": Tokens(torch.randn(batch, text_tokens, 256), torch.arange(text_tokens).float()[None, :, None]
+                       .expand(batch, -1, -1), torch.ones(batch, text_tokens, dtype=torch.bool)),
+    }
+    tokens = {k: Tokens(v.values.to(device), v.positions.to(device), v.mask.to(device)) for k, v in tokens.items()}
+    t = {"image": torch.rand(batch, device=device), "text": torch.zeros(batch, device=device)}
+    target = torch.randn(batch, side * side, 64, device=device)
+    return model, tokens, t, target
+
+
+def backbone_loss_and_grads(model, tokens, t, target, backend: str, autocast: bool):
+    kernels.set_backend(backend)
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss = (model(tokens, t)["image"].float() - target).pow(2).mean()
+    loss.backward()
+    return loss.detach(), [p.grad.detach().clone() for p in model.parameters()]
+
+
+def check_backbone(model, tokens, t, target, autocast: bool) -> dict:
+    """The backbone's loss and gradients with the Triton kernels vs the reference ops."""
+    ref_loss, ref_grads = backbone_loss_and_grads(model, tokens, t, target, "reference", autocast)
+    loss, grads = backbone_loss_and_grads(model, tokens, t, target, "triton", autocast)
+    # relative to each gradient's own scale: a backbone's gradients can be far below 1
+    grad_err = max(((g - r).abs().max() / r.abs().max().clamp_min(1e-12)).item() for g, r in zip(grads, ref_grads))
+    tol = 5e-2 if autocast else 1e-3
+    row = {"loss_reference": ref_loss.item(), "loss_triton": loss.item(), "max_rel_grad_error": grad_err,
+           "ok": abs(loss.item() - ref_loss.item()) <= tol * abs(ref_loss.item()) and grad_err <= tol}
+    print(f"check backbone (autocast {autocast}): loss {ref_loss.item():.5f} (reference) vs {loss.item():.5f} "
+          f"(triton), max rel grad error {grad_err:.1e} {'ok' if row['ok'] else 'FAILED'}", flush=True)
+    return row
+
+
+def backbone_timings(model, tokens, t, target, warmup: int, iters: int) -> dict:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    compiled = torch.compile(model)
+
+    def step(fn, backend):
+        def run():
+            kernels.set_backend(backend)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = (fn(tokens, t)["image"].float() - target).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return run
+
+    variants = {"eager_reference": step(model, "reference"), "eager_triton": step(model, "triton"),
+                "compile_reference": step(compiled, "auto")}
+    times = {name: [] for name in variants}
+    for i in range(warmup + iters):
+        for name, run in variants.items():
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            run()
+            torch.cuda.synchronize()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    kernels.set_backend("auto")
+    med = {name: statistics.median(v) for name, v in times.items()}
+    row = {f"{name}_step_s": s for name, s in med.items()}
+    row["all_steps_s"] = times
+    row["speedup_triton_vs_eager"] = med["eager_reference"] / med["eager_triton"]
+    row["speedup_compile_vs_eager"] = med["eager_reference"] / med["compile_reference"]
+    print(f"backbone step: eager reference {med['eager_reference'] * 1e3:.1f} ms, eager triton "
+          f"{med['eager_triton'] * 1e3:.1f} ms ({row['speedup_triton_vs_eager']:.2f}x), torch.compile "
+          f"{med['compile_reference'] * 1e3:.1f} ms ({row['speedup_compile_vs_eager']:.2f}x)", flush=True)
+    return row
+
+
+# --------------------------------------------------------------------------- report
+
+
+def write_results_md(record: dict, path: Path) -> None:
+    m = record["machine"]
+    lines = ["## kernels", "",
+             f"flowcore's Triton kernels vs torch eager and torch.compile of the reference; `{record['command']}`; "
+             f"{m['gpu']}, torch {m['torch']}, triton {m['triton']}. Copy bandwidth measured in the run: "
+             f"{record['copy_bandwidth_gbps']:.0f} GB/s. GB/s counts the minimum bytes of each op; % is of the copy "
+             f"bandwidth. Sizes {record['config']['size']}. Correctness: "
+             f"{'all checks passed' if all(r['ok'] for r in record['correctness']) else 'SOME CHECKS FAILED'}.", "",
+             "| op | dtype | pass | triton us | triton % | eager us | eager % | compile us | compile % | vs eager | vs compile |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in record["kernels"]:
+        lines.append(f"| {r['op']} | {r['dtype']} | {r['pass']} | {r['triton_s'] * 1e6:.1f} | "
+                     f"{100 * r['triton_fraction_of_copy']:.0f} | {r['eager_s'] * 1e6:.1f} | "
+                     f"{100 * r['eager_fraction_of_copy']:.0f} | {r['compile_s'] * 1e6:.1f} | "
+                     f"{100 * r['compile_fraction_of_copy']:.0f} | {r['speedup_vs_eager']:.2f}x | "
+                     f"{r['speedup_vs_compile']:.2f}x |")
+    b = record.get("backbone")
+    if b:
+        lines += ["", f"Backbone training step (bf16 autocast, fused AdamW; {record['config']['backbone']}): "
+                  f"eager reference {b['eager_reference_step_s'] * 1e3:.1f} ms, eager Triton "
+                  f"{b['eager_triton_step_s'] * 1e3:.1f} ms ({b['speedup_triton_vs_eager']:.2f}x), torch.compile "
+                  f"{b['compile_reference_step_s'] * 1e3:.1f} ms ({b['speedup_compile_vs_eager']:.2f}x)."]
+    lines += ["", "Full numbers in `benchmarks/results/kernels.json`.", ""]
+    section = "\n".join(lines)
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    start = text.find("## kernels")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cpu-smoke", action="store_true",
+                    help="no GPU: run the correctness checks on CPU in Triton's interpreter, time nothing")
+    ap.add_argument("--dtypes", default="bf16,fp32", help="dtypes of the kernel timings")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=4096, help="L of the kernel timings")
+    ap.add_argument("--hidden", type=int, default=3072, help="D of the kernel timings (Flux: 3072, 24 heads of 128)")
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--iters", type=int, default=10, help="timed backbone steps per variant (median)")
+    ap.add_argument("--no-backbone", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json")
+    args = ap.parse_args()
+    import triton
+
+    if args.cpu_smoke:
+        device = "cpu"
+    elif torch.cuda.is_available():
+        device = "cuda"
+    else:
+        sys.exit("benchmarks/kernels.py: no CUDA GPU here; run with --cpu-smoke to check the kernels on CPU")
+
+    started = time.perf_counter()
+    record = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+                    "python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__},
+        "config": {},
+    }
+    record["correctness"] = correctness(device)
+    if args.cpu_smoke:
+        model, tokens, t, target = build_backbone(
+            {"hidden_size": 32, "num_heads": 2, "depth_double": 1, "depth_single": 1, "frequency_dim": 16},
+            batch=2, image_tokens=4, text_tokens=3, device=device)
+        record["backbone_check"] = check_backbone(model, tokens, t, target, autocast=False)
+        ok = all(r["ok"] for r in record["correctness"]) and record["backbone_check"]["ok"]
+        print(f"cpu smoke: {'all checks passed' if ok else 'CHECKS FAILED'} in {time.perf_counter() - started:.0f} s")
+        sys.exit(0 if ok else 1)
+
+    heads = args.hidden // args.head_dim
+    size = {"B": args.batch, "L": args.tokens, "D": args.hidden, "H": heads, "Dh": args.head_dim}
+    record["config"]["size"] = size
+    peak = copy_bandwidth(device)
+    record["copy_bandwidth_gbps"] = peak / 1e9
+    print(f"copy bandwidth {peak / 1e9:.0f} GB/s on {record['machine']['gpu']}", flush=True)
+    record["kernels"] = kernel_timings(device, size, args.dtypes.split(","), peak)
+
+    if not args.no_backbone:
+        backbone = {"hidden_size": 1024, "num_heads": 16, "depth_double": 4, "depth_single": 8}
+        record["config"]["backbone"] = {**backbone, "batch": args.batch, "image_tokens": 1024, "text_tokens": 128}
+        model, tokens, t, target = build_backbone(backbone, args.batch, 1024, 128, device)
+        record["backbone_check"] = check_backbone(model, tokens, t, target, autocast=True)
+        record["backbone"] = backbone_timings(model, tokens, t, target, warmup=3, iters=args.iters)
+
+    record["wall_s"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    write_results_md(record, ROOT / "benchmarks" / "RESULTS.md")
+    print(f"wrote {args.out} and the kernels section of benchmarks/RESULTS.md in {record['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
