@@ -126,13 +126,19 @@ class Block:
 
 
 class QuantileNormal:
-    """One column's quantile-normal map (scikit-learn ``QuantileTransformer``) with exact ends.
+    """One column's quantile-normal map, fitted by scikit-learn's ``QuantileTransformer``.
 
-    scikit-learn clips the normal scores at about ±5.2 so that they stay finite; its inverse
-    of the clipped ends lands a hair inside the range. Here scores at the clip give the
-    fitted minimum / maximum exactly, so the smallest and largest training values survive a
-    round trip.
+    Two departures from scikit-learn's ``transform`` / ``inverse_transform``, both at the ends
+    of the fitted range:
+
+    - a value tied over several quantiles maps to the middle of its tie, at the ends too
+      (scikit-learn sends every copy of the minimum to -5.2: Adult's capital_gain, 92 %
+      zeros, would put 92 % of its rows at -5.2, far out in the prior's tail);
+    - scores at the clip (about ±5.2) decode to the fitted minimum / maximum exactly, so the
+      extreme training values survive a round trip through float32 tokens.
     """
+
+    BOUND = 1e-7  # scikit-learn's BOUNDS_THRESHOLD: ranks are clipped to [BOUND, 1 - BOUND]
 
     def __init__(self, values: np.ndarray, seed: int):
         from scipy.stats import norm
@@ -141,15 +147,23 @@ class QuantileNormal:
         self.qt = QuantileTransformer(output_distribution="normal", n_quantiles=n_quantiles(len(values)),
                                       subsample=10**9, random_state=seed)
         self.qt.fit(values.reshape(-1, 1))
-        self.low, self.high = float(self.qt.quantiles_[0, 0]), float(self.qt.quantiles_[-1, 0])
-        # the float32 image of the clip, a little inside, so float32 tokens still hit the ends
-        self.z_clip = float(norm.ppf(1 - 1e-7)) - 1e-4
+        self.q = self.qt.quantiles_[:, 0]
+        self.r = self.qt.references_
+        self.low, self.high = float(self.q[0]), float(self.q[-1])
+        self.norm = norm
+        # a little inside the clip, so float32 scores at the clip still count as the ends
+        self.z_clip = float(norm.ppf(1 - self.BOUND)) - 1e-4
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self.qt.transform(x.reshape(-1, 1))[:, 0]
+        """x [N] -> normal scores [N]: rank by interpolating the quantiles (ties -> their middle)."""
+        x = np.asarray(x, dtype=np.float64)
+        rank = 0.5 * (np.interp(x, self.q, self.r) - np.interp(-x, -self.q[::-1], -self.r[::-1]))
+        return self.norm.ppf(np.clip(rank, self.BOUND, 1 - self.BOUND))
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        x = self.qt.inverse_transform(np.asarray(z, dtype=np.float64).reshape(-1, 1))[:, 0]
+        """normal scores [N] -> values [N] (scikit-learn's inverse, exact at the ends)."""
+        z = np.asarray(z, dtype=np.float64)
+        x = np.interp(self.norm.cdf(z), self.r, self.q)
         x = np.where(z <= -self.z_clip, self.low, x)
         return np.where(z >= self.z_clip, self.high, x)
 
@@ -246,6 +260,5 @@ def _round(col: Column, values: np.ndarray) -> np.ndarray:
     if col.kind == "numeric" and col.decimals is not None:
         return np.round(values, col.decimals)
     if col.kind == "datetime":
-        unit = 86400.0 if col.date_only else 1e-6
-        return np.round(values / unit) * unit
+        return np.round(values / col.unit) * col.unit
     return values

@@ -37,6 +37,8 @@ BOOL_LITERALS = {("false", "true"), ("0", "1"), ("no", "yes"), ("f", "t"), ("n",
 MAX_DECIMALS = 10
 
 EPOCH = dt.datetime(1970, 1, 1)
+#: datetime resolutions tried, coarsest first (seconds)
+DATETIME_UNITS = (86400.0, 3600.0, 60.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Column:
     categories  categorical: the values seen, sorted; boolean: (false literal, true literal)
     decimals    numeric: decimals kept when decoding (learned from the data), None = all
     date_only   datetime: the column held dates without a time of day
+    unit        datetime: the coarsest of day / hour / minute / second / µs (in seconds)
+                that every value is a whole multiple of; decoding rounds to it
     has_missing the column may be missing (it gets a missing indicator)
     """
 
@@ -55,6 +59,7 @@ class Column:
     has_missing: bool = False
     decimals: int | None = None
     date_only: bool = False
+    unit: float = 1e-6
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -263,7 +268,9 @@ def fit_schema(schema: Schema, rows: Sequence[Mapping[str, Any]]) -> Schema:
         elif col.kind == "numeric":
             col = replace(col, decimals=_decimals(present))
         elif col.kind == "datetime":
-            col = replace(col, date_only=all(not isinstance(v, dt.datetime) for v in present))
+            seconds = [to_seconds(v) for v in present]
+            unit = next((u for u in DATETIME_UNITS if all(s % u == 0 for s in seconds)), 1e-6)
+            col = replace(col, date_only=all(not isinstance(v, dt.datetime) for v in present), unit=unit)
         elif col.kind == "boolean" and not col.categories:
             col = replace(col, categories=("false", "true"))
         columns.append(col)

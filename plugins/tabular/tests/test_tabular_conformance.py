@@ -1,0 +1,39 @@
+import pytest
+
+from flowcore.errors import DataError
+from flowcore.registry import get_registry
+from flowcore.testing import check_modality
+
+
+@pytest.mark.parametrize("tokenizer", ["row", "column"])
+def test_conformance_on_titanic(tmp_path, tokenizer):
+    registry = get_registry()
+    modality = registry.modality("tabular", dataset="titanic", tokenizer=tokenizer)
+    # enough rows for the metrics to tell real from noise (MLE needs both classes, C2ST folds)
+    # atol: float32 tokens carry a 4-decimal fare through a quantile map to about 1e-4
+    report = check_modality(modality, tmp_path, datasets=["titanic"], samples=modality.train_rows[:240],
+                            atol=1e-3, registry=registry)
+    assert {"tokenizer round trip", "codec round trip", "metrics", "path endpoints"} <= set(report.passed)
+
+
+def test_conformance_on_a_csv_with_every_kind_and_missing_values(tmp_path, mixed_table_csv):
+    registry = get_registry()
+    modality = registry.modality("tabular", csv=str(mixed_table_csv), tokenizer="column", target="colour")
+    assert [c.kind for c in modality.schema.columns] == ["integer", "numeric", "datetime", "boolean",
+                                                        "categorical", "datetime"]
+    # datetimes spread over months move by seconds through float32 tokens: atol in seconds.
+    # Samples are a strict subset of the rows the modality was fitted on, so DCR has a holdout.
+    report = check_modality(modality, tmp_path, samples=modality.train_rows[:100], atol=10.0, registry=registry)
+    assert "codec round trip" in report.passed
+
+
+def test_options_are_checked():
+    registry = get_registry()
+    with pytest.raises(DataError, match="exactly one of"):
+        registry.modality("tabular")
+    with pytest.raises(DataError, match="tokenizer"):
+        registry.modality("tabular", dataset="wine", tokenizer="pixels")
+    with pytest.raises(DataError, match="no column 'nope'"):
+        registry.modality("tabular", dataset="wine", target="nope")
+    with pytest.raises(DataError, match="applies to `csv:` tables"):
+        registry.modality("tabular", dataset="wine", schema={"class": "integer"})
