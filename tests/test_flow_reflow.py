@@ -1,8 +1,9 @@
 """Minibatch OT against brute force, pair shards round-tripping, and reflow on toy2d.
 
 Measured on the 2-core dev machine (moons, test split, 2000 samples; seeds fixed):
-first flow, 400 Adam steps: sliced W2 at 32 Euler steps ~0.16 (MMD ~0.05); 1-step ~0.90.
-After one reflow round (2000 pairs, 300 steps) the 1-step sample scores ~0.2.
+first flow, 400 Adam steps: sliced W2 at 32 Euler steps 0.164 (MMD 0.054); 1 step 0.904 (MMD 1.80).
+After one reflow round (2000 pairs, 300 steps) 1 step scores 0.161 (MMD 0.051); after 150 more
+steps of 1-step distillation, 0.157.
 For scale: an independent copy of moons scores 0.07, N(0, I) scores 0.35.
 """
 
@@ -152,11 +153,11 @@ def test_toy2d_flow_learns_moons_and_reflow_straightens_it(tmp_path):
     pairs = PairDataset(tmp_path)
     fit(model, model.parameters(), pairs.draw(256), 300, lr=1e-3, seed=1)
     sw1_after, mmd1_after = _score(model, test, 1)
-    assert sw1_after < 0.4 * sw1_before and sw1_after < 0.3, (sw1_before, sw1_after)
-    assert mmd1_after < 0.12
+    assert sw1_after < 0.4 * sw1_before and sw1_after < 0.25, (sw1_before, sw1_after)
+    assert mmd1_after < 0.1
 
     # distillation to 1 step trains only at t = 1 on the same pairs and keeps the 1-step quality
     fit(model, model.parameters(), pairs.draw(256), 150, lr=5e-4, seed=2,
         timesteps=make_timestep_sampler("grid", k=1))
     sw1_distilled, _ = _score(model, test, 1)
-    assert sw1_distilled < 0.3, sw1_distilled
+    assert sw1_distilled < 0.25, sw1_distilled
