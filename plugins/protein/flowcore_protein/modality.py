@@ -88,7 +88,11 @@ class FrameTokenizer(Tokenizer):
         return {"frames": torch.where(mask.unsqueeze(-1), frames, identity), "mask": mask}
 
     def layout(self, batch_size: int, size: int | Sequence[int] | None = None) -> Tokens:
-        """Identity frames for ``batch_size`` chains of ``size`` residues (an int, or one per chain)."""
+        """Identity frames for ``batch_size`` chains of ``size`` residues.
+
+        size: one length for all, or a list of lengths taken in turn (chain i gets
+        ``size[i % len(size)]``), so a config's ``size: [60, 128, 256]`` generates a mix.
+        """
         lengths = _lengths(batch_size, self.default_length if size is None else size)
         mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
         frames = torch.tensor(IDENTITY_FRAME).expand(batch_size, max(lengths), FRAME_CHANNELS).clone()
@@ -96,10 +100,10 @@ class FrameTokenizer(Tokenizer):
 
 
 def _lengths(batch_size: int, size: int | Sequence[int]) -> list[int]:
-    lengths = [int(size)] * batch_size if isinstance(size, (int, float)) else [int(s) for s in size]
-    if len(lengths) != batch_size or min(lengths) < 1:
-        raise DataError(f"protein layout: size must be a length >= 1 or {batch_size} lengths, got {size!r}")
-    return lengths
+    cycle = [int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
+    if not cycle or min(cycle) < 1:
+        raise DataError(f"protein layout: size must be a length >= 1 or a list of them, got {size!r}")
+    return [cycle[i % len(cycle)] for i in range(batch_size)]
 
 
 def _residue_index(mask: torch.Tensor) -> torch.Tensor:

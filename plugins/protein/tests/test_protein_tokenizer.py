@@ -45,8 +45,9 @@ def test_layout_lengths_up_to_300_with_masks():
     assert tokens.values.shape == (3, 300, 7)
     assert tokens.mask.sum(1).tolist() == [60, 256, 300]
     assert tok.layout(2).mask.sum(1).tolist() == [128, 128]
-    with pytest.raises(DataError, match="lengths"):
-        tok.layout(2, [60])
+    assert tok.layout(5, [60, 80]).mask.sum(1).tolist() == [60, 80, 60, 80, 60]
+    with pytest.raises(DataError, match="length >= 1"):
+        tok.layout(2, [0])
 
 
 def test_path_is_the_cores_so3_x_r3_product():
