@@ -112,6 +112,7 @@ def test_inversion_round_trip_on_exact_field():
         assert float((eps["a"] - truth).abs().max()) < eps_tol, solver
         assert float((generate(gaussian_velocity, eps, steps, solver)["a"] - x0["a"]).abs().max()) < 10 * rec_tol
         assert reconstruction_error(gaussian_velocity, x0, steps, solver)["all"] < rec_tol, solver
+    assert reconstruction_error(gaussian_velocity, x0, 32, "rk4", shift=3.0)["a"] < 1e-6
     # FireFlow's claim: accurate inversion in few steps at 1 NFE per step (here 8 steps, 9 NFE)
     fire = reconstruction_error(gaussian_velocity, x0, 8, "fireflow")["a"]
     euler = reconstruction_error(gaussian_velocity, x0, 64, "euler")["a"]
