@@ -162,3 +162,10 @@ def test_time_grid_runs_noise_to_data_and_shifts():
 def test_unknown_solver_lists_the_known_ones():
     with pytest.raises(UnknownNameError, match="rk4"):
         make_solver("rk45")
+
+
+def test_velocity_missing_a_modality_is_a_clear_error():
+    from flowcore.errors import DataError
+
+    with pytest.raises(DataError, match="'b'"):
+        make_solver("euler").solve(lambda x, t: {"a": x["a"]}, {"a": _noise(2), "b": _noise(2)}, time_grid(2))

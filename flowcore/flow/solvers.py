@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from flowcore.errors import ConfigError, UnknownNameError
+from flowcore.errors import ConfigError, DataError, UnknownNameError
 from flowcore.flow.path import LinearPath, ProbabilityPath
 from flowcore.flow.timesteps import shift_time
 
@@ -57,7 +57,9 @@ class _Field:
         self.velocity = velocity
         self.paths = {k: (paths or {}).get(k) or LinearPath() for k in x}
         first = next(iter(x.values()))
-        self.batch, self.device, self.dtype = first.shape[0], first.device, first.dtype
+        self.batch, self.device = first.shape[0], first.device
+        # t in float32 at least: a bf16 t cannot tell neighbouring grid points apart
+        self.dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
         self.nfe = 0
 
     def __call__(self, x: State, t: torch.Tensor | float) -> State:
@@ -66,14 +68,15 @@ class _Field:
         v = self.velocity(x, tb)
         missing = set(x) - set(v)
         if missing:
-            raise KeyError(f"velocity returned no field for {sorted(missing)} (it returned {sorted(v)})")
+            raise DataError(f"the velocity function returned no field for {sorted(missing)} (it returned "
+                            f"{sorted(v)}); it must return one for every modality in the state")
         return v
 
     def step(self, x: State, v: State, dt: torch.Tensor | float) -> State:
         return {k: self.paths[k].step(x[k], v[k], dt) for k in x}
 
     def transport(self, v: State, src: State, dst: State) -> State:
-        return {k: self.paths[k].transport(v[k], src[k], dst[k]) for k in v}
+        return {k: self.paths[k].transport(v[k], src[k], dst[k]) for k in src}
 
     def slope(self, x_eval: State, t: float, base: State) -> State:
         """The velocity at x_eval, carried to the step's base point (identity in Euclidean space)."""
@@ -81,7 +84,7 @@ class _Field:
 
     def combine(self, ks: list[State], weights: list[float]) -> State:
         """sum_i weights[i] * ks[i], per modality (the Runge-Kutta weighted slope)."""
-        return {k: sum(w * kk[k] for w, kk in zip(weights, ks) if w != 0) for k in ks[0]}
+        return {k: sum(w * kk[k] for w, kk in zip(weights, ks) if w != 0) for k in self.paths}
 
 
 class Solver:
