@@ -17,6 +17,8 @@ torch.compile, and the backbone training step with and without them.
 3. Backbone: one training step (forward, backward, fused AdamW, bf16 autocast) of a
    FlowTransformer with the reference ops (eager), the Triton kernels (eager), and the
    reference under torch.compile, interleaved so that drift hits all alike; median times.
+   Then a torch.profiler view of one Triton step: GPU time by kernel, the evidence for or
+   against fusing more (e.g. gated residual + the next modulated LayerNorm, RMSNorm + RoPE).
 
 Writes benchmarks/results/kernels.json and the ``## kernels`` section of benchmarks/RESULTS.md
 (not with --cpu-smoke). Goal on an H100: every kernel >= 70% of copy bandwidth, the training
@@ -97,7 +99,7 @@ def needs_grad(op: str, inputs: list[torch.Tensor | None]) -> list[torch.Tensor 
         if t is None:
             out.append(None)
         else:
-            out.append(t.detach().clone().requires_grad_(not (op == "apply_rope" and i > 0)))
+            out.append(t.detach().requires_grad_(not (op == "apply_rope" and i > 0)))
     return out
 
 
@@ -139,8 +141,8 @@ def max_rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 def check_op(op: str, inputs: list[torch.Tensor | None], dtype: torch.dtype) -> float:
     """Largest relative error of the output and every gradient, Triton vs reference."""
-    ours = [t.detach().clone().requires_grad_() if t is not None else None for t in inputs]
-    theirs = [t.detach().clone().requires_grad_() if t is not None else None for t in inputs]
+    ours = [t.detach().requires_grad_() if t is not None else None for t in inputs]
+    theirs = [t.detach().requires_grad_() if t is not None else None for t in inputs]
     out, expected = getattr(triton_ops, op)(*ours), getattr(reference, op)(*theirs)
     upstream = torch.randn_like(expected)
     out.backward(upstream)
@@ -276,6 +278,24 @@ def check_backbone(model, tokens, t, target, autocast: bool) -> dict:
     return row
 
 
+def profile_step(run, top: int = 20) -> list[dict]:
+    """GPU time by kernel over one training step: where a further fusion would pay."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in events)
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    rows = [{"kernel": e.key[:120], "calls": e.count, "gpu_us": e.self_device_time_total,
+             "share": e.self_device_time_total / total} for e in events[:top]]
+    print("profile of one eager Triton step (GPU time by kernel):")
+    for r in rows[:10]:
+        print(f"  {100 * r['share']:5.1f}%  {r['calls']:4d} x  {r['kernel'][:90]}")
+    return rows
+
+
 def backbone_timings(model, tokens, t, target, warmup: int, iters: int) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     compiled = torch.compile(model)
@@ -301,10 +321,12 @@ def backbone_timings(model, tokens, t, target, warmup: int, iters: int) -> dict:
             torch.cuda.synchronize()
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
+    profile = profile_step(variants["eager_triton"])
     kernels.set_backend("auto")
     med = {name: statistics.median(v) for name, v in times.items()}
     row = {f"{name}_step_s": s for name, s in med.items()}
     row["all_steps_s"] = times
+    row["profile_eager_triton_top_kernels"] = profile
     row["speedup_triton_vs_eager"] = med["eager_reference"] / med["eager_triton"]
     row["speedup_compile_vs_eager"] = med["eager_reference"] / med["compile_reference"]
     print(f"backbone step: eager reference {med['eager_reference'] * 1e3:.1f} ms, eager triton "
@@ -338,6 +360,8 @@ def write_results_md(record: dict, path: Path) -> None:
                   f"eager reference {b['eager_reference_step_s'] * 1e3:.1f} ms, eager Triton "
                   f"{b['eager_triton_step_s'] * 1e3:.1f} ms ({b['speedup_triton_vs_eager']:.2f}x), torch.compile "
                   f"{b['compile_reference_step_s'] * 1e3:.1f} ms ({b['speedup_compile_vs_eager']:.2f}x)."]
+        lines += ["", "Largest GPU-time shares in one eager Triton step: " + ", ".join(
+            f"{r['kernel'][:48]} {100 * r['share']:.0f}%" for r in b["profile_eager_triton_top_kernels"][:6]) + "."]
     lines += ["", "Full numbers in `benchmarks/results/kernels.json`.", ""]
     section = "\n".join(lines)
     text = path.read_text() if path.exists() else "# Benchmark results\n\n"

@@ -58,9 +58,12 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, wha
 
 
 def _check(fn: Callable, ref: Callable, inputs: Sequence[torch.Tensor | None], dtype: torch.dtype) -> None:
-    """fn(*inputs) matches ref(*inputs) in value and in the gradient of every tensor input."""
-    ours = [t.detach().clone().requires_grad_() if t is not None else None for t in inputs]
-    theirs = [t.detach().clone().requires_grad_() if t is not None else None for t in inputs]
+    """fn(*inputs) matches ref(*inputs) in value and in the gradient of every tensor input.
+
+    Leaves are made by ``detach`` (not ``clone``, which would make strided views contiguous).
+    """
+    ours = [t.detach().requires_grad_() if t is not None else None for t in inputs]
+    theirs = [t.detach().requires_grad_() if t is not None else None for t in inputs]
     out, expected = fn(*ours), ref(*theirs)
     _close(out, expected, dtype, "output")
     upstream = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1)).to(expected.dtype)
