@@ -1,13 +1,128 @@
 """Training-side subcommands of the ``flowcore`` CLI (train, sample, eval, reflow, invert).
 
 Each handler imports torch/lightning only when it runs, so ``flowcore --help`` stays fast.
-The training-pipeline work fills these in; until then they are not registered.
+docs/cli.md describes every command.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+
+from flowcore.errors import ConfigError
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``["image=cat.png", "label=3"]`` -> ``{"image": "cat.png", "label": "3"}``."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"{flag} {item!r}: write it as MODALITY=FILE (or MODALITY=VALUE)")
+        out[name] = value
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from flowcore.registry import get_registry
+    from flowcore.train.config import load_config
+
+    registry = get_registry()
+    config = load_config(args.config, args.set or [], registry)
+    from flowcore.train.pipeline import train
+
+    train(config, registry, resume=not args.restart)
+    print(f"run directory: {config.out_dir}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from flowcore.train.pipeline import sample
+
+    files = sample(args.checkpoint, args.make, _pairs(args.given, "--given"), args.out, count=args.count,
+                   steps=args.steps, solver=args.solver, cfg=args.cfg, seed=args.seed, shift=args.shift,
+                   device=args.device)
+    print("\n".join(str(f) for f in files))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from flowcore.train.pipeline import evaluate
+
+    report = evaluate(args.checkpoint, args.out, split=args.split, count=args.count, steps=args.steps,
+                      solver=args.solver, seed=args.seed, device=args.device)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _reflow(args: argparse.Namespace) -> int:
+    from flowcore.registry import get_registry
+    from flowcore.train.pipeline import reflow_config, train
+
+    registry = get_registry()
+    config = reflow_config(args.checkpoint, registry, args.config, args.set or [], args.out)
+    train(config, registry, resume=not args.restart)
+    print(f"run directory: {config.out_dir}")
+    return 0
+
+
+def _invert(args: argparse.Namespace) -> int:
+    from flowcore.train.pipeline import invert
+
+    report = invert(args.checkpoint, args.modality, args.input, args.out, given=_pairs(args.given, "--given"),
+                    steps=args.steps, solver=args.solver, shift=args.shift, seed=args.seed, device=args.device)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _solver_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, help="solver steps (default: the run's sample.steps)")
+    p.add_argument("--solver", help="euler, midpoint, heun, rk4, dopri5, fireflow (default: sample.solver)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same samples on CPU)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the training-side subcommands on the CLI's subparsers."""
+    p = sub.add_parser("train", help="train the stage a YAML config describes (resumes its last checkpoint)")
+    p.add_argument("config", help="YAML config (docs/config.md)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start from step 0")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("sample", help="generate samples from a trained run")
+    p.add_argument("checkpoint", help="run directory (out_dir of `flowcore train`)")
+    p.add_argument("--make", action="append", required=True, metavar="MOD", help="modality to generate (repeatable)")
+    p.add_argument("--given", action="append", metavar="MOD=FILE", help="condition: a file or a value (repeatable)")
+    p.add_argument("--count", type=int, help="samples (default: the given file's count, else sample.count)")
+    p.add_argument("--cfg", type=float, help="guidance weight per given condition (default: sample.cfg)")
+    p.add_argument("--shift", type=float, help="time-grid shift (default: sample.shift)")
+    p.add_argument("--out", required=True, help="output directory")
+    _solver_flags(p)
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("eval", help="metrics of a trained run against held-out data, as JSON")
+    p.add_argument("checkpoint", help="run directory")
+    p.add_argument("--out", help="JSON file (default: <run>/eval.json)")
+    p.add_argument("--split", choices=["val", "test"], help="held-out split (default: eval.split)")
+    p.add_argument("--count", type=int, help="held-out items (default: eval.count)")
+    _solver_flags(p)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("reflow", help="straighten a trained flow: generate pairs, retrain on them")
+    p.add_argument("checkpoint", help="run directory of the teacher")
+    p.add_argument("--config", help="a `stage: reflow` config (default: the teacher's config)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--out", help="output run directory (default: <checkpoint>_reflow or the config's out_dir)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.set_defaults(func=_reflow)
+
+    p = sub.add_parser("invert", help="map a file to the noise that generates it, and regenerate it")
+    p.add_argument("checkpoint", help="run directory")
+    p.add_argument("--modality", "--mod", required=True, help="the modality of the file")
+    p.add_argument("--input", required=True, help="file read with the modality's codec")
+    p.add_argument("--given", action="append", metavar="MOD=FILE", help="condition (repeatable)")
+    p.add_argument("--shift", type=float, help="time-grid shift (default: sample.shift)")
+    p.add_argument("--out", required=True, help="output directory")
+    _solver_flags(p)
+    p.set_defaults(func=_invert)

@@ -91,6 +91,7 @@ class TrainConfig:
     sample_every: int = 0
     log_every: int = 10
     progress_bar: bool = True
+    cpu_threads: int | None = None
 
 
 @dataclass
@@ -176,7 +177,49 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), registry=None) 
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config is a mapping of sections, got {type(raw).__name__}")
     apply_overrides(raw, overrides, str(path))
+    _anchor_paths(raw, path.parent)
+    if registry is not None:
+        register_plugins(raw.get("plugins") or [], str(path), registry)
     return from_dict(raw, source=str(path), registry=registry)
+
+
+def _anchor_paths(raw: dict[str, Any], base: Path) -> None:
+    """``data.path`` and ``.py`` plugin files are relative to the config file: make them absolute."""
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data["path"] = str((base / data["path"]).resolve())
+    plugins = raw.get("plugins")
+    if isinstance(plugins, list):
+        raw["plugins"] = [str((base / p).resolve()) if isinstance(p, str) and p.endswith(".py") else p
+                          for p in plugins]
+
+
+def register_plugins(plugins: Sequence[Any], source: str, registry) -> None:
+    """Register the config's ``plugins`` (module names or .py files) in ``registry``, once each."""
+    import importlib.util
+
+    loaded = {p.source for p in registry.plugins}
+    for i, entry in enumerate(plugins):
+        if not isinstance(entry, str):
+            raise ConfigError(f"{source}: plugins[{i}] must be a module name or a .py file, got {entry!r}")
+        if any(entry in s for s in loaded):
+            continue
+        if entry.endswith(".py"):
+            name = "flowcore_local_" + Path(entry).stem
+            spec = importlib.util.spec_from_file_location(name, entry)
+            if spec is None or not Path(entry).is_file():
+                raise ConfigError(f"{source}: plugins[{i}]: no such file {entry}")
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                raise ConfigError(f"{source}: plugins[{i}]: {entry} failed to import: {type(exc).__name__}: {exc}") from exc
+            record = registry.register(module, name=Path(entry).stem)
+            record.source = f"in-process {entry}"
+        else:
+            record = registry.register(entry)
+        if not record.ok:
+            raise ConfigError(f"{source}: plugins[{i}]: {entry} did not load: {record.error}")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str) -> dict[str, Any]:

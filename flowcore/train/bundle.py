@@ -1,0 +1,134 @@
+"""The configured modalities, built: each with its role, its frozen autoencoder and its path.
+
+A :class:`Bundle` is the one place the pipeline turns a collated batch into tokens and
+tokens back into samples::
+
+    batch --autoencoder.encode--> latent --tokenizer.encode--> Tokens     (tokens)
+    Tokens --tokenizer.decode--> latent --autoencoder.decode--> batch --split--> samples
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from flowcore.errors import ConfigError
+from flowcore.flow.path import ProbabilityPath
+from flowcore.modality import Modality, Tokens
+from flowcore.train.config import Config, ModalityConfig
+
+AUTOENCODER_PREFIX = "autoencoders"
+
+
+@dataclass
+class Bundle:
+    """One configured modality: name, Modality, its config section, frozen autoencoder, path."""
+
+    name: str
+    modality: Modality
+    config: ModalityConfig
+    autoencoder: nn.Module | None
+    path: ProbabilityPath
+
+    @torch.no_grad()
+    def tokens(self, batch: Any) -> Tokens:
+        """A collated batch (already on its device) -> tokens."""
+        latent = self.autoencoder.encode(batch) if self.autoencoder is not None else batch
+        return self.modality.tokenizer.encode(latent)
+
+    @torch.no_grad()
+    def samples(self, tokens: Tokens) -> list[Any]:
+        """Tokens -> a list of samples (on the CPU), what the codec writes."""
+        latent = self.modality.tokenizer.decode(tokens)
+        batch = self.autoencoder.decode(latent) if self.autoencoder is not None else latent
+        batch = _to_cpu(batch)
+        return self.modality.split(batch)
+
+    def layout(self, count: int, device: torch.device | str | None = None) -> Tokens:
+        """Blank tokens of ``count`` samples of the configured size (where generation starts)."""
+        tokens = self.modality.tokenizer.layout(count, self.config.size)
+        return tokens.to(device) if device is not None else tokens
+
+
+def _to_cpu(batch: Any) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.detach().float().cpu() if batch.is_floating_point() else batch.detach().cpu()
+    if isinstance(batch, dict):
+        return {k: _to_cpu(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_cpu(v) for v in batch)
+    return batch
+
+
+def build_modality(config: Config, name: str, registry) -> Modality:
+    """``registry.modality(name, **options)``, with unknown options named as config keys."""
+    section = config.modalities[name]
+    spec = registry.spec(name)
+    from flowcore.modality import resolve
+
+    factory = resolve(spec.factory)
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        params = ()
+    if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        known = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        for key in section.options:
+            if key not in known:
+                raise ConfigError(f"{config.source}: unknown key 'modalities.{name}.{key}': modality {name!r} "
+                                  f"takes the options {sorted(known)} (and the core keys role, dropout, size, "
+                                  "loss_weight, autoencoder)")
+    try:
+        return spec.build(**section.options)
+    except TypeError as exc:
+        raise ConfigError(f"{config.source}: modalities.{name}: bad options {section.options}: {exc}") from exc
+
+
+def build_bundles(config: Config, registry, load_autoencoders: bool = True) -> dict[str, Bundle]:
+    """Every configured modality, in config order.
+
+    ``load_autoencoders``: load each ``modalities.<name>.autoencoder`` run's weights now
+    (training). A saved flow run instead carries the weights in its own model.safetensors.
+    """
+    bundles = {}
+    for name, section in config.modalities.items():
+        modality = build_modality(config, name, registry)
+        autoencoder = None if config.stage == "autoencoder" else modality.autoencoder()
+        if autoencoder is not None:
+            if not isinstance(autoencoder, nn.Module):
+                raise ConfigError(f"modality {name!r}: its autoencoder must be a torch.nn.Module to be loaded")
+            if section.autoencoder is None:
+                raise ConfigError(f"{config.source}: modalities.{name}.autoencoder: {name!r} flows on the latents "
+                                  "of an autoencoder; train one (stage: autoencoder) and give its run directory")
+            if load_autoencoders:
+                load_autoencoder_run(autoencoder, section.autoencoder, name, config.source)
+            autoencoder.eval().requires_grad_(False)
+        elif section.autoencoder is not None and config.stage != "autoencoder":
+            raise ConfigError(f"{config.source}: modalities.{name}.autoencoder: modality {name!r} has no autoencoder")
+        bundles[name] = Bundle(name, modality, section, autoencoder, modality.path)
+    return bundles
+
+
+def load_autoencoder_run(autoencoder: nn.Module, run_dir: str, name: str, source: str) -> None:
+    """Load the weights an autoencoder stage exported (``<run_dir>/model.safetensors``)."""
+    from flowcore.train.checkpoint import read_weights
+
+    weights = Path(run_dir) / "model.safetensors"
+    if not weights.is_file():
+        raise ConfigError(f"{source}: modalities.{name}.autoencoder: {weights} does not exist "
+                          "(train it first with a `stage: autoencoder` config)")
+    state = read_weights(weights, prefix="autoencoder.")
+    missing, unexpected = autoencoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"{source}: modalities.{name}.autoencoder: {weights} does not fit modality {name!r}'s "
+                          f"autoencoder (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def collate(bundles: dict[str, Bundle], items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Dataset items ``{modality: sample}`` -> ``{modality: batch}`` through each modality's collate."""
+    return {name: b.modality.collate([item[name] for item in items]) for name, b in bundles.items()}

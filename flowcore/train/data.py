@@ -1,0 +1,229 @@
+"""Where samples come from: a plugin's named dataset, a folder of files, or a manifest.
+
+Every source yields items ``{modality: sample}`` checked by each modality's ``validate``.
+File data is split deterministically: an item's split follows from a hash of the seed and
+the item's key, so adding files never moves an existing item to another split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from flowcore.errors import ConfigError, DataError
+from flowcore.modality import Codec
+from flowcore.train.bundle import Bundle, collate
+from flowcore.train.config import Config
+
+SPLITS = ("train", "val", "test")
+
+
+class Validated(Dataset):
+    """Items of ``base`` restricted to the configured modalities, each checked by ``validate``."""
+
+    def __init__(self, base: Dataset, bundles: dict[str, Bundle], where: str, limit: int | None = None):
+        self.base, self.bundles, self.where = base, bundles, where
+        self.length = len(base) if limit is None else min(limit, len(base))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.base[i]
+        out = {}
+        for name, b in self.bundles.items():
+            if name not in item:
+                raise DataError(f"{self.where} item {i}: no {name!r} sample (it has {sorted(item)})")
+            out[name] = b.modality.validate(item[name], f"{self.where} item {i}")
+        return out
+
+
+class Collate:
+    """A picklable ``collate_fn`` (DataLoader workers need one)."""
+
+    def __init__(self, bundles: dict[str, Bundle]):
+        self.bundles = bundles
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return collate(self.bundles, items)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def split_of(key: str, seed: int, val_fraction: float, test_fraction: float) -> str:
+    """The split of the item called ``key``: a stable hash of (seed, key) in [0, 1)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2 ** 64
+    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
+
+
+class FileItems(Dataset):
+    """Items from files or values: each entry is ``{modality: ("file", path) | ("value", v) | ("sample", s)}``."""
+
+    def __init__(self, entries: list[dict[str, tuple[str, Any]]], codecs: dict[str, Codec | None]):
+        self.entries, self.codecs = entries, codecs
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        out = {}
+        for name, (kind, v) in self.entries[i].items():
+            out[name] = self.codecs[name].read(v) if kind == "file" else v
+        return out
+
+
+def _reads_many(codec: Codec) -> bool:
+    """A codec whose files hold several samples overrides ``read_all``."""
+    return type(codec).read_all is not Codec.read_all
+
+
+def folder_entries(folder: Path, name: str, codec: Codec) -> list[tuple[str, dict[str, tuple[str, Any]]]]:
+    """(key, entry) for every sample in the files of ``folder`` that ``codec`` reads."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in codec.extensions)
+    if not files:
+        raise DataError(f"{folder}: no files with suffix {list(codec.extensions)} for modality {name!r}")
+    out = []
+    for f in files:
+        rel = f.relative_to(folder).as_posix()
+        if _reads_many(codec):
+            out += [(f"{rel}#{j}", {name: ("sample", s)}) for j, s in enumerate(codec.read_all(f))]
+        else:
+            out.append((rel, {name: ("file", f)}))
+    return out
+
+
+def manifest_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV (header = modality names) or JSON Lines manifest."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read manifest: {exc}") from exc
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}, line {lineno}: not JSON: {exc}") from exc
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}, line {lineno}: each line must be a JSON object")
+                rows.append(row)
+        return rows
+    return list(csv.DictReader(text.splitlines()))
+
+
+def _csv_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def manifest_entries(path: Path, bundles: dict[str, Bundle]) -> list[tuple[str, dict[str, tuple[str, Any]]]]:
+    """(key, entry) per manifest row; cells are file paths (relative to the manifest) or values."""
+    rows = manifest_rows(path)
+    if not rows:
+        raise DataError(f"{path}: the manifest has no rows")
+    missing = [n for n in bundles if n not in rows[0]]
+    if missing:
+        raise ConfigError(f"{path}: the manifest has no column {missing[0]!r} for modality "
+                          f"modalities.{missing[0]} (columns: {sorted(rows[0])})")
+    out = []
+    is_csv = path.suffix.lower() != ".jsonl"
+    for i, row in enumerate(rows):
+        entry = {}
+        for name, b in bundles.items():
+            cell = row.get(name)
+            codec = b.modality.codec
+            where = f"{path}, row {i + 1}, column {name!r}"
+            if cell is None or cell == "":
+                raise DataError(f"{where}: empty cell")
+            if isinstance(cell, str) and codec is not None and Path(cell).suffix.lower() in codec.extensions:
+                file = (path.parent / cell).resolve()
+                if not file.is_file():
+                    raise DataError(f"{where}: file {file} does not exist")
+                entry[name] = ("file", file)
+            else:
+                entry[name] = ("value", _csv_value(cell) if is_csv and isinstance(cell, str) else cell)
+        out.append((f"row{i}", entry))
+    return out
+
+
+def file_splits(config: Config, bundles: dict[str, Bundle]) -> dict[str, Dataset]:
+    """train/val/test datasets from ``data.path`` (a folder or a .csv/.jsonl manifest)."""
+    data = config.data
+    path = Path(data.path)
+    if path.is_dir():
+        name = data.modality or (next(iter(bundles)) if len(bundles) == 1 else None)
+        if name is None:
+            raise ConfigError(f"{config.source}: data.modality: a folder holds one modality; say which of "
+                              f"{list(bundles)} (or use a manifest for paired data)")
+        codec = bundles[name].modality.codec
+        if codec is None:
+            raise ConfigError(f"{config.source}: data.path: modality {name!r} has no codec to read files with")
+        entries = folder_entries(path, name, codec)
+    elif path.suffix.lower() in (".csv", ".jsonl") and path.is_file():
+        entries = manifest_entries(path, bundles)
+    else:
+        raise ConfigError(f"{config.source}: data.path: {path} is neither a folder nor a .csv/.jsonl manifest")
+    codecs = {n: b.modality.codec for n, b in bundles.items()}
+    parts: dict[str, list] = {s: [] for s in SPLITS}
+    for key, entry in entries:
+        parts[split_of(key, config.seed, data.val_fraction, data.test_fraction)].append(entry)
+    return {s: FileItems(parts[s], codecs) for s in SPLITS}
+
+
+# ----------------------------------------------------------------------------- module
+
+
+def build_split(config: Config, bundles: dict[str, Bundle], split: str, registry) -> Dataset:
+    """One split (train / val / test) of the configured data, validated and limited."""
+    data = config.data
+    if data.dataset is not None:
+        spec = registry.dataset(data.dataset)
+        use = split if split in spec.splits else "train"
+        base = spec.build(use, **data.options)
+        where = f"dataset {data.dataset!r} ({use})"
+    else:
+        base = file_splits(config, bundles)[split]
+        where = f"{data.path} ({split})"
+    if len(base) == 0:
+        raise DataError(f"{where}: the {split} split is empty (more data, or change data.*_fraction)")
+    return Validated(base, bundles, where, data.limit)
+
+
+class FlowDataModule(L.LightningDataModule):
+    """Loaders over the configured data; Lightning adds the distributed sampler under DDP."""
+
+    def __init__(self, config: Config, bundles: dict[str, Bundle], registry):
+        super().__init__()
+        self.config, self.bundles, self.registry = config, bundles, registry
+        self.train_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = build_split(self.config, self.bundles, "train", self.registry)
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.config.seed)
+        workers = self.config.data.num_workers
+        return DataLoader(self.train_set, batch_size=self.config.train.batch_size, shuffle=True,
+                          drop_last=len(self.train_set) > self.config.train.batch_size,
+                          num_workers=workers, persistent_workers=workers > 0, generator=g,
+                          collate_fn=Collate(self.bundles))
+
+
+def loader(dataset: Dataset, bundles: dict[str, Bundle], batch_size: int, num_workers: int = 0) -> DataLoader:
+    """A plain in-order loader (evaluation, reflow)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=Collate(bundles))

@@ -1,0 +1,117 @@
+"""Velocity networks the pipeline trains. Both take and return the same dicts:
+
+    net(tokens: {modality: Tokens}, t: {modality: t [B]}) -> {modality: v [B, L, C]}
+
+``mlp`` flattens every modality's fixed-length token values into one vector (toy2d points,
+labels, tabular rows: RecTable's shape of model); ``transformer`` is the FlowTransformer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from flowcore.errors import ConfigError, DataError
+from flowcore.modality import Modality, Tokens
+from flowcore.train.config import Config
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal features of t [B] -> [B, dim] (DiT), with t scaled by 1000 as Flux does."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], -1)
+
+
+class ResidualBlock(nn.Module):
+    """h + MLP(LN(h) + time): one pre-norm residual block, time added as a bias."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.SiLU(), nn.Linear(2 * hidden, hidden))
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        return h + self.mlp(self.norm(h) + temb)
+
+
+class FlowMLP(nn.Module):
+    """A time-conditioned residual MLP over the concatenated token values of all modalities.
+
+    Each modality m has a fixed token count L_m and channels C_m; the input is
+    ``[x_1 (L_1 C_1) | x_2 (L_2 C_2) | ...]`` and each modality's time gets its own
+    sinusoidal embedding. The output head starts at zero, like the FlowTransformer's.
+    """
+
+    def __init__(self, shapes: Mapping[str, tuple[int, int]], hidden: int = 256, depth: int = 3,
+                 time_dim: int = 64):
+        super().__init__()
+        self.shapes = dict(shapes)
+        self.time_dim = time_dim
+        width = sum(l * c for l, c in self.shapes.values())
+        self.inp = nn.Linear(width, hidden)
+        self.time = nn.Sequential(nn.Linear(time_dim * len(self.shapes), hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.blocks = nn.ModuleList(ResidualBlock(hidden) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, width))
+        nn.init.zeros_(self.out[1].weight)
+        nn.init.zeros_(self.out[1].bias)
+
+    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        parts = []
+        for name, (length, channels) in self.shapes.items():
+            v = tokens[name].values
+            if v.shape[1:] != (length, channels):
+                raise DataError(f"model.network mlp: {name} tokens are {tuple(v.shape[1:])}, the network was "
+                                f"built for ({length}, {channels}); variable-length modalities need "
+                                "model.network: transformer")
+            parts.append(v.reshape(v.shape[0], -1))
+        x = torch.cat(parts, -1)
+        temb = self.time(torch.cat([timestep_embedding(t[n], self.time_dim) for n in self.shapes], -1).to(x.dtype))
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, temb)
+        flat = self.out(h)
+        out, start = {}, 0
+        for name, (length, channels) in self.shapes.items():
+            size = length * channels
+            out[name] = flat[:, start:start + size].reshape(-1, length, channels)
+            start += size
+        return out
+
+
+class TransformerNet(nn.Module):
+    """The FlowTransformer behind the same ``(tokens, t) -> v`` call as :class:`FlowMLP`."""
+
+    def __init__(self, transformer: nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.transformer(dict(tokens), dict(t))
+
+
+def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Module:
+    """The network ``config.model`` names, shaped by the modalities' tokenizers."""
+    model = config.model
+    if model.network == "mlp":
+        shapes = {}
+        for name, m in modalities.items():
+            blank = m.tokenizer.layout(1, config.modalities[name].size)
+            shapes[name] = (blank.values.shape[1], blank.values.shape[2])
+        return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim)
+    from flowcore.nn import FlowTransformer, FlowTransformerConfig
+
+    streams = {name: {"in_channels": m.tokenizer.channels, "position_axes": m.tokenizer.position_axes}
+               for name, m in modalities.items()}
+    section = dict(model.transformer)
+    if "streams" in section:
+        raise ConfigError(f"{config.source}: model.transformer.streams is filled in from the modalities; remove it")
+    try:
+        cfg = FlowTransformerConfig.from_dict({**section, "streams": streams})
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: model.transformer: {exc}") from exc
+    return TransformerNet(FlowTransformer(cfg))

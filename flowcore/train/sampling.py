@@ -1,0 +1,139 @@
+"""Generation, inversion and sample files from a trained network.
+
+Every modality of the run takes part in each network call, in one of three ways: made (the
+solver's state, at the solver's t), given (clean tokens, t = 0) or absent (fixed prior
+noise, t = 1) — the same three states training used, so one network serves all tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from flowcore.errors import ConfigError, DataError
+from flowcore.flow import inversion
+from flowcore.flow.guidance import guided_velocity
+from flowcore.flow.solvers import make_solver, time_grid
+from flowcore.io import atomic_path
+from flowcore.modality import Tokens
+from flowcore.train.bundle import Bundle
+
+Velocity = Callable[[dict[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]]
+
+
+def make_velocity(net: nn.Module, bundles: Mapping[str, Bundle], layouts: Mapping[str, Tokens],
+                  given: Mapping[str, Tokens], generator: torch.Generator, cfg: float = 1.0) -> Velocity:
+    """``velocity(x, t)`` over the made modalities (the keys of ``layouts``).
+
+    ``given`` tokens are clean conditions; every other modality is absent (prior noise drawn
+    once from ``generator``, t = 1). With ``cfg`` != 1 each given condition is guided with
+    weight ``cfg`` (``flowcore.flow.guidance``; a dropped condition is absent, as in training).
+    """
+    make = list(layouts)
+    count = next(iter(layouts.values())).batch_size
+    device = next(iter(layouts.values())).values.device
+    absent = {}
+    for name, b in bundles.items():
+        if name not in make:
+            blank = given[name] if name in given else b.layout(count, device)
+            absent[name] = blank.with_values(b.path.prior(blank.values.shape, generator=generator).to(device))
+    given = {n: tok.to(device) for n, tok in given.items()}
+    zeros, ones = torch.zeros(count, device=device), torch.ones(count, device=device)
+
+    def velocity_fn(state: dict[str, torch.Tensor], t: torch.Tensor, dropped: frozenset) -> dict[str, torch.Tensor]:
+        tokens = {m: layouts[m].with_values(state[m]) for m in make}
+        times = {m: t for m in make}
+        for name in absent:
+            keep = name in given and name not in dropped
+            tokens[name] = given[name] if keep else absent[name]
+            times[name] = zeros if keep else ones
+        v = net(tokens, times)
+        return {m: v[m].float() for m in make}
+
+    if cfg != 1.0 and given:
+        return guided_velocity(velocity_fn, {n: cfg for n in given})
+    return lambda state, t: velocity_fn(state, t, frozenset())
+
+
+@torch.no_grad()
+def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str], given: Mapping[str, Tokens],
+             count: int, *, steps: int, solver: str = "euler", cfg: float = 1.0, seed: int = 0, shift: float = 1.0,
+             device: torch.device | str = "cpu") -> dict[str, Tokens]:
+    """Generate ``make`` for ``count`` samples given clean tokens ``given`` (count must match theirs).
+
+    The noise is drawn on the CPU from ``seed``: a seed gives the same samples on any device.
+    """
+    for name, tok in given.items():
+        if tok.batch_size != count:
+            raise DataError(f"given {name!r} has {tok.batch_size} samples, but {count} are to be generated")
+    g = torch.Generator().manual_seed(seed)
+    layouts = {m: bundles[m].layout(count, device) for m in make}
+    x = {m: bundles[m].path.prior(layouts[m].values.shape, generator=g).to(device) for m in make}
+    velocity = make_velocity(net, bundles, layouts, given, g, cfg)
+    result = make_solver(solver).solve(velocity, x, time_grid(steps, shift, device=device),
+                                       {m: bundles[m].path for m in make})
+    return {m: layouts[m].with_values(result.x[m]) for m in make}
+
+
+@torch.no_grad()
+def invert(net: nn.Module, bundles: Mapping[str, Bundle], data: Mapping[str, Tokens], given: Mapping[str, Tokens],
+           *, steps: int, solver: str = "euler", shift: float = 1.0, seed: int = 0,
+           ) -> tuple[dict[str, torch.Tensor], dict[str, Tokens], dict[str, float]]:
+    """Data tokens -> the noise that generates them, the regeneration from that noise, RMS errors."""
+    g = torch.Generator().manual_seed(seed)
+    layouts = dict(data)
+    velocity = make_velocity(net, bundles, layouts, given, g)
+    paths = {m: bundles[m].path for m in data}
+    x0 = {m: tok.values for m, tok in data.items()}
+    eps = inversion.invert(velocity, x0, steps, solver, shift, paths)
+    back = inversion.generate(velocity, eps, steps, solver, shift, paths)
+    errors = {m: float(((back[m] - paths[m].project(x0[m])) ** 2).mean().sqrt()) for m in data}
+    return eps, {m: data[m].with_values(back[m]) for m in data}, errors
+
+
+def write_samples(bundle: Bundle, samples: Sequence[Any], out_dir: Path, stem: str = "sample") -> list[Path]:
+    """Native files through the codec (else one safetensors of the samples) plus the preview."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    modality = bundle.modality
+    if modality.codec is not None:
+        paths = list(modality.codec.write_all(samples, out_dir, stem))
+    else:
+        from safetensors.torch import save_file
+
+        path = out_dir / f"{stem}.safetensors"
+        with atomic_path(path) as tmp:
+            save_file({"samples": torch.stack([torch.as_tensor(s) for s in samples]).contiguous()}, str(tmp))
+        paths = [path]
+    preview = modality.preview(samples, out_dir / f"{stem}_preview.png")
+    return paths + ([Path(preview)] if preview is not None else [])
+
+
+def read_given(bundle: Bundle, spec: str) -> list[Any]:
+    """``--given`` value: a file the modality's codec reads (all its samples), or a literal value."""
+    modality = bundle.modality
+    path = Path(spec)
+    if path.is_file():
+        if modality.codec is None:
+            raise ConfigError(f"--given {bundle.name}={spec}: modality {bundle.name!r} has no codec to read files")
+        samples = modality.codec.read_all(path)
+        return [modality.validate(s, f"{path} sample {i}") for i, s in enumerate(samples)]
+    try:
+        value = json.loads(spec)
+    except json.JSONDecodeError:
+        value = spec
+    try:
+        return [modality.validate(value, f"--given {bundle.name}")]
+    except DataError as exc:
+        raise DataError(f"--given {bundle.name}={spec}: not a file, and not a valid value ({exc})") from exc
+
+
+def tokens_of(bundle: Bundle, samples: Sequence[Any], device: torch.device | str) -> Tokens:
+    """Samples -> tokens on ``device`` (collate, move, autoencoder, tokenizer)."""
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    return bundle.tokens(move_data_to_device(bundle.modality.collate(list(samples)), device))
