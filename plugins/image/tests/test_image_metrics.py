@@ -1,0 +1,61 @@
+"""Metrics against analytic answers and scipy; the classifier is trained, cached and honest."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from flowcore_image import classifier as C
+from flowcore_image import metrics as M
+
+
+def scipy_frechet(a, b):
+    """The FID formula as pytorch-fid writes it, with scipy's sqrtm."""
+    a, b = a.double().numpy(), b.double().numpy()
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def test_frechet_distance_matches_scipy_and_the_gaussian_formula():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 6, generator=g)
+    b = torch.randn(300, 6, generator=g) @ torch.randn(6, 6, generator=g) * 0.5 + 0.3
+    assert M.frechet_distance(a, b) == pytest.approx(scipy_frechet(a, b), rel=1e-6)
+    # same covariance, means apart by d: the distance is |d|^2 exactly
+    d = torch.tensor([1.0, -2.0, 0.5, 0.0, 0.0, 3.0])
+    assert M.frechet_distance(a, a + d) == pytest.approx(float(d.pow(2).sum()), abs=1e-6)
+
+
+def test_pixel_metrics_have_their_analytic_values():
+    zeros, half = torch.zeros(4, 2, 3, 3), torch.full((4, 2, 3, 3), 0.5)
+    assert M.pixel_moments(zeros, half) == pytest.approx(0.5)
+    spread = torch.cat([torch.full((2, 1, 2, 2), -1.0), torch.full((2, 1, 2, 2), 1.0)])
+    assert M.pixel_moments(torch.zeros(4, 1, 2, 2), spread) == pytest.approx(float(spread.std()))
+    assert M.pixel_histogram_tv(-torch.ones(3, 1, 4, 4), torch.ones(3, 1, 4, 4)) == pytest.approx(1.0)
+    assert M.pixel_histogram_tv(spread, spread.flip(0)) == 0.0
+
+
+def test_digits_classifier_is_trained_cached_and_reports_test_accuracy(image_cache):
+    C._loaded.clear()
+    clf = C.load_classifier("digits")
+    assert clf.path == image_cache / "image" / "digits-classifier.safetensors" and clf.path.exists()
+    assert clf.test_count == 179 and clf.test_accuracy > 0.93
+    x, y, _ = C._stack_split("digits", "test")
+    assert M.conditional_accuracy(clf, x, y) == pytest.approx(clf.test_accuracy)
+    C._loaded.clear()
+    again = C.load_classifier("digits")  # from the file this time: same weights, same score
+    assert again.test_accuracy == pytest.approx(clf.test_accuracy, abs=1e-6)
+    assert torch.equal(again.features(x[:5]), clf.features(x[:5]))
+
+
+def test_classifier_metrics_separate_real_from_shuffled_pixels():
+    clf = C.load_classifier("digits")
+    x, _, _ = C._stack_split("digits", "train")
+    half = len(x) // 2
+    g = torch.Generator().manual_seed(0)
+    scrambled = x[half:].flatten(1)[:, torch.randperm(64, generator=g)].reshape(x[half:].shape)
+    # same pixel values, destroyed structure: pixel histograms cannot tell, the classifier can
+    assert M.pixel_histogram_tv(x[half:], scrambled) == 0.0
+    assert M.classifier_fd(clf, x[:half], x[half:]) < 0.1 * M.classifier_fd(clf, x[:half], scrambled)
