@@ -36,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from flowcore.builtins.toy2d import mmd, sliced_wasserstein
@@ -84,6 +85,7 @@ def train_torchcfm(data, args, exact_ot: bool) -> Sampler:
     from torchdyn.core import NeuralODE
 
     torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # torchcfm's OT plan sampler draws from numpy's global RNG
     model = MLP(args.hidden)
     matcher = ExactOptimalTransportConditionalFlowMatcher(sigma=0.0) if exact_ot else ConditionalFlowMatcher(sigma=0.0)
 
