@@ -48,3 +48,16 @@ def test_discovery_does_not_import_torch_or_pillow():
     code = "import sys, flowcore_image.plugin; print(any(m in sys.modules for m in ('torch', 'PIL')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_example_configs_validate(registry):
+    from pathlib import Path
+
+    from flowcore.train.bundle import build_modality
+    from flowcore.train.config import load_config
+
+    root = Path(__file__).resolve().parents[3] / "examples" / "configs"
+    for name in ("image_mnist.yaml", "image_fashion.yaml"):
+        config = load_config(root / name, registry=registry)
+        image = build_modality(config, "image", registry)
+        assert image.tokenizer.layout(1).values.shape == (1, 49, 16)
