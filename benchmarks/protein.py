@@ -1,0 +1,176 @@
+"""Protein backbones: quality of a trained run and seconds per generated backbone.
+
+    .venv/bin/flowcore train examples/configs/protein_chains.yaml          # the run to measure
+    .venv/bin/python benchmarks/protein.py --run runs/protein_chains [--train-seconds S] [--quick]
+
+Quality: generates backbones of lengths 60-256 (cycling 60, 100, 150, 200, 256) and compares
+them with the run's training chains: consecutive CA-CA within 3.8 +/- 0.2 A (goal >= 90%),
+clash rate (goal < 2%), helix / strand fractions by P-SEA (goal: within 15 points of the
+training set), plus every metric of the modality. Speed: seconds per backbone at lengths
+100 / 200 / 300 and 20 / 50 / 100 Euler steps (one backbone per call), next to ReQFlow's
+published 0.8 s at 20 steps (length 300, GPU). Samples are written as PDB files.
+
+Writes benchmarks/results/protein.json and the ``## protein`` section of benchmarks/RESULTS.md.
+On a shared CPU, times are what this machine gave at that moment: the load average is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+QUALITY_LENGTHS = [60, 100, 150, 200, 256]
+REQFLOW_GPU_S = {"length": 300, "steps": 20, "seconds": 0.8}
+
+
+def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str = "euler") -> list[torch.Tensor]:
+    """Backbones (frames [L, 7]) of the given lengths from a loaded run, by the core's sampler."""
+    from flowcore.train.sampling import generate
+
+    bundle = run.bundles["protein"]
+    bundle.config.size = lengths  # the tokenizer lays out these lengths, in turn
+    out = generate(run.module.sampler_net, run.bundles, ["protein"], {}, len(lengths), steps=steps,
+                   solver=solver, seed=seed, device="cpu")
+    return bundle.samples(out["protein"])
+
+
+def quality(run, count: int, steps: int, reference: list[torch.Tensor], pdb_dir: Path) -> dict:
+    from flowcore_protein.metrics import backbone_report
+
+    lengths = [QUALITY_LENGTHS[i % len(QUALITY_LENGTHS)] for i in range(count)]
+    started = time.perf_counter()
+    generated: list[torch.Tensor] = []
+    for start in range(0, count, 10):
+        generated += generate_frames(run, lengths[start:start + 10], steps, seed=start)
+    gen_s = time.perf_counter() - started
+    modality = run.bundles["protein"].modality
+    modality.codec.write_all(generated, pdb_dir, stem="backbone")
+    modality.preview(generated[:10], pdb_dir / "preview.pdb")
+    gen, real = backbone_report(generated, 16), backbone_report(reference, 16)
+    metrics = {name: m(reference, generated) for name, m in modality.metrics().items()}
+    goals = {
+        "ca_ca_valid >= 0.90": gen["ca_ca_valid"] >= 0.90,
+        "clash_rate < 0.02": gen["clash_rate"] < 0.02,
+        "helix within 0.15": abs(gen["helix_fraction"] - real["helix_fraction"]) <= 0.15,
+        "strand within 0.15": abs(gen["strand_fraction"] - real["strand_fraction"]) <= 0.15,
+    }
+    return {"count": count, "steps": steps, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
+            "generated": gen, "training_set": real, "metrics": metrics, "goals": goals, "pdb_dir": str(pdb_dir)}
+
+
+def speed(run, lengths: list[int], steps_list: list[int]) -> list[dict]:
+    rows = []
+    for length in lengths:
+        for steps in steps_list:
+            generate_frames(run, [length], 2, seed=0)  # warm-up: allocations, first-call paths
+            started = time.perf_counter()
+            generate_frames(run, [length], steps, seed=1)
+            rows.append({"length": length, "steps": steps, "seconds": time.perf_counter() - started})
+            print(f"length {length} steps {steps}: {rows[-1]['seconds']:.2f} s", flush=True)
+    return rows
+
+
+def write_results_md(record: dict, path: Path) -> None:
+    m, q = record["machine"], record.get("quality")
+    lines = ["## protein", "",
+             f"`{record['command']}` on {m['cpu']} ({m['cores']} cores, torch {m['torch']}, "
+             f"{m['threads']} thread(s)); load average at start {m['load_start']}, at end {m['load_end']} "
+             f"(the CPU was shared with other jobs: times are this moment's, not an idle machine's).", ""]
+    if record.get("training"):
+        t = record["training"]
+        lines += [f"Run `{record['run']}`: {t}", ""]
+    if q:
+        g, r = q["generated"], q["training_set"]
+        lines += [f"Quality: {q['count']} backbones, lengths {q['lengths']} in turn, {q['steps']} Euler steps, "
+                  f"against {int(r['samples'])} training chains.", "",
+                  "| | generated | training set | goal |", "| --- | ---: | ---: | --- |",
+                  f"| consecutive CA-CA in 3.8 +/- 0.2 A | {g['ca_ca_valid']:.3f} | {r['ca_ca_valid']:.3f} | >= 0.90 "
+                  f"({'met' if q['goals']['ca_ca_valid >= 0.90'] else 'not met'}) |",
+                  f"| CA-CA mean +/- std (A) | {g['ca_ca_mean']:.2f} +/- {g['ca_ca_std']:.2f} | "
+                  f"{r['ca_ca_mean']:.2f} +/- {r['ca_ca_std']:.2f} | 3.80 |",
+                  f"| clash rate (residues) | {g['clash_rate']:.3f} | {r['clash_rate']:.3f} | < 0.02 "
+                  f"({'met' if q['goals']['clash_rate < 0.02'] else 'not met'}) |",
+                  f"| helix fraction (P-SEA) | {g['helix_fraction']:.3f} | {r['helix_fraction']:.3f} | within 0.15 "
+                  f"({'met' if q['goals']['helix within 0.15'] else 'not met'}) |",
+                  f"| strand fraction (P-SEA) | {g['strand_fraction']:.3f} | {r['strand_fraction']:.3f} | within 0.15 "
+                  f"({'met' if q['goals']['strand within 0.15'] else 'not met'}) |",
+                  f"| Rg = a L^b | {g['rg_a']:.2f} L^{g['rg_b']:.2f} | {r['rg_a']:.2f} L^{r['rg_b']:.2f} | |",
+                  f"| mean pairwise TM-score (16 each) | {g['pairwise_tm']:.3f} | {r['pairwise_tm']:.3f} | |",
+                  "", "Modality metrics (generated vs training set): " + ", ".join(
+                      f"{k} {v:.3f}" for k, v in q["metrics"].items()) + ".", ""]
+    if record.get("speed"):
+        lines += ["Seconds per backbone (one backbone per call, Euler, CPU):", "",
+                  "| length | " + " | ".join(f"{s} steps" for s in record["config"]["steps"]) + " |",
+                  "| ---: | " + " | ".join("---:" for _ in record["config"]["steps"]) + " |"]
+        for length in record["config"]["lengths"]:
+            cells = [f"{r['seconds']:.2f}" for r in record["speed"] if r["length"] == length]
+            lines.append(f"| {length} | " + " | ".join(cells) + " |")
+        lines += ["", f"ReQFlow (paper): {REQFLOW_GPU_S['seconds']} s per backbone at {REQFLOW_GPU_S['steps']} steps, "
+                  f"length {REQFLOW_GPU_S['length']}, on a GPU, with a much larger network; no GPU run here yet.", ""]
+    lines += [f"Full numbers in `{record['json']}`.", ""]
+    section = "\n".join(lines)
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    start = text.find("## protein")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True, help="run directory of a trained protein flow")
+    ap.add_argument("--count", type=int, default=50, help="backbones generated for the quality check")
+    ap.add_argument("--steps", type=int, default=50, help="Euler steps for the quality check")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--quick", action="store_true", help="speed at length 100 and 20 steps only")
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed table")
+    ap.add_argument("--training", default="", help="a sentence on how the run was trained (goes in the report)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "protein.json")
+    args = ap.parse_args()
+
+    from flowcore.registry import get_registry
+    from flowcore.train.checkpoint import load_run
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    run = load_run(args.run)
+    options = run.config.data.options
+    reference_ds = get_registry().dataset(run.config.data.dataset).build("train", **options)
+    reference = [reference_ds[i]["protein"] for i in range(len(reference_ds))]
+    lengths, steps_list = ([100], [20]) if args.quick else ([100, 200, 300], [20, 50, 100])
+    record = {
+        "command": "python benchmarks/protein.py " + " ".join(
+            a for a in [f"--run {args.run}", f"--count {args.count}", f"--steps {args.steps}",
+                        "--quick" if args.quick else "", "--no-speed" if args.no_speed else ""] if a),
+        "run": str(args.run),
+        "training": args.training,
+        "config": {"lengths": lengths, "steps": steps_list, "model": run.config.to_dict()["model"]},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "threads": args.threads, "torch": torch.__version__, "load_start": round(load_start, 2)},
+    }
+    record["quality"] = quality(run, args.count, args.steps, reference, args.out.parent / "protein_pdb")
+    print(json.dumps(record["quality"]["goals"]), flush=True)
+    if not args.no_speed:
+        record["speed"] = speed(run, lengths, steps_list)
+    record["machine"]["load_end"] = round(os.getloadavg()[0], 2)
+    record["wall_s"] = time.perf_counter() - started
+    record["json"] = str(args.out.resolve().relative_to(ROOT)) if args.out.resolve().is_relative_to(ROOT) else str(args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    write_results_md(record, ROOT / "benchmarks" / "RESULTS.md")
+    print(f"wrote {args.out} and the protein section of benchmarks/RESULTS.md in {record['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
