@@ -89,8 +89,8 @@ def invert(net: nn.Module, bundles: Mapping[str, Bundle], data: Mapping[str, Tok
     velocity = make_velocity(net, bundles, layouts, given, g)
     paths = {m: bundles[m].path for m in data}
     x0 = {m: tok.values for m, tok in data.items()}
-    eps = inversion.invert(velocity, x0, steps, solver, shift, paths)
-    back = inversion.generate(velocity, eps, steps, solver, shift, paths)
+    eps = inversion.invert(velocity, x0, steps, solver=solver, paths=paths, shift=shift)
+    back = inversion.generate(velocity, eps, steps, solver=solver, paths=paths, shift=shift)
     errors = {m: float(((back[m] - paths[m].project(x0[m])) ** 2).mean().sqrt()) for m in data}
     return eps, {m: data[m].with_values(back[m]) for m in data}, errors
 
