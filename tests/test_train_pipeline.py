@@ -1,0 +1,172 @@
+"""Roles, any-to-any states, file data, the autoencoder stage and precision, checked against what they promise."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from flowcore.errors import ConfigError, DataError
+from flowcore.train.config import load_config
+from flowcore.train.pipeline import cpu_has_amx, resolve_precision, sample, train
+from flowcore.train.data import build_split, split_of
+from flowcore.train.module import ABSENT, CLEAN, NOISED, FlowModule
+
+TINY = {"network": "mlp", "hidden": 64, "depth": 2, "time_dim": 16}
+FAST = {"batch_size": 128, "lr": 5.0e-3, "ema": 0, "checkpoint_every": 1000, "progress_bar": False, "cpu_threads": 1}
+
+
+def two_clusters(tmp_path, n=400):
+    """A JSONL manifest pairing points with labels: class 0 near (+2, 0), class 1 near (-2, 0)."""
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        x = (2.0 if label == 0 else -2.0) + 0.1 * float(torch.randn(1, generator=g))
+        rows.append({"toy2d": [x, 0.1 * float(torch.randn(1, generator=g))], "label": "ab"[label]})
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def config_file(tmp_path, **sections):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({"seed": 0, "out_dir": str(tmp_path / "run"), **sections}))
+    return path
+
+
+def test_states_follow_roles(tmp_path, registry):
+    manifest = two_clusters(tmp_path, 20)
+    cfg = load_config(config_file(
+        tmp_path, modalities={"toy2d": {"role": "any"}, "label": {"role": "any", "classes": ["a", "b"]}},
+        data={"path": str(manifest)}, model=TINY, flow={"p_clean": 0.3, "p_absent": 0.2}), registry=registry)
+    module = FlowModule(cfg.to_dict(), registry)
+    torch.manual_seed(0)
+    s = module.states(20000)
+    stacked = torch.stack([s["toy2d"], s["label"]])
+    assert (stacked == NOISED).any(0).all()  # every sample keeps something to learn
+    # drawn: noised 0.5, clean 0.3, absent 0.2; when the other modality is not noised either
+    # (p 0.5), one of the two (p 1/2) is turned to noised: P(absent) = 0.2 (1 - 0.5 / 2)
+    assert (s["toy2d"] == ABSENT).float().mean() == pytest.approx(0.2 * 0.75, abs=0.015)
+    assert (s["toy2d"] == CLEAN).float().mean() == pytest.approx(0.3 * 0.75, abs=0.015)
+
+    cfg2 = load_config(config_file(
+        tmp_path, modalities={"toy2d": {}, "label": {"role": "condition", "dropout": 0.25, "classes": ["a", "b"]}},
+        data={"path": str(manifest)}, model=TINY), registry=registry)
+    s = FlowModule(cfg2.to_dict(), registry).states(20000)
+    assert (s["toy2d"] == NOISED).all()
+    assert set(s["label"].unique().tolist()) == {CLEAN, ABSENT}
+    assert (s["label"] == ABSENT).float().mean() == pytest.approx(0.25, abs=0.015)
+
+
+def test_class_conditional_generation_from_a_manifest(tmp_path, registry):
+    manifest = two_clusters(tmp_path)
+    cfg = load_config(config_file(
+        tmp_path, modalities={"toy2d": {}, "label": {"role": "condition", "dropout": 0.1, "classes": ["a", "b"]}},
+        data={"path": str(manifest), "val_fraction": 0.1, "test_fraction": 0.1}, model=TINY,
+        train={**FAST, "steps": 150}), registry=registry)
+    train(cfg, registry)
+    for label, sign in (("a", 1), ("b", -1)):
+        for cfg_weight in (1.0, 3.0):
+            out = tmp_path / f"s_{label}_{cfg_weight}"
+            sample(cfg.out_dir, ["toy2d"], {"label": label}, out, count=200, steps=8, cfg=cfg_weight,
+                   registry=registry)
+            pts = torch.tensor([[float(v) for v in line.split(",")]
+                                for line in (out / "toy2d" / "sample.csv").read_text().splitlines()[1:]])
+            assert (pts[:, 0] * sign > 0).float().mean() > 0.9, (label, cfg_weight)
+
+
+def test_any_to_any_generates_both_ways(tmp_path, registry):
+    from flowcore.train.pipeline import evaluate
+
+    manifest = two_clusters(tmp_path)
+    cfg = load_config(config_file(
+        tmp_path, modalities={"toy2d": {"role": "any"}, "label": {"role": "any", "classes": ["a", "b"]}},
+        data={"path": str(manifest), "val_fraction": 0.1, "test_fraction": 0.1}, model=TINY,
+        train={**FAST, "steps": 250}, eval={"count": 100}), registry=registry)
+    train(cfg, registry)
+    report = evaluate(cfg.out_dir, steps=8, registry=registry)
+    # label given the point is classification: the clusters are far apart, so nearly always right
+    assert report["metrics"]["label|toy2d"]["accuracy"] > 0.9
+    assert set(report["metrics"]["toy2d|label"]) == {"sliced_wasserstein", "mmd"}
+
+
+def test_file_splits_are_deterministic_and_stable():
+    keys = [f"f{i}.csv" for i in range(2000)]
+    splits = [split_of(k, 0, 0.1, 0.2) for k in keys]
+    assert splits == [split_of(k, 0, 0.1, 0.2) for k in keys]
+    assert splits.count("test") / 2000 == pytest.approx(0.2, abs=0.03)
+    assert splits.count("val") / 2000 == pytest.approx(0.1, abs=0.03)
+    assert splits != [split_of(k, 1, 0.1, 0.2) for k in keys]  # the seed reshuffles
+
+
+def test_manifest_cells_are_files_or_values(tmp_path, registry):
+    from flowcore.train.bundle import build_bundles
+
+    (tmp_path / "p.csv").write_text("x,y\n1.5,-2.5\n")
+    (tmp_path / "m.csv").write_text('toy2d,label\np.csv,b\n"[0.5, 0.25]",0\n')
+    cfg = load_config(config_file(tmp_path, modalities={"toy2d": {}, "label": {"role": "condition",
+                                                                                "classes": ["a", "b"]}},
+                                  data={"path": "m.csv", "val_fraction": 0.0, "test_fraction": 0.0}),
+                      registry=registry)
+    bundles = build_bundles(cfg, registry)
+    ds = build_split(cfg, bundles, "train", registry)
+    items = sorted((ds[i] for i in range(len(ds))), key=lambda it: it["label"])
+    assert items[0]["label"] == 0 and items[0]["toy2d"].tolist() == [0.5, 0.25]
+    assert items[1]["label"] == 1 and items[1]["toy2d"].tolist() == [1.5, -2.5]
+
+    (tmp_path / "m.csv").write_text("toy2d,label\nmissing.csv,a\n")
+    with pytest.raises(DataError, match="row 1.*missing.csv"):
+        build_split(cfg, bundles, "train", registry)
+    (tmp_path / "m.csv").write_text("toy2d\np.csv\n")
+    with pytest.raises(ConfigError, match="no column 'label'"):
+        build_split(cfg, bundles, "train", registry)
+
+
+def test_autoencoder_stage_then_flow_on_its_latents(tmp_path, registry):
+    from pathlib import Path
+
+    plugin = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "toy_autoencoder.py"
+    ae_cfg = load_config(config_file(tmp_path, plugins=[str(plugin)], stage="autoencoder",
+                                     modalities={"toy2d_ae": {}}, data={"dataset": "moons_ae",
+                                                                         "options": {"size": 1000}},
+                                     train={**FAST, "steps": 150}), registry=registry)
+    module = train(ae_cfg, registry)
+    batch = torch.stack([module.modality.validate(p, "t") for p in build_split(
+        ae_cfg, {"toy2d_ae": _bundle(ae_cfg, registry)}, "val", registry).base.points[:200]])
+    with torch.no_grad():
+        recon = module.autoencoder.decode(module.autoencoder.encode(batch))
+        untrained = module.modality.autoencoder()
+        before = ((untrained.decode(untrained.encode(batch)) - batch) ** 2).mean()
+    assert ((recon - batch) ** 2).mean() < 0.2 * before
+
+    flow_dir = tmp_path / "flow"
+    flow_dir.mkdir()
+    flow_cfg = load_config(config_file(flow_dir, plugins=[str(plugin)],
+                                       modalities={"toy2d_ae": {"autoencoder": ae_cfg.out_dir}},
+                                       data={"dataset": "moons_ae", "options": {"size": 1000}}, model=TINY,
+                                       train={**FAST, "steps": 20}), registry=registry)
+    flow = train(flow_cfg, registry)
+    # the flow's exported weights carry the frozen autoencoder, equal to the trained one
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(flow_cfg.out_dir) / "model.safetensors"))
+    for k, v in module.autoencoder.state_dict().items():
+        assert torch.equal(weights[f"autoencoders.toy2d_ae.{k}"], v)
+    assert not any(p.requires_grad for p in flow.autoencoders.parameters())
+    no_ae = load_config(config_file(flow_dir, plugins=[str(plugin)], modalities={"toy2d_ae": {}},
+                                    data={"dataset": "moons_ae"}, model=TINY), registry=registry)
+    with pytest.raises(ConfigError, match="modalities.toy2d_ae.autoencoder"):
+        FlowModule(no_ae.to_dict(), registry)
+
+
+def _bundle(cfg, registry):
+    from flowcore.train.bundle import build_bundles
+
+    return build_bundles(cfg, registry)["toy2d_ae"]
+
+
+def test_precision_defaults_to_fp32_without_bf16_hardware():
+    expected = "bf16-mixed" if cpu_has_amx() else "32-true"
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("16-mixed", "cpu") == "16-mixed"
