@@ -170,3 +170,20 @@ def test_precision_defaults_to_fp32_without_bf16_hardware():
     expected = "bf16-mixed" if cpu_has_amx() else "32-true"
     assert resolve_precision("auto", "cpu") == expected
     assert resolve_precision("16-mixed", "cpu") == "16-mixed"
+
+
+def test_transformer_network_trains_and_samples(tmp_path, registry):
+    cfg = load_config(config_file(
+        tmp_path, modalities={"toy2d": {}}, data={"dataset": "moons", "options": {"size": 256}},
+        model={"network": "transformer", "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 1,
+                                                          "depth_single": 1}},
+        train={**FAST, "batch_size": 64, "steps": 6, "ema": 0.5}), registry=registry)
+    module = train(cfg, registry)
+    assert type(module.net).__name__ == "TransformerNet"
+    assert any(p.abs().sum() > 0 for n, p in module.net.named_parameters() if "head" in n or "out" in n)
+    files = sample(cfg.out_dir, ["toy2d"], {}, tmp_path / "s", count=16, steps=2, registry=registry)
+    assert files[0].read_text().count("\n") == 17
+    bad = config_file(tmp_path, modalities={"toy2d": {}}, data={"dataset": "moons"},
+                      model={"network": "transformer", "transformer": {"hidden_sise": 32}})
+    with pytest.raises(ConfigError, match="hidden_sise"):
+        FlowModule(load_config(bad, registry=registry).to_dict(), registry)

@@ -105,13 +105,15 @@ def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Modu
         return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim)
     from flowcore.nn import FlowTransformer, FlowTransformerConfig
 
-    streams = {name: {"in_channels": m.tokenizer.channels, "position_axes": m.tokenizer.position_axes}
-               for name, m in modalities.items()}
     section = dict(model.transformer)
-    if "streams" in section:
-        raise ConfigError(f"{config.source}: model.transformer.streams is filled in from the modalities; remove it")
-    try:
-        cfg = FlowTransformerConfig.from_dict({**section, "streams": streams})
-    except ConfigError as exc:
-        raise ConfigError(f"{config.source}: model.transformer: {exc}") from exc
+    extra = section.pop("streams", None) or {}
+    unknown = sorted(set(extra) - set(modalities))
+    if unknown:
+        raise ConfigError(f"{config.source}: model.transformer.streams.{unknown[0]}: not a configured modality "
+                          f"({list(modalities)})")
+    streams = {name: {"in_channels": m.tokenizer.channels, "position_axes": m.tokenizer.position_axes,
+                      **dict(extra.get(name) or {})}
+               for name, m in modalities.items()}
+    cfg = FlowTransformerConfig.from_dict({**section, "streams": streams},
+                                          where=f"{config.source}: model.transformer")
     return TransformerNet(FlowTransformer(cfg))
