@@ -136,6 +136,8 @@ def main() -> None:
     ap.add_argument("--no-speed", action="store_true", help="skip the speed table")
     ap.add_argument("--training", default="", help="a sentence on how the run was trained (goes in the report)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "protein.json")
+    ap.add_argument("--results-md", type=Path, default=ROOT / "benchmarks" / "RESULTS.md",
+                    help="the Markdown file whose '## protein' section is replaced")
     args = ap.parse_args()
 
     from flowcore.registry import get_registry
@@ -168,8 +170,8 @@ def main() -> None:
     record["json"] = str(args.out.resolve().relative_to(ROOT)) if args.out.resolve().is_relative_to(ROOT) else str(args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
-    write_results_md(record, ROOT / "benchmarks" / "RESULTS.md")
-    print(f"wrote {args.out} and the protein section of benchmarks/RESULTS.md in {record['wall_s']:.0f} s")
+    write_results_md(record, args.results_md)
+    print(f"wrote {args.out} and the protein section of {args.results_md} in {record['wall_s']:.0f} s")
 
 
 if __name__ == "__main__":
