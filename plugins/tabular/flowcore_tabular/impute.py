@@ -1,14 +1,25 @@
 """Conditional generation inside one table: given some columns, generate the rest (imputation).
 
 The core gives each *modality* its own time; a column is a token (or a block of a flat
-token), so holding some columns clean is done in the flow itself. The given channels are put
-on their exact straight path: with the sample's own noise eps, their velocity is
-``eps - x0`` (the true rectified-flow velocity of a known point), so any core solver moves
-them along x_t = (1 - t) x0 + t eps and lands them on x0 at t = 0, while the network's
-velocity moves the other channels. The network thus sees, at every step, the given columns
-noised exactly as in training (RePaint-style replacement without resampling, made
-deterministic), and needs no conditional training. Works with both tokenizers: for
-``column`` the given channels are whole tokens, for ``row`` blocks of the flat token.
+token), so holding some columns clean is done in the flow itself, with a network trained
+unconditionally:
+
+1. Replacement. The given channels are put on their exact straight path: with the sample's
+   own noise eps their velocity is ``eps - x0``, so any core solver moves them along
+   x_t = (1 - t) x0 + t eps and lands them on x0 at t = 0. The network sees the given
+   columns noised exactly as in training.
+2. Reconstruction guidance (``guidance`` > 0). Replacement alone is weak here: the U(-1, 1)
+   prior of one-hot dims is bounded, so a category is read off its own noise early in the
+   flow and then ignores the given columns (measured: colour from height, 51 % correct,
+   chance 50 %). So the free channels also descend the error of the network's estimate of
+   the given data, x0_hat = x_t - t v(x_t, t):
+   ``v_free += guidance * d/dx_t ||x0_hat[given] - x0[given]||^2`` (Ho et al.'s
+   reconstruction guidance; with it the same test reaches 87-89 %). One backward pass of
+   the network per velocity call.
+
+The velocity is a plain ``(state, t) -> velocity`` field, so every core solver runs it.
+Works with both tokenizers: for ``column`` the given channels are whole tokens, for ``row``
+blocks of the flat token (:meth:`Tabular.given_mask`).
 """
 
 from __future__ import annotations
@@ -22,8 +33,8 @@ from flowcore.modality import Tokens
 
 
 def impute(network: torch.nn.Module, modality, rows: Sequence[Mapping[str, Any]], given: Sequence[str], *,
-           steps: int = 50, solver: str = "euler", seed: int = 0, name: str = "tabular",
-           device: torch.device | str = "cpu") -> list[dict[str, Any]]:
+           steps: int = 50, solver: str = "euler", guidance: float = 5.0, seed: int = 0,
+           name: str = "tabular", device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """Rows with ``given`` columns filled -> rows with every other column generated.
 
     network   a trained velocity model with the pipeline's call
@@ -32,6 +43,7 @@ def impute(network: torch.nn.Module, modality, rows: Sequence[Mapping[str, Any]]
     rows      dicts holding at least the ``given`` columns (other columns are ignored)
     given     the names of the columns to keep
     steps, solver  the core ODE solver (``flowcore.flow.solvers.make_solver``) and grid size
+    guidance  reconstruction-guidance weight (0 = replacement only), see the module docstring
     seed      the noise seed (the same seed gives the same rows)
 
     The given columns come back exactly as they went in; the rest are decoded as the schema
@@ -55,14 +67,18 @@ def impute(network: torch.nn.Module, modality, rows: Sequence[Mapping[str, Any]]
     straight = eps - x0
 
     def velocity(state: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = state[name]
-        v = network({name: Tokens(x, tokens.positions, tokens.mask)}, {name: t})[name]
-        return {name: torch.where(keep, straight, v)}
+        with torch.enable_grad():
+            x = state[name].detach().requires_grad_(guidance > 0)
+            v = network({name: Tokens(x, tokens.positions, tokens.mask)}, {name: t})[name]
+            if guidance > 0:
+                x0_hat = x - t.reshape(-1, 1, 1).to(x.dtype) * v
+                error = ((x0_hat - x0) ** 2).masked_fill(~keep, 0.0).sum()
+                (grad,) = torch.autograd.grad(error, x)
+                v = v + guidance * grad
+        return {name: torch.where(keep, straight, v.detach())}
 
     network.eval()
-    with torch.no_grad():
-        result = make_solver(solver).solve(velocity, {name: eps}, time_grid(steps, device=device),
-                                           paths={name: path})
+    result = make_solver(solver).solve(velocity, {name: eps}, time_grid(steps, device=device), paths={name: path})
     x = torch.where(keep, x0, result.x[name])  # exact given values, free of float drift
     out = modality.split(modality.tokenizer.decode(tokens.with_values(x.cpu())))
     for r_in, r_out in zip(rows, out):

@@ -29,6 +29,7 @@ Rows are subsampled with a fixed seed where a metric needs equal sizes or a boun
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -41,6 +42,18 @@ from flowcore_tabular.schema import Schema, to_seconds
 Rows = Sequence[Mapping[str, Any]]
 DCR_MAX_ROWS = 2000
 ALPHA_MAX_ROWS = 10000
+
+
+def single_threaded(fn):
+    """Run ``fn`` with one OpenMP/BLAS thread: scikit-learn's gradient boosting spins its
+    threads, and on a busy machine that made a 0.3 s fit take 4 s."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return fn(*args, **kwargs)
+    return run
 
 # ----------------------------------------------------------------------------- frames
 
@@ -133,6 +146,7 @@ class _QualityCache:
         self.keep: tuple[Any, Any] | None = None
         self.scores: dict[str, float] = {}
 
+    @single_threaded
     def get(self, schema: Schema, real: Rows, generated: Rows) -> dict[str, float]:
         key = (id(real), id(generated))
         if key != self.key:
@@ -157,6 +171,7 @@ def column_pair_trends(schema: Schema, real: Rows, generated: Rows, cache: _Qual
     return cache.get(schema, real, generated)["Column Pair Trends"]
 
 
+@single_threaded
 def c2st(schema: Schema, real: Rows, generated: Rows) -> float:
     from sdmetrics.single_table import LogisticDetection
 
@@ -183,6 +198,7 @@ def _mle_features(schema: Schema, target: str, train: Rows, test: Rows) -> tuple
     return out[0], out[1]
 
 
+@single_threaded
 def mle(schema: Schema, target: str, real: Rows, generated: Rows, seed: int = 0) -> float:
     """Train on generated rows, test on real rows (see the module docstring)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -244,6 +260,7 @@ def mle(schema: Schema, target: str, real: Rows, generated: Rows, seed: int = 0)
 # ----------------------------------------------------------------------------- alpha / beta
 
 
+@single_threaded
 def alpha_beta(schema: Schema, real: Rows, generated: Rows, seed: int = 0) -> tuple[float, float]:
     """synthcity's naive (delta) alpha-precision and beta-recall, as TabSyn reports them."""
     from sklearn.neighbors import NearestNeighbors
@@ -277,6 +294,7 @@ def alpha_beta(schema: Schema, real: Rows, generated: Rows, seed: int = 0) -> tu
 # ----------------------------------------------------------------------------- DCR
 
 
+@single_threaded
 def dcr_share(schema: Schema, train: Rows, holdout: Rows, generated: Rows, seed: int = 0) -> float:
     """The share of generated rows nearer (L1) to a training row than to a held-out row."""
     import torch
@@ -325,15 +343,5 @@ def tabular_metrics(schema: Schema, target: str, train: Rows, seed: int = 0) -> 
         ("dcr_gap", lambda r, g: abs(dcr_share(schema, train, r, g, seed) - 0.5), True,
          "|share of generated rows nearer to train than to real - 0.5|"),
     ]
-    return {name: Metric(name, _single_threaded(fn), lower, desc) for name, fn, lower, desc in fns}
+    return {name: Metric(name, fn, lower, desc) for name, fn, lower, desc in fns}
 
-
-def _single_threaded(fn: Callable[[Rows, Rows], float]) -> Callable[[Rows, Rows], float]:
-    """Run ``fn`` with one OpenMP/BLAS thread: scikit-learn's gradient boosting spins its
-    threads, and on a busy machine that made a 0.3 s fit take 4 s."""
-    def run(real: Rows, generated: Rows) -> float:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1):
-            return fn(real, generated)
-    return run

@@ -21,6 +21,10 @@ def mixed_csv(tmp_path):
 
 @pytest.fixture
 def mixed_table_csv(tmp_path):
+    return write_mixed_table(tmp_path / "mixed_table.csv")
+
+
+def write_mixed_table(path):
     """150 rows of every kind, with missing cells and a dependency (colour follows height)."""
     import datetime as dt
 
@@ -36,6 +40,5 @@ def mixed_table_csv(tmp_path):
         lines.append(",".join([str(i), "" if i % 10 == 3 else str(height), when.isoformat(),
                                "true" if rng.random() < 0.3 else "false", "" if i % 17 == 5 else colour,
                                day.isoformat()]))
-    path = tmp_path / "mixed_table.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
