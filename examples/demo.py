@@ -1,48 +1,44 @@
-"""`make demo`: train the smallest real model flowcore has and sample from it.
+"""`make demo`: the real pipeline on the smallest model flowcore has — train, sample, evaluate.
 
-Trains a rectified flow on the toy2d "moons" dataset through the Modality contract (dataset ->
-tokenizer -> linear path), samples it with Euler steps, and writes a CSV and a scatter PNG.
+Runs the same commands a user types (docs/cli.md):
+
+    flowcore train examples/configs/toy2d.yaml --set out_dir=outputs/demo/run
+    flowcore sample outputs/demo/run --make toy2d --steps 32 --solver euler --cfg 1 --seed 0 --out outputs/demo/samples
+    flowcore eval outputs/demo/run
+
+A second `make demo` resumes the finished run (nothing left to train) and samples again.
 """
 
+import json
+import sys
+import time
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
+from flowcore.cli import main
 
-from flowcore.flow.path import expand_t
-from flowcore.registry import get_registry
+OUT = Path("outputs/demo")
+RUN = OUT / "run"
 
-torch.manual_seed(0)
-out = Path("outputs/demo")
-registry = get_registry()
-toy = registry.modality("toy2d")
-data = registry.dataset("moons").build("train")
-x_all = toy.tokenizer.encode(toy.collate([data[i]["toy2d"] for i in range(len(data))])).values
 
-net = torch.nn.Sequential(torch.nn.Linear(3, 256), torch.nn.SiLU(), torch.nn.Linear(256, 256),
-                          torch.nn.SiLU(), torch.nn.Linear(256, 2))
-opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-path = toy.path
-for step in tqdm(range(2000), desc="train moons"):
-    x0 = x_all[torch.randint(len(x_all), (512,))]
-    t = torch.sigmoid(torch.randn(512))
-    ps = path.interpolate(x0, path.prior(x0.shape), t)
-    v = net(torch.cat([ps.x_t, expand_t(t, x0).expand(-1, 1, 1)], -1))
-    loss = ((v - ps.v) ** 2).mean()
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
+def step(title: str, argv: list[str]) -> None:
+    print(f"\n== {title}: flowcore {' '.join(argv)}", flush=True)
+    started = time.perf_counter()
+    code = main(argv)
+    if code:
+        sys.exit(code)
+    print(f"== {title} took {time.perf_counter() - started:.1f} s", flush=True)
 
-tokens = toy.tokenizer.layout(2000)
-x = path.prior(tokens.values.shape, generator=torch.Generator().manual_seed(0))
-steps = 32
-with torch.no_grad():
-    for i in range(steps):
-        t = torch.full((len(x),), 1 - i / steps)
-        x = path.step(x, net(torch.cat([x, expand_t(t, x).expand(-1, 1, 1)], -1)), -1 / steps)
-samples = toy.split(toy.tokenizer.decode(tokens.with_values(x)))
-real = [data[i]["toy2d"] for i in range(2000)]
-sw = toy.metrics()["sliced_wasserstein"](real, samples)
-files = toy.codec.write_all(samples, out) + [toy.preview(samples, out / "samples.png")]
-print(f"sliced Wasserstein to the data: {sw:.4f}")
-print("outputs:", *files, sep="\n  ")
+
+step("train", ["train", "examples/configs/toy2d.yaml", "--set", f"out_dir={RUN}", "--set", "train.progress_bar=false"])
+step("sample", ["sample", str(RUN), "--make", "toy2d", "--steps", "32", "--solver", "euler", "--cfg", "1",
+                "--seed", "0", "--count", "2000", "--out", str(OUT / "samples")])
+step("eval", ["eval", str(RUN), "--out", str(OUT / "eval.json")])
+
+metrics = json.loads((OUT / "eval.json").read_text())["metrics"]["toy2d"]
+print(f"""
+sliced Wasserstein to held-out moons: {metrics['sliced_wasserstein']:.4f} (mmd {metrics['mmd']:.4f})
+outputs:
+  run directory   {RUN}/  (model.safetensors, config.yaml, versions.json, checkpoints/, logs/metrics.csv, samples/)
+  samples         {OUT / 'samples' / 'toy2d' / 'sample.csv'}
+  scatter plot    {OUT / 'samples' / 'toy2d' / 'sample_preview.png'}
+  metrics         {OUT / 'eval.json'}""")
