@@ -82,6 +82,7 @@ MODULATION_SHAPES = [
     ((7, 33), (33,), (1, 33)),
     ((2, 3, 4, 17), (2, 3, 1, 17), (17,)),
     ((1, 13, 1000), (1, 1, 1000), (1, 13, 1000)),
+    ((2, 2, 2, 3, 9), (2, 1, 2, 1, 9), (2, 2, 2, 3, 9)),
 ]
 
 
@@ -169,6 +170,23 @@ def test_gated_residual_on_strided_and_mixed_dtype_inputs(ops):
     _check(ops.gated_residual, reference.gated_residual, [x, y, gate], torch.float32)
     x16 = _randn(2, 5, 12, dtype=torch.bfloat16)
     _check(ops.gated_residual, reference.gated_residual, [x16, x16 * 2, _randn(2, 1, 12, seed=3)], torch.bfloat16)
+
+
+def test_no_tokens_give_empty_outputs_and_zero_parameter_gradients(ops):
+    x = torch.randn(2, 0, 8, requires_grad=True)
+    shift, scale = torch.randn(2, 1, 8, requires_grad=True), torch.randn(2, 1, 8, requires_grad=True)
+    out = ops.modulated_layer_norm(x, shift, scale)
+    out = ops.gated_residual(out, out, scale)
+    assert out.shape == (2, 0, 8)
+    out.sum().backward()
+    assert shift.grad.abs().sum() == 0 and scale.grad.abs().sum() == 0
+
+
+def test_modulation_gradients_without_an_x_gradient(ops):
+    x = _randn(2, 5, 8)
+    shift, scale = _randn(2, 1, 8, seed=1), _randn(2, 5, 8, seed=2)
+    _check(lambda s, c: ops.modulated_layer_norm(x, s, c), lambda s, c: reference.modulated_layer_norm(x, s, c),
+           [shift, scale], torch.float32)
 
 
 def test_only_the_gradients_asked_for_are_computed(ops):

@@ -23,6 +23,7 @@ imported); that is how the tests check them against the reference.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -283,10 +284,15 @@ def _num_warps(block_m: int, block_d: int) -> int:
     return 4 if tile <= 2048 else 8 if tile <= 8192 else 16
 
 
+@functools.cache
+def _target_programs(device: torch.device) -> int:
+    """Programs that fill the device: a few per SM on a GPU; few in the CPU interpreter, where each costs."""
+    return 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
+
+
 def _n_chunks(device: torch.device, n_groups: int, n_tiles: int) -> int:
     """Programs per group for a reducing backward: enough to fill the GPU, few enough to keep partials small."""
-    target = 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
-    return max(1, min(n_tiles, triton.cdiv(target, n_groups)))
+    return max(1, min(n_tiles, triton.cdiv(_target_programs(device), n_groups)))
 
 
 def _strides3(t: torch.Tensor) -> Sequence[int]:
