@@ -24,7 +24,6 @@ imported); that is how the tests check them against the reference.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 import torch
 import triton
@@ -234,30 +233,31 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 
 
 class _Param:
-    """A parameter p broadcast against x [..., D], as strided rows, and how to fold its gradient back.
+    """How a parameter p broadcast against x [..., D] is read and how its gradient folds back.
 
-    ``shared``: one value per group (i0, i1), reused by all n2 rows (p [B, 1, D] vs x [B, L, D]);
-    its gradient is summed over the rows inside the kernel.
+    Holds no tensor, so it can ride on the autograd ctx; the rows view (``rows_of``) goes
+    through ``save_for_backward``. ``shared``: one value per group (i0, i1), reused by all n2
+    rows (p [B, 1, D] vs x [B, L, D]); its gradient is summed over the rows inside the kernel.
     """
 
     def __init__(self, p: torch.Tensor, x_shape: torch.Size) -> None:
         self.shape = p.shape
         self.dtype = p.dtype
         self.x_shape = x_shape
-        self.rows = _rows(p.expand(x_shape))
-        self.shared = self.rows.shape[2] > 1 and (p.dim() < 2 or p.shape[-2] == 1)
+        n2 = x_shape[-2] if len(x_shape) > 1 else 1
+        self.shared = n2 > 1 and (p.dim() < 2 or p.shape[-2] == 1)
 
-    def strides(self) -> tuple[int, int, int]:
-        return self.rows.stride(0), self.rows.stride(1), self.rows.stride(2)
+    def rows_of(self, p: torch.Tensor) -> torch.Tensor:
+        """p as rows [n0, n1, n2, D] matching x's, stride 0 where broadcast (nothing materialised)."""
+        return _rows(p.expand(self.x_shape))
 
-    def grad_buffer(self, n_groups: int, n_chunks: int) -> torch.Tensor:
+    def grad_buffer(self, n_groups: int, n_chunks: int, device: torch.device) -> torch.Tensor:
         """Partial sums [groups, chunks, D] (fp32) when shared; otherwise one gradient row per x row."""
-        d = self.x_shape[-1]
         if self.shared:
-            return torch.empty(n_groups, n_chunks, d, device=self.rows.device, dtype=torch.float32)
+            return torch.empty(n_groups, n_chunks, self.x_shape[-1], device=device, dtype=torch.float32)
         # Per-row gradients land in p's dtype when nothing is left to sum, else in fp32 for the sum.
         dtype = self.dtype if self.shape == self.x_shape else torch.float32
-        return torch.empty(self.x_shape, device=self.rows.device, dtype=dtype)
+        return torch.empty(self.x_shape, device=device, dtype=dtype)
 
     def fold(self, grad: torch.Tensor) -> torch.Tensor:
         """The buffer written by a backward kernel -> the gradient of p, shape and dtype of p."""
@@ -295,7 +295,7 @@ def _n_chunks(device: torch.device, n_groups: int, n_tiles: int) -> int:
     return max(1, min(n_tiles, triton.cdiv(_target_programs(device), n_groups)))
 
 
-def _strides3(t: torch.Tensor) -> Sequence[int]:
+def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
@@ -312,21 +312,21 @@ class _Norm(torch.autograd.Function):
         n0, n1, n2, d = x4.shape
         p_shift = _Param(shift, x.shape) if shift is not None else None
         p_scale = _Param(scale, x.shape) if scale is not None else None
+        shift4 = p_shift.rows_of(shift) if p_shift else x4
+        scale4 = p_scale.rows_of(scale) if p_scale else x4
         block_d = _block_d(d, op)
         block_m = _block_m(n2, block_d)
         y = torch.empty(x.shape, device=x.device, dtype=x.dtype)
         mean = torch.empty(n0 * n1 * n2, device=x.device, dtype=torch.float32) if centered else None
         rstd = torch.empty(n0 * n1 * n2, device=x.device, dtype=torch.float32)
-        zeros = (0, 0, 0)
         _norm_fwd[(triton.cdiv(n2, block_m), n0 * n1)](
-            x4, p_shift.rows if p_shift else x4, p_scale.rows if p_scale else x4, y, mean if centered else rstd, rstd,
-            n1, n2, d, *_strides3(x4),
-            *(p_shift.strides() if p_shift else zeros), *(p_scale.strides() if p_scale else zeros),
+            x4, shift4, scale4, y, mean if centered else rstd, rstd,
+            n1, n2, d, *_strides3(x4), *_strides3(shift4), *_strides3(scale4),
             eps,
             CENTER=centered, HAS_SHIFT=p_shift is not None, HAS_SCALE=p_scale is not None,
             SCALE_OFFSET=scale_offset, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
         )
-        ctx.save_for_backward(x4, p_scale.rows if p_scale else None, mean, rstd)
+        ctx.save_for_backward(x4, scale4 if p_scale else None, mean, rstd)
         ctx.p_shift, ctx.p_scale = p_shift, p_scale
         ctx.centered, ctx.scale_offset, ctx.op = centered, scale_offset, op
         return y
@@ -347,13 +347,13 @@ class _Norm(torch.autograd.Function):
         reducing = kernel_dshift or (need_dscale and p_scale.shared)
         n_chunks = _n_chunks(x4.device, n_groups, n_tiles) if reducing else n_tiles
         dx = torch.empty(dy.shape, device=dy.device, dtype=x4.dtype) if need_dx else None
-        dshift = p_shift.grad_buffer(n_groups, n_chunks) if kernel_dshift else None
-        dscale = p_scale.grad_buffer(n_groups, n_chunks) if need_dscale else None
+        dshift = p_shift.grad_buffer(n_groups, n_chunks, dy.device) if kernel_dshift else None
+        dscale = p_scale.grad_buffer(n_groups, n_chunks, dy.device) if need_dscale else None
         _norm_bwd[(n_chunks, n_groups)](
             x4, scale4 if scale4 is not None else x4, dy4, mean if mean is not None else rstd, rstd,
             dx if need_dx else x4, dshift if kernel_dshift else x4, dscale if need_dscale else x4,
             n1, n2, d, n_chunks,
-            *_strides3(x4), *(p_scale.strides() if p_scale else (0, 0, 0)), *_strides3(dy4),
+            *_strides3(x4), *_strides3(scale4 if scale4 is not None else x4), *_strides3(dy4),
             CENTER=ctx.centered, HAS_SCALE=p_scale is not None, SCALE_OFFSET=ctx.scale_offset,
             SHIFT_SHARED=kernel_dshift, SCALE_SHARED=bool(p_scale and p_scale.shared),
             NEED_DX=need_dx, NEED_DSHIFT=kernel_dshift, NEED_DSCALE=need_dscale,
@@ -454,15 +454,16 @@ class _GatedResidual(torch.autograd.Function):
         _check_device(x, "gated_residual")
         x4, y4 = _rows(x), _rows(y)
         p_gate = _Param(gate, x.shape)
+        gate4 = p_gate.rows_of(gate)
         n0, n1, n2, d = x4.shape
         out_dtype = torch.promote_types(x.dtype, torch.promote_types(y.dtype, gate.dtype))
         out = torch.empty(x.shape, device=x.device, dtype=out_dtype)
         block_m, block_d = _elementwise_blocks(n2, d)
         _gated_fwd[(triton.cdiv(n2, block_m), n0 * n1, triton.cdiv(d, block_d))](
-            x4, y4, p_gate.rows, out, n1, n2, d, *_strides3(x4), *_strides3(y4), *p_gate.strides(),
+            x4, y4, gate4, out, n1, n2, d, *_strides3(x4), *_strides3(y4), *_strides3(gate4),
             BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
         )
-        ctx.save_for_backward(y4, p_gate.rows)
+        ctx.save_for_backward(y4, gate4)
         ctx.p_gate, ctx.x_dtype = p_gate, x.dtype
         return out
 
@@ -477,11 +478,11 @@ class _GatedResidual(torch.autograd.Function):
         n_tiles = triton.cdiv(n2, block_m)
         n_chunks = _n_chunks(y4.device, n0 * n1, n_tiles) if need_dgate and p_gate.shared else n_tiles
         dy = torch.empty(dout.shape, device=dout.device, dtype=y4.dtype) if need_dy else None
-        dgate = p_gate.grad_buffer(n0 * n1, n_chunks) if need_dgate else None
+        dgate = p_gate.grad_buffer(n0 * n1, n_chunks, dout.device) if need_dgate else None
         if need_dy or need_dgate:
             _gated_bwd[(n_chunks, n0 * n1, triton.cdiv(d, block_d))](
                 do4, y4, gate4, dy if need_dy else do4, dgate if need_dgate else do4,
-                n1, n2, d, n_chunks, *_strides3(do4), *_strides3(y4), *p_gate.strides(),
+                n1, n2, d, n_chunks, *_strides3(do4), *_strides3(y4), *_strides3(gate4),
                 GATE_SHARED=p_gate.shared, NEED_DY=need_dy, NEED_DGATE=need_dgate,
                 BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
             )
