@@ -232,7 +232,7 @@ def test_dispatch_picks_the_backend(ops, backend, monkeypatch, name, choice, exp
 
 
 
-def _tiny_backbone():
+def _tiny_backbone(checkpointing: bool = False):
     """A two-stream FlowTransformer with random (non-zero) weights, a padded batch, and its times."""
     from flowcore.modality import Tokens
     from flowcore.nn import FlowTransformer, FlowTransformerConfig, StreamConfig
@@ -241,6 +241,7 @@ def _tiny_backbone():
     cfg = FlowTransformerConfig(
         streams={"image": StreamConfig(in_channels=4, position_axes=2), "label": StreamConfig(in_channels=3)},
         hidden_size=16, num_heads=2, depth_double=1, depth_single=1, mlp_ratio=2.0, frequency_dim=16,
+        checkpointing=checkpointing,
     )
     model = FlowTransformer(cfg)
     with torch.no_grad():
@@ -256,9 +257,11 @@ def _tiny_backbone():
     return model, tokens, {"image": torch.rand(2), "label": torch.zeros(2)}
 
 
-def test_backbone_with_the_triton_kernels_matches_the_reference_path(ops, backend):
-    """Loss and every parameter gradient of a tiny FlowTransformer, Triton ops vs reference ops."""
-    model, tokens, t = _tiny_backbone()
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["stored", "recomputed"])
+def test_backbone_with_the_triton_kernels_matches_the_reference_path(ops, backend, checkpointing):
+    """Loss and every parameter gradient of a tiny FlowTransformer, Triton ops vs reference ops
+    (also with activation checkpointing, which recomputes the kernels' saved tensors)."""
+    model, tokens, t = _tiny_backbone(checkpointing)
 
     def loss_and_grads(choice):
         backend(choice)
