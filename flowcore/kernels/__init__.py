@@ -10,19 +10,27 @@ from __future__ import annotations
 import os
 
 import torch
+from torch import Tensor
 
+from flowcore.errors import ConfigError
 from flowcore.kernels import reference
 
 _BACKENDS = ("auto", "triton", "reference")
-_backend = os.environ.get("FLOWCORE_KERNELS", "auto")
+
+
+def _checked(name: str, source: str) -> str:
+    if name not in _BACKENDS:
+        raise ConfigError(f"{source}: the kernel backend must be one of {', '.join(_BACKENDS)}, got {name!r}")
+    return name
+
+
+_backend = _checked(os.environ.get("FLOWCORE_KERNELS", "auto"), "environment variable FLOWCORE_KERNELS")
 
 
 def set_backend(name: str) -> None:
     """Choose ``auto`` (Triton on CUDA tensors, reference otherwise), ``triton`` or ``reference``."""
     global _backend
-    if name not in _BACKENDS:
-        raise ValueError(f"kernel backend must be one of {_BACKENDS}, got {name!r}")
-    _backend = name
+    _backend = _checked(name, "flowcore.kernels.set_backend")
 
 
 def get_backend() -> str:
@@ -33,6 +41,9 @@ def _use_triton(x: torch.Tensor) -> bool:
     if _backend == "reference":
         return False
     if _backend == "triton":
+        if _triton_ops() is None:
+            raise ConfigError("the kernel backend 'triton' was chosen but triton cannot be imported: "
+                              "install triton, or use 'auto' / 'reference'")
         return True
     # Under torch.compile the reference is the better input: inductor fuses it with its
     # neighbours into its own Triton kernels, while an opaque kernel would break the graph.
@@ -48,25 +59,25 @@ def _triton_ops():
     return triton_ops
 
 
-def modulated_layer_norm(x, shift, scale, eps: float = 1e-6):
+def modulated_layer_norm(x: Tensor, shift: Tensor, scale: Tensor, eps: float = 1e-6) -> Tensor:
     if _use_triton(x):
         return _triton_ops().modulated_layer_norm(x, shift, scale, eps)
     return reference.modulated_layer_norm(x, shift, scale, eps)
 
 
-def rms_norm(x, weight=None, eps: float = 1e-6):
+def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = 1e-6) -> Tensor:
     if _use_triton(x):
         return _triton_ops().rms_norm(x, weight, eps)
     return reference.rms_norm(x, weight, eps)
 
 
-def apply_rope(x, cos, sin):
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     if _use_triton(x):
         return _triton_ops().apply_rope(x, cos, sin)
     return reference.apply_rope(x, cos, sin)
 
 
-def gated_residual(x, y, gate):
+def gated_residual(x: Tensor, y: Tensor, gate: Tensor) -> Tensor:
     if _use_triton(x):
         return _triton_ops().gated_residual(x, y, gate)
     return reference.gated_residual(x, y, gate)
