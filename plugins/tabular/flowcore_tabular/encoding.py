@@ -86,6 +86,10 @@ def split(schema: Schema, batch: TableBatch) -> list[dict[str, Any]]:
     """The inverse of :func:`collate`: a batch -> rows of Python values (None where missing)."""
     cont, disc = continuous_columns(schema), discrete_columns(schema)
     numeric = batch["numeric"].double().cpu().numpy()
+    if batch["numeric"].dtype != torch.float64:
+        # a batch cast to float32 on its way here (e.g. moved to the CPU as float) lost digits:
+        # give values back the precision their columns have
+        numeric = np.stack([_round(c, numeric[:, j]) for j, c in enumerate(cont)], 1).reshape(numeric.shape)
     category = batch["category"].cpu().numpy()
     missing = batch["missing"].cpu().numpy()
     cj = {c.name: j for j, c in enumerate(cont)}

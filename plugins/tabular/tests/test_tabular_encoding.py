@@ -152,3 +152,13 @@ def test_mixed_prior_draws_normal_uniform_and_zero(tokenizer):
     mid = path.interpolate(x0, eps[:4], torch.full((4,), 0.25))
     assert torch.allclose(mid.x_t, 0.75 * x0 + 0.25 * eps[:4]) and torch.allclose(mid.v, eps[:4] - x0)
     assert math.isclose(float((kinds > 0).float().sum()), m.encoder.dim)
+
+
+def test_a_batch_cast_to_float32_is_rounded_back_to_the_columns_precision(titanic):
+    table, enc = titanic
+    rows = table.splits["train"][:50]
+    batch = collate(table.schema, rows)
+    cast = dict(batch, numeric=batch["numeric"].float())
+    back = split(table.schema, cast)
+    assert [r["fare"] for r in back] == [r["fare"] for r in rows]  # 4 decimals: float32 keeps them
+    assert [r["sibsp"] for r in back] == [r["sibsp"] for r in rows]
