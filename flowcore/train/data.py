@@ -26,22 +26,32 @@ SPLITS = ("train", "val", "test")
 
 
 class Validated(Dataset):
-    """Items of ``base`` restricted to the configured modalities, each checked by ``validate``."""
+    """Items of ``base`` restricted to the configured modalities, each checked by ``validate``.
+
+    An index whose samples ``validate`` returned unchanged (the same objects) is not checked
+    again on later epochs: for small samples (points, labels) the check would otherwise cost
+    more than the training step. Samples ``validate`` converts (a class name to its index)
+    go through it every time.
+    """
 
     def __init__(self, base: Dataset, bundles: dict[str, Bundle], where: str, limit: int | None = None):
         self.base, self.bundles, self.where = base, bundles, where
         self.length = len(base) if limit is None else min(limit, len(base))
+        self.checked = bytearray(self.length)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.base[i]
+        if self.checked[i]:
+            return {name: item[name] for name in self.bundles}
         out = {}
         for name, b in self.bundles.items():
             if name not in item:
                 raise DataError(f"{self.where} item {i}: no {name!r} sample (it has {sorted(item)})")
             out[name] = b.modality.validate(item[name], f"{self.where} item {i}")
+        self.checked[i] = all(out[name] is item[name] for name in self.bundles)
         return out
 
 
