@@ -31,8 +31,9 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set or [], registry)
     from flowcore.train.pipeline import train
 
-    train(config, registry, resume=not args.restart)
-    print(f"run directory: {config.out_dir}")
+    module = train(config, registry, resume=not args.restart)
+    if module.global_rank == 0:
+        print(f"run directory: {config.out_dir}")
     return 0
 
 
@@ -61,8 +62,9 @@ def _reflow(args: argparse.Namespace) -> int:
 
     registry = get_registry()
     config = reflow_config(args.checkpoint, registry, args.config, args.set or [], args.out)
-    train(config, registry, resume=not args.restart)
-    print(f"run directory: {config.out_dir}")
+    module = train(config, registry, resume=not args.restart)
+    if module.global_rank == 0:
+        print(f"run directory: {config.out_dir}")
     return 0
 
 

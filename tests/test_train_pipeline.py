@@ -74,6 +74,8 @@ def test_class_conditional_generation_from_a_manifest(tmp_path, registry):
             pts = torch.tensor([[float(v) for v in line.split(",")]
                                 for line in (out / "toy2d" / "sample.csv").read_text().splitlines()[1:]])
             assert (pts[:, 0] * sign > 0).float().mean() > 0.9, (label, cfg_weight)
+    with pytest.raises(ConfigError, match="role 'condition'"):
+        sample(cfg.out_dir, ["label"], {"toy2d": "[2.0, 0.0]"}, tmp_path / "x", count=2, steps=2, registry=registry)
 
 
 def test_any_to_any_generates_both_ways(tmp_path, registry):

@@ -166,6 +166,14 @@ def sample(run_dir: str | Path, make: Sequence[str], given: Mapping[str, str], o
     for name in [*make, *given]:
         if name not in run.bundles:
             raise ConfigError(f"{run.directory}: the run has no modality {name!r}; it has {list(run.bundles)}")
+    for name in make:
+        if config.modalities[name].role == "condition":
+            raise ConfigError(f"{run.directory}: {name!r} has role 'condition' in this run; it was never generated "
+                              "(train it with role 'generate' or 'any')")
+    for name in given:
+        if config.modalities[name].role == "generate":
+            raise ConfigError(f"{run.directory}: {name!r} has role 'generate' in this run; it was never given as a "
+                              "condition (train it with role 'condition' or 'any')")
     overlap = set(make) & set(given)
     if overlap:
         raise ConfigError(f"modality {sorted(overlap)[0]!r} is both made (--make) and given (--given)")
