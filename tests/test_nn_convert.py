@@ -5,6 +5,7 @@ import torch
 
 from flowcore.errors import ConfigError
 from flowcore.modality import Tokens
+from flowcore.nn import FlowTransformerConfig
 from flowcore.nn.convert import from_diffusers, sd3_image_tokens, sd3_unpatchify, text_tokens
 
 diffusers = pytest.importorskip("diffusers")
@@ -51,6 +52,8 @@ def test_sd3_conversion_gives_the_same_velocity(qk_norm, size):
         v = ours({"image": sd3_image_tokens(x, 2), "text": text_tokens(txt)}, {"image": t, "text": t}, cond=pooled)
     assert set(v) == {"image"}
     torch.testing.assert_close(sd3_unpatchify(v["image"], 2, *size), expected, atol=1e-4, rtol=1e-4)
+    # the converted config survives the YAML form a training run saves next to the weights
+    assert FlowTransformerConfig.from_dict(ours.config.to_dict()) == ours.config
 
 
 def flux_inputs(b=2, h=3, w=4):

@@ -108,13 +108,13 @@ class DoubleStreamBlock(nn.Module):
     def forward(self, xs: dict[str, torch.Tensor], cs: dict[str, torch.Tensor], rope: Rope | None,
                 mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """xs: present streams in config order {name: [B, L_n, D]} -> the same (minus pre-only ones)."""
-        mods, qs, ks, vs = {}, [], [], []
+        mods, heads = {}, []
         for name, x in xs.items():
             branch = self.branches[name]
             mods[name] = branch.modulation(cs[name])
-            q, k, v = branch.qkv_heads(x, mods[name][0], mods[name][1], self.num_heads)
-            qs.append(q), ks.append(k), vs.append(v)
-        joint = attention(torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2), rope, mask)
+            heads.append(branch.qkv_heads(x, mods[name][0], mods[name][1], self.num_heads))
+        q, k, v = (torch.cat(parts, 2) for parts in zip(*heads))
+        joint = attention(q, k, v, rope, mask)
         out = {}
         for (name, x), a in zip(xs.items(), joint.split([x.shape[1] for x in xs.values()], 1)):
             branch = self.branches[name]

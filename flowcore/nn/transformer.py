@@ -58,14 +58,18 @@ class FlowTransformer(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, QKNorm):
-                nn.init.ones_(m.query_scale), nn.init.ones_(m.key_scale)
+                nn.init.ones_(m.query_scale)
+                nn.init.ones_(m.key_scale)
         for m in self.modules():
             if isinstance(m, MLPEmbedder):
-                nn.init.normal_(m.in_layer.weight, std=0.02), nn.init.normal_(m.out_layer.weight, std=0.02)
+                nn.init.normal_(m.in_layer.weight, std=0.02)
+                nn.init.normal_(m.out_layer.weight, std=0.02)
             elif isinstance(m, Modulation):
-                nn.init.zeros_(m.lin.weight), nn.init.zeros_(m.lin.bias)
+                nn.init.zeros_(m.lin.weight)
+                nn.init.zeros_(m.lin.bias)
         for head in self.heads.values():
-            nn.init.zeros_(head.linear.weight), nn.init.zeros_(head.linear.bias)
+            nn.init.zeros_(head.linear.weight)
+            nn.init.zeros_(head.linear.bias)
 
     def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
                 cond: torch.Tensor | None = None, guidance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
