@@ -52,7 +52,7 @@ def variants(quick: bool = False) -> Iterator[Variant]:
         if quick:
             break
     for sign in (1.0, -1.0):
-        yield ops._rope, {"X": "*bf16", "OUT": "*bf16"}, dict(SIN_SIGN=sign, BLOCK_M=64, BLOCK_P=64)
+        yield ops._rope, {"X": "*bf16", "OUT": "*bf16"}, dict(SIN_SIGN=sign, BLOCK_M=32, BLOCK_D=128)
     yield ops._gated_fwd, {"X": "*bf16", "Y": "*bf16", "OUT": "*bf16"}, dict(BLOCK_M=4, BLOCK_D=1024)
     for shared, need_dy, need_dgate in _bools(3):
         yield ops._gated_bwd, {"DO": "*bf16", "Y": "*bf16", "DY": "*bf16"}, dict(

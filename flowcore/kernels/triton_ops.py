@@ -132,27 +132,31 @@ def _norm_bwd(X, SCALE, DY, MEAN, RSTD, DX, DSHIFT, DSCALE,
 
 @triton.jit
 def _rope(X, COS, SIN, OUT,
-          n1, n2, P,
+          n1, n2, D,
           sx0, sx1, sx2, sc0, sc1, ss0, ss1,
-          SIN_SIGN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr):
-    """Rotate interleaved pairs (x[2p], x[2p+1]) of x [B, H, L, 2P] by cos/sin [B, L, P].
+          SIN_SIGN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Rotate interleaved pairs (x[2i], x[2i+1]) of x [B, H, L, D] by cos/sin [B, L, D/2].
 
+    Rows are loaded and stored whole (vectorised) and split into the pairs in registers
+    (reshape to [.., D/2, 2] + split; the pair sits in one thread, so this costs no shuffles).
     SIN_SIGN = -1 rotates by the opposite angle: the backward pass.
     """
     g = tl.program_id(1).to(tl.int64)
     b = g // n1
     h = g % n1
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    pairs = tl.arange(0, BLOCK_P)
-    mask = (rows < n2)[:, None] & (pairs < P)[None, :]
-    x_ptr = X + (b * sx0 + h * sx1 + rows * sx2)[:, None] + 2 * pairs[None, :]
-    x0 = tl.load(x_ptr, mask=mask, other=0.0).to(tl.float32)
-    x1 = tl.load(x_ptr + 1, mask=mask, other=0.0).to(tl.float32)
-    cos = tl.load(COS + (b * sc0 + rows * sc1)[:, None] + pairs[None, :], mask=mask, other=0.0).to(tl.float32)
-    sin = SIN_SIGN * tl.load(SIN + (b * ss0 + rows * ss1)[:, None] + pairs[None, :], mask=mask, other=0.0).to(tl.float32)
-    out_ptr = OUT + (g * n2 + rows)[:, None] * (2 * P) + 2 * pairs[None, :]
-    tl.store(out_ptr, (x0 * cos - x1 * sin).to(OUT.dtype.element_ty), mask=mask)
-    tl.store(out_ptr + 1, (x0 * sin + x1 * cos).to(OUT.dtype.element_ty), mask=mask)
+    row_ok = rows < n2
+    cols = tl.arange(0, BLOCK_D)
+    pairs = tl.arange(0, BLOCK_D // 2)
+    mask = row_ok[:, None] & (cols < D)[None, :]
+    pair_mask = row_ok[:, None] & (pairs < D // 2)[None, :]
+    x = tl.load(X + (b * sx0 + h * sx1 + rows * sx2)[:, None] + cols[None, :], mask=mask, other=0.0)
+    x0, x1 = tl.split(tl.reshape(x.to(tl.float32), [BLOCK_M, BLOCK_D // 2, 2]))
+    cos = tl.load(COS + (b * sc0 + rows * sc1)[:, None] + pairs[None, :], mask=pair_mask, other=0.0).to(tl.float32)
+    sin = tl.load(SIN + (b * ss0 + rows * ss1)[:, None] + pairs[None, :], mask=pair_mask, other=0.0).to(tl.float32)
+    sin = SIN_SIGN * sin
+    out = tl.reshape(tl.join(x0 * cos - x1 * sin, x0 * sin + x1 * cos), [BLOCK_M, BLOCK_D])
+    tl.store(OUT + (g * n2 + rows)[:, None] * D + cols[None, :], out.to(OUT.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -384,13 +388,12 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
 
 def _launch_rope(x4: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sin_sign: float) -> torch.Tensor:
     b, h, l, dh = x4.shape
-    p = dh // 2
     out = torch.empty(x4.shape, device=x4.device, dtype=x4.dtype)
-    block_p = _block_d(p, "apply_rope")
-    block_m = _block_m(l, block_p)
+    block_d = _block_d(dh, "apply_rope")
+    block_m = _block_m(l, block_d)
     _rope[(triton.cdiv(l, block_m), b * h)](
-        x4, cos, sin, out, h, l, p, *_strides3(x4), cos.stride(0), cos.stride(1), sin.stride(0), sin.stride(1),
-        SIN_SIGN=sin_sign, BLOCK_M=block_m, BLOCK_P=block_p, num_warps=_num_warps(block_m, block_p),
+        x4, cos, sin, out, h, l, dh, *_strides3(x4), cos.stride(0), cos.stride(1), sin.stride(0), sin.stride(1),
+        SIN_SIGN=sin_sign, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
     )
     return out
 
