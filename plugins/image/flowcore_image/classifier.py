@@ -26,7 +26,7 @@ from flowcore.errors import DataError
 VERSION = "2"
 FEATURES = 128
 #: epochs per dataset: each reaches its accuracy plateau within a few CPU minutes at most
-EPOCHS = {"digits": 30, "mnist5k": 30, "fashion_mnist": 4, "shapes": 8}
+EPOCHS = {"digits": 20, "mnist5k": 30, "fashion_mnist": 4, "shapes": 8}
 
 
 def cache_dir() -> Path:
