@@ -61,7 +61,7 @@ class ModelConfig:
 
 @dataclass
 class FlowConfig:
-    timesteps: Literal["uniform", "logit_normal", "mode"] = "logit_normal"
+    timesteps: Literal["uniform", "logit_normal", "mode", "grid"] = "logit_normal"
     timestep_options: dict[str, float] = field(default_factory=dict)
     shift: float = 1.0
     loss_weight: Literal["none", "cosmap"] = "none"

@@ -161,7 +161,8 @@ class FlowModule(L.LightningModule):
             weight = noised * self.loss_weight(times[name]) * self.config.modalities[name].loss_weight
             total = total + (weight * per_sample).sum()
             count = count + noised.sum()
-            parts[name] = (noised * per_sample).sum() / noised.sum().clamp_min(1)
+            if self.config.modalities[name].role != "condition":
+                parts[name] = (noised * per_sample).sum() / noised.sum().clamp_min(1)
         return total / count.clamp_min(1), parts
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
