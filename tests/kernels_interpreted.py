@@ -189,6 +189,12 @@ def test_modulation_gradients_without_an_x_gradient(ops):
            [shift, scale], torch.float32)
 
 
+def test_a_per_token_shift_gradient_alone(ops):
+    x, scale = _randn(2, 5, 8), _randn(2, 1, 8, seed=2)
+    _check(lambda s: ops.modulated_layer_norm(x, s, scale), lambda s: reference.modulated_layer_norm(x, s, scale),
+           [_randn(2, 5, 8, seed=1)], torch.float32)
+
+
 def test_only_the_gradients_asked_for_are_computed(ops):
     x = _randn(2, 5, 8).requires_grad_()
     shift, scale = _randn(2, 1, 8, seed=1), _randn(2, 1, 8, seed=2).requires_grad_()

@@ -353,16 +353,17 @@ class _Norm(torch.autograd.Function):
         dx = torch.empty(dy.shape, device=dy.device, dtype=x4.dtype) if need_dx else None
         dshift = p_shift.grad_buffer(n_groups, n_chunks, dy.device) if kernel_dshift else None
         dscale = p_scale.grad_buffer(n_groups, n_chunks, dy.device) if need_dscale else None
-        _norm_bwd[(n_chunks, n_groups)](
-            x4, scale4 if scale4 is not None else x4, dy4, mean if mean is not None else rstd, rstd,
-            dx if need_dx else x4, dshift if kernel_dshift else x4, dscale if need_dscale else x4,
-            n1, n2, d, n_chunks,
-            *_strides3(x4), *_strides3(scale4 if scale4 is not None else x4), *_strides3(dy4),
-            CENTER=ctx.centered, HAS_SCALE=p_scale is not None, SCALE_OFFSET=ctx.scale_offset,
-            SHIFT_SHARED=kernel_dshift, SCALE_SHARED=bool(p_scale and p_scale.shared),
-            NEED_DX=need_dx, NEED_DSHIFT=kernel_dshift, NEED_DSCALE=need_dscale,
-            BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
-        )
+        if need_dx or kernel_dshift or need_dscale:
+            _norm_bwd[(n_chunks, n_groups)](
+                x4, scale4 if scale4 is not None else x4, dy4, mean if mean is not None else rstd, rstd,
+                dx if need_dx else x4, dshift if kernel_dshift else x4, dscale if need_dscale else x4,
+                n1, n2, d, n_chunks,
+                *_strides3(x4), *_strides3(scale4 if scale4 is not None else x4), *_strides3(dy4),
+                CENTER=ctx.centered, HAS_SCALE=p_scale is not None, SCALE_OFFSET=ctx.scale_offset,
+                SHIFT_SHARED=kernel_dshift, SCALE_SHARED=bool(p_scale and p_scale.shared),
+                NEED_DX=need_dx, NEED_DSHIFT=kernel_dshift, NEED_DSCALE=need_dscale,
+                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
+            )
         if need_dshift:
             dshift = p_shift.fold(dshift if kernel_dshift else dy)
         if need_dscale:
