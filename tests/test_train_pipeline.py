@@ -189,3 +189,32 @@ def test_transformer_network_trains_and_samples(tmp_path, registry):
                       model={"network": "transformer", "transformer": {"hidden_sise": 32}})
     with pytest.raises(ConfigError, match="hidden_sise"):
         FlowModule(load_config(bad, registry=registry).to_dict(), registry)
+
+
+def test_ema_follows_its_warmed_up_decay():
+    from torch import nn
+
+    from flowcore.train.module import EMA
+
+    net = nn.Linear(1, 1, bias=False)
+    nn.init.constant_(net.weight, 1.0)
+    ema = EMA(net, decay=0.99)
+    nn.init.constant_(net.weight, 3.0)
+    expected = 1.0
+    for n in range(50):
+        ema.update(net)
+        d = min(0.99, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * 3.0
+    assert float(ema.net.weight) == pytest.approx(expected, rel=1e-6)
+    assert not ema.net.weight.requires_grad
+
+
+def test_lr_schedules():
+    from flowcore.train.module import lr_lambda
+
+    assert lr_lambda(0, 10, 110, "cosine") == pytest.approx(0.1)
+    assert lr_lambda(9, 10, 110, "cosine") == pytest.approx(1.0)
+    assert lr_lambda(60, 10, 110, "cosine") == pytest.approx(0.5)
+    assert lr_lambda(110, 10, 110, "cosine") == pytest.approx(0.0)
+    assert lr_lambda(60, 10, 110, "linear") == pytest.approx(0.5)
+    assert lr_lambda(100, 0, 110, "constant") == 1.0
