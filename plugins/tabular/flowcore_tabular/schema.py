@@ -291,7 +291,7 @@ def _infer_kind(texts: Sequence[str]) -> str:
         except (ValueError, OverflowError):
             continue
         if kind == "datetime" and not all(len(t) >= 10 and t[4] == "-" for t in texts):
-            continue  # "2020" parses as nothing here, but guard against odd ISO forms anyway
+            continue  # infer only the common YYYY-MM-DD[Thh:mm:ss] form; declare others explicitly
         return kind
     return "categorical"
 
