@@ -128,6 +128,8 @@ def test_manifest_cells_are_files_or_values(tmp_path, registry):
 def test_autoencoder_stage_then_flow_on_its_latents(tmp_path, registry):
     from pathlib import Path
 
+    from safetensors.torch import load_file
+
     plugin = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "toy_autoencoder.py"
     ae_cfg = load_config(config_file(tmp_path, plugins=[str(plugin)], stage="autoencoder",
                                      modalities={"toy2d_ae": {}}, data={"dataset": "moons_ae",
@@ -146,12 +148,17 @@ def test_autoencoder_stage_then_flow_on_its_latents(tmp_path, registry):
     flow_dir.mkdir()
     flow_cfg = load_config(config_file(flow_dir, plugins=[str(plugin)],
                                        modalities={"toy2d_ae": {"autoencoder": ae_cfg.out_dir}},
-                                       data={"dataset": "moons_ae", "options": {"size": 1000}}, model=TINY,
+                                       data={"dataset": "moons_ae", "options": {"size": 1000},
+                                             "cache_latents": True}, model=TINY,
                                        train={**FAST, "steps": 20}), registry=registry)
     flow = train(flow_cfg, registry)
-    # the flow's exported weights carry the frozen autoencoder, equal to the trained one
-    from safetensors.torch import load_file
+    # the cached latents are the trained encoder's latents of the train split
+    from flowcore.builtins.toy2d import moons
 
+    cached = load_file(str(Path(flow_cfg.out_dir) / "latents" / "train.safetensors"))["toy2d_ae"]
+    with torch.no_grad():
+        assert torch.allclose(cached, module.autoencoder.encode(moons("train", size=1000).points), atol=1e-6)
+    # the flow's exported weights carry the frozen autoencoder, equal to the trained one
     weights = load_file(str(Path(flow_cfg.out_dir) / "model.safetensors"))
     for k, v in module.autoencoder.state_dict().items():
         assert torch.equal(weights[f"autoencoders.toy2d_ae.{k}"], v)

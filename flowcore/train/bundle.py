@@ -36,9 +36,9 @@ class Bundle:
     path: ProbabilityPath
 
     @torch.no_grad()
-    def tokens(self, batch: Any) -> Tokens:
-        """A collated batch (already on its device) -> tokens."""
-        latent = self.autoencoder.encode(batch) if self.autoencoder is not None else batch
+    def tokens(self, batch: Any, encoded: bool = False) -> Tokens:
+        """A collated batch (already on its device; ``encoded``: already latents) -> tokens."""
+        latent = self.autoencoder.encode(batch) if self.autoencoder is not None and not encoded else batch
         return self.modality.tokenizer.encode(latent)
 
     @torch.no_grad()

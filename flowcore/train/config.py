@@ -47,6 +47,7 @@ class DataConfig:
     test_fraction: float = 0.05
     num_workers: int = 0
     limit: int | None = None
+    cache_latents: bool = False
 
 
 @dataclass

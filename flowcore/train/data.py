@@ -56,13 +56,66 @@ class Validated(Dataset):
 
 
 class Collate:
-    """A picklable ``collate_fn`` (DataLoader workers need one)."""
+    """A picklable ``collate_fn`` (DataLoader workers need one); cached latents are stacked."""
 
-    def __init__(self, bundles: dict[str, Bundle]):
-        self.bundles = bundles
+    def __init__(self, bundles: dict[str, Bundle], latent: Sequence[str] = ()):
+        self.bundles, self.latent = bundles, set(latent)
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return collate(self.bundles, items)
+        raw = {n: b for n, b in self.bundles.items() if n not in self.latent}
+        out = collate(raw, items)
+        out.update({n: torch.stack([item[n] for item in items]) for n in self.latent})
+        return out
+
+
+class WithLatents(Dataset):
+    """``base`` (the other modalities) plus precomputed latents ``{modality: [N, ...]}``."""
+
+    def __init__(self, base: Validated, latents: dict[str, torch.Tensor]):
+        self.base, self.latents = base, latents
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.base[i] if self.base.bundles else {}
+        item.update({n: v[i] for n, v in self.latents.items()})
+        return item
+
+
+@torch.no_grad()
+def cached_latents(config: Config, bundles: dict[str, Bundle], dataset: Validated) -> dict[str, torch.Tensor]:
+    """The split's latents through each frozen autoencoder, cached in ``<out>/latents/train.safetensors``.
+
+    Autoencoders encode deterministically (the contract's ``encode`` returns the mean), so a
+    latent computed once is the latent of every epoch; a resumed run reads the file back.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from flowcore.io import atomic_path
+
+    names = [n for n, b in bundles.items() if b.autoencoder is not None]
+    path = Path(config.out_dir) / "latents" / "train.safetensors"
+    if path.is_file():
+        cached = load_file(str(path))
+        if set(cached) == set(names) and all(len(v) == len(dataset) for v in cached.values()):
+            return cached
+    parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    for batch in loader(dataset, bundles, config.eval.batch_size):
+        for n in names:
+            latent = bundles[n].autoencoder.encode(batch[n])
+            if not isinstance(latent, torch.Tensor):
+                raise ConfigError(f"{config.source}: data.cache_latents: {n!r} latents are "
+                                  f"{type(latent).__name__}, not tensors; turn caching off")
+            parts[n].append(latent.detach().float().cpu())
+    try:
+        latents = {n: torch.cat(v).contiguous() for n, v in parts.items()}
+    except RuntimeError as exc:
+        raise ConfigError(f"{config.source}: data.cache_latents: latents differ in shape across samples ({exc}); "
+                          "turn caching off for variable-size data") from exc
+    with atomic_path(path) as tmp:
+        save_file(latents, str(tmp))
+    return latents
 
 
 # ----------------------------------------------------------------------------- files
@@ -219,10 +272,16 @@ class FlowDataModule(L.LightningDataModule):
         super().__init__()
         self.config, self.bundles, self.registry = config, bundles, registry
         self.train_set: Dataset | None = None
+        self.latent = latent_names(config, bundles)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = build_split(self.config, self.bundles, "train", self.registry)
+            train = build_split(self.config, self.bundles, "train", self.registry)
+            if self.latent:
+                latents = cached_latents(self.config, self.bundles, train)
+                rest = {n: b for n, b in self.bundles.items() if n not in self.latent}
+                train = WithLatents(Validated(train.base, rest, train.where, self.config.data.limit), latents)
+            self.train_set = train
 
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.config.seed)
@@ -230,7 +289,14 @@ class FlowDataModule(L.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.config.train.batch_size, shuffle=True,
                           drop_last=len(self.train_set) > self.config.train.batch_size,
                           num_workers=workers, persistent_workers=workers > 0, generator=g,
-                          collate_fn=Collate(self.bundles))
+                          collate_fn=Collate(self.bundles, self.latent))
+
+
+def latent_names(config: Config, bundles: dict[str, Bundle]) -> list[str]:
+    """The modalities whose training batches are cached latents (``data.cache_latents``)."""
+    if not config.data.cache_latents:
+        return []
+    return [n for n, b in bundles.items() if b.autoencoder is not None]
 
 
 def loader(dataset: Dataset, bundles: dict[str, Bundle], batch_size: int, num_workers: int = 0) -> DataLoader:

@@ -28,6 +28,7 @@ from flowcore.flow.timesteps import make_loss_weight, make_timestep_sampler, shi
 from flowcore.modality import Tokens
 from flowcore.train.bundle import Bundle, build_bundles
 from flowcore.train.config import Config, from_dict
+from flowcore.train.data import latent_names
 from flowcore.train.networks import build_network
 
 NOISED, CLEAN, ABSENT = 0, 1, 2
@@ -86,6 +87,7 @@ class FlowModule(L.LightningModule):
                                            if b.autoencoder is not None})
         self.net = build_network(self.config, {n: b.modality for n, b in self.bundles.items()})
         self.ema = EMA(self.net, self.config.train.ema) if self.config.train.ema > 0 else None
+        self.latent = set(latent_names(self.config, self.bundles))  # batches that arrive encoded
         flow = self.config.flow
         self.timesteps = make_timestep_sampler(flow.timesteps, **flow.timestep_options)
         self.loss_weight = make_loss_weight(flow.loss_weight)
@@ -166,7 +168,7 @@ class FlowModule(L.LightningModule):
         return total / count.clamp_min(1), parts
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        x0 = {name: b.tokens(batch[name]) for name, b in self.bundles.items()}
+        x0 = {name: b.tokens(batch[name], encoded=name in self.latent) for name, b in self.bundles.items()}
         loss, parts = self.flow_loss(x0)
         self.log("train/loss", loss, prog_bar=True)
         if len(parts) > 1:
