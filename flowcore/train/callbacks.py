@@ -85,16 +85,21 @@ class ResumeLog(L.Callback):
 
 
 class ExportWeights(L.Callback):
-    """Every ``every`` steps (with the Lightning checkpoint) and at the end, write the run files."""
+    """Every ``every`` steps (with the Lightning checkpoint) and at the end, write the run files.
 
-    def __init__(self, export: Callable[[L.LightningModule], Any], every: int):
-        self.export, self.every = export, every
+    At the end the resumable checkpoint is written too, so rerunning a finished run finds
+    nothing left to train (``every`` need not divide ``train.steps``).
+    """
+
+    def __init__(self, export: Callable[[L.LightningModule], Any], every: int, last: Path):
+        self.export, self.every, self.last = export, every, Path(last)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every and trainer.global_step % self.every == 0 and trainer.is_global_zero:
             self.export(pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.last)  # every rank calls it; the strategy writes once
         if trainer.is_global_zero:
             self.export(pl_module)
 

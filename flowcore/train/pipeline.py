@@ -96,7 +96,7 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
 
         def export(m):
             ckpt.write_run_files(out_dir, config, m.export_state(), registry)
-        callbacks = [ExportWeights(export, config.train.checkpoint_every)]
+        callbacks = [ExportWeights(export, config.train.checkpoint_every, out_dir / ckpt.LAST)]
     else:
         module = ReflowModule(config.to_dict(), registry) if config.stage == "reflow" else \
             FlowModule(config.to_dict(), registry)
@@ -109,7 +109,7 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
 
         def export(m):
             ckpt.write_run_files(out_dir, config, ckpt.flow_state(m), registry)
-        callbacks = [ExportWeights(export, config.train.checkpoint_every)]
+        callbacks = [ExportWeights(export, config.train.checkpoint_every, out_dir / ckpt.LAST)]
         if config.train.sample_every:
             callbacks.append(SampleEvery(lambda m, d: sample_files(m, d, config, registry), out_dir,
                                          config.train.sample_every))
