@@ -106,7 +106,8 @@ def write_results_md(record: dict, path: Path) -> None:
                   "", "Modality metrics (generated vs training set): " + ", ".join(
                       f"{k} {v:.3f}" for k, v in q["metrics"].items()) + ".", ""]
     if record.get("speed"):
-        lines += ["Seconds per backbone (one backbone per call, Euler, CPU):", "",
+        lines += [f"Seconds per backbone (one backbone per call, Euler, CPU, "
+                  f"{record['config']['parameters'] / 1e6:.2f}M-parameter network):", "",
                   "| length | " + " | ".join(f"{s} steps" for s in record["config"]["steps"]) + " |",
                   "| ---: | " + " | ".join("---:" for _ in record["config"]["steps"]) + " |"]
         for length in record["config"]["lengths"]:
@@ -157,7 +158,8 @@ def main() -> None:
                         "--quick" if args.quick else "", "--no-speed" if args.no_speed else ""] if a),
         "run": str(args.run),
         "training": args.training,
-        "config": {"lengths": lengths, "steps": steps_list, "model": run.config.to_dict()["model"]},
+        "config": {"lengths": lengths, "steps": steps_list, "model": run.config.to_dict()["model"],
+                   "parameters": sum(p.numel() for p in run.module.sampler_net.parameters())},
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "threads": args.threads, "torch": torch.__version__, "load_start": round(load_start, 2)},
     }
