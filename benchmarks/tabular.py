@@ -228,6 +228,10 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["flowcore-glu", "flowcore-transformer", "ctgan", "tvae"])
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script runs")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--steps-scale", type=float, default=1.0,
+                        help="multiply the flowcore step budgets (a time-matched variant)")
+    parser.add_argument("--merge", action="store_true",
+                        help="add to the saved results instead of starting afresh (model names get the scale)")
     parser.add_argument("--reference-only", action="store_true",
                         help="recompute the real-data reference rows of the saved results and rewrite them")
     args = parser.parse_args()
@@ -252,16 +256,25 @@ def main() -> int:
                           f"Shape/Trend/C2ST/alpha-beta: a {MAX_ROWS}-row sample of train",
         "glu_hidden": list(GLU_HIDDEN), "tables": {}, "notes": [],
     }
+    saved = ROOT / "benchmarks" / "results" / "tabular.json"
+    if args.merge and saved.exists():
+        previous = json.loads(saved.read_text())
+        results["tables"] = previous["tables"]
+        results["command"] = previous["command"] + " ; " + results["command"]
+        results["date"] = previous["date"] + " ; " + results["date"]
     work = Path(tempfile.mkdtemp(prefix="flowcore_tabular_bench_"))
     for name in args.tables:
         table = load_table(name, 0)
-        budget = QUICK if args.quick else BUDGETS[name]
+        budget = dict(QUICK if args.quick else BUDGETS[name])
+        for key in ("glu_steps", "transformer_steps"):
+            budget[key] = max(1, int(budget[key] * args.steps_scale))
         n = len(table.splits["train"])
         count = min(n, MAX_ROWS)
-        res = {"train_rows": n, "models": {}}
-        with threadpool_limits(1):
-            res["models"]["real (test split)"] = {"budget": "-", "train_seconds": None,
-                                                  "metrics": real_reference(table)}
+        res = results["tables"].get(name) or {"train_rows": n, "models": {}}
+        if "real (test split)" not in res["models"]:
+            with threadpool_limits(1):
+                res["models"]["real (test split)"] = {"budget": "-", "train_seconds": None,
+                                                      "metrics": real_reference(table)}
         for model in args.models:
             print(f"[{name}] {model} ...", flush=True)
             if model == "flowcore-glu":
@@ -277,7 +290,9 @@ def main() -> int:
                 label = f"{epochs} epochs x 500"
             with threadpool_limits(1):
                 metrics = evaluate(table, rows)
-            res["models"][model] = {"budget": label, "train_seconds": secs, "metrics": metrics}
+            key = model if args.steps_scale == 1.0 or not model.startswith("flowcore") else \
+                f"{model} (steps x{args.steps_scale:g})"
+            res["models"][key] = {"budget": label, "train_seconds": secs, "metrics": metrics}
             print(f"[{name}] {model}: {secs:.0f} s, {json.dumps({k: round(v, 3) for k, v in metrics.items()})}",
                   flush=True)
             results["tables"][name] = res
