@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # per table: peer epochs, our steps (budgets stated in the output; see --quick)
 BUDGETS = {
-    "adult": {"ctgan_epochs": 20, "tvae_epochs": 20, "glu_steps": 1500, "transformer_steps": 600},
+    "adult": {"ctgan_epochs": 10, "tvae_epochs": 10, "glu_steps": 800, "transformer_steps": 300},
     "titanic": {"ctgan_epochs": 100, "tvae_epochs": 100, "glu_steps": 1200, "transformer_steps": 500},
     "german_credit": {"ctgan_epochs": 150, "tvae_epochs": 150, "glu_steps": 1000, "transformer_steps": 400},
 }

@@ -8,6 +8,8 @@ shape, trend     sdmetrics ``QualityReport``: the "Column Shapes" and "Column Pa
                  similarity per pair). Higher is better, 1 = identical.
 c2st             sdmetrics ``LogisticDetection``: 1 - (2 * max(AUC, 0.5) - 1) of a logistic
                  regression telling real from generated. Higher is better, 1 = indistinguishable.
+                 A generated category the real rows lack becomes their most frequent one
+                 (sdmetrics' encoder, fitted on the real rows, cannot encode it).
 mle_auc          machine-learning efficiency: a gradient-boosted model (scikit-learn
  / mle_rmse      ``HistGradientBoosting*``; TabSyn uses XGBoost) fitted on the generated rows,
                  its depth chosen on a held-out ninth of them, scored on the real rows: ROC AUC
@@ -173,8 +175,21 @@ def column_pair_trends(schema: Schema, real: Rows, generated: Rows, cache: _Qual
 
 @single_threaded
 def c2st(schema: Schema, real: Rows, generated: Rows) -> float:
+    """sdmetrics LogisticDetection. Its encoder is fitted on the real rows and cannot encode a
+    category they lack (a rare one a subsample missed), so such generated values become the
+    real column's most frequent category."""
+    from collections import Counter
+
     from sdmetrics.single_table import LogisticDetection
 
+    generated = list(generated)
+    for col in schema.columns:
+        if col.continuous:
+            continue
+        seen = Counter(r[col.name] for r in real)
+        mode = seen.most_common(1)[0][0]
+        if any(r[col.name] not in seen for r in generated):
+            generated = [r if r[col.name] in seen else {**r, col.name: mode} for r in generated]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(LogisticDetection.compute(to_frame(schema, real), to_frame(schema, generated),

@@ -59,3 +59,11 @@ def test_alpha_beta_is_synthcitys_naive_score():
     far = [{"x": 1000.0 + i, "c": "a"} for i in range(40)]
     a_far, b_far = alpha_beta(schema, real, far)
     assert a_far < 0.2 and b_far < 0.2
+
+
+def test_c2st_takes_a_category_the_real_rows_lack(titanic):
+    from flowcore_tabular.metrics import c2st
+
+    real = [r for r in titanic.splits["train"] if r["class"] != "1st"][:300]
+    generated = titanic.splits["test"][:300]  # holds first-class passengers
+    assert 0.0 <= c2st(titanic.schema, real, generated) <= 1.0
