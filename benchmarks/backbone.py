@@ -173,7 +173,7 @@ def main() -> None:
             "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
             "torch": torch.__version__, "diffusers": diffusers.__version__,
         },
-        "config": {k: v for k, v in vars(args).items() if k not in ("out", "device")},
+        "config": {k: v for k, v in vars(args).items() if k not in ("out", "device", "results_md", "note", "report_only")},
         "runs": [],
     }
     for device in devices:
@@ -265,7 +265,7 @@ def _auto_notes(record: dict) -> list[str]:
     if "fp32" in peaks and "bf16" in peaks and not m["amx"]:
         notes.append(
             f"This CPU has no AMX: its bf16 matmul peak is {peaks['fp32'] / peaks['bf16']:.1f}x below fp32, so bf16 "
-            "autocast is slower than fp32 here for both libraries (flowcore never turns it on by itself on such CPUs)."
+            "autocast is slower than fp32 here for both libraries (autocast is the caller's choice; FlowTransformer never enables it)."
         )
     if max(m["load_average_at_start"][0], (m.get("load_average_at_end") or [0])[0]) > (os.cpu_count() or 1):
         notes.append(
