@@ -108,6 +108,8 @@ def write_markdown(payload: dict, path: Path) -> None:
              "plugin's own classifier (docs/plugins/image.md#metrics): *accuracy* = fraction of samples the "
              "classifier assigns the requested class; *FD* = Fréchet distance in its 128-feature space to "
              "real test images (same count). Numbers in `benchmarks/results/image.json`.", ""]
+    if payload.get("note"):
+        lines += [payload["note"], ""]
     for name, entry in payload["runs"].items():
         s = entry["score"]
         train = entry.get("train") or {}
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=None, help="guidance weight (default: the config's sample.cfg)")
     parser.add_argument("--label", default=None, help="a name for this run in RESULTS.md")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--note", default=None, help="a status paragraph for the RESULTS.md section")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,7 +163,7 @@ def main() -> None:
     trained = None if args.skip_train else train_run(config, registry)
     run_dir = Path(config.out_dir)
     name = run_dir.name
-    grid = ROOT / "results" / f"image_{name}_grid.png"
+    grid = ROOT / "results" / f"{name}_grid.png"
     grid.parent.mkdir(parents=True, exist_ok=True)
     cfg = config.sample.cfg if args.cfg is None else args.cfg
     scored = score(run_dir, dataset, args.count, cfg, registry, grid)
@@ -175,6 +178,8 @@ def main() -> None:
     out = ROOT / "results" / "image.json"
     payload = json.loads(out.read_text()) if out.exists() else {"benchmark": "image", "runs": {}}
     payload["runs"][name] = entry
+    if args.note:
+        payload["note"] = args.note
     out.write_text(json.dumps(payload, indent=1) + "\n")
     write_markdown(payload, ROOT / "RESULTS.md")
     print(json.dumps(entry["score"]["steps"], indent=1))
