@@ -20,7 +20,7 @@ def _helix(length=12):
 
 
 def _two_chain_structure(tmp_path):
-    """A PDB of chains A (12 residues) and B (8 residues), and the same as mmCIF, both also gzipped."""
+    """A PDB of chains A (12 residues) and B (8 residues); the same as mmCIF and BinaryCIF; gzip, bzip2."""
     import biotite.structure as struc
     import biotite.structure.io.pdbx as pdbx
 
@@ -31,6 +31,9 @@ def _two_chain_structure(tmp_path):
     pdbx.set_structure(cif, struc.concatenate([backbone_array(b.atoms, chain=b.chain) for b in array]))
     cif_path = tmp_path / "two.cif"
     cif.write(str(cif_path))
+    bcif = pdbx.BinaryCIFFile()
+    pdbx.set_structure(bcif, struc.concatenate([backbone_array(b.atoms, chain=b.chain) for b in array]))
+    bcif.write(str(tmp_path / "two.bcif"))
     for p in (pdb_path, cif_path):
         with open(p, "rb") as src, gzip.open(str(p) + ".gz", "wb") as dst:
             shutil.copyfileobj(src, dst)
@@ -39,11 +42,11 @@ def _two_chain_structure(tmp_path):
     return pdb_path
 
 
-def test_pdb_mmcif_and_compressed_files_read_the_same_backbones(tmp_path):
+def test_pdb_mmcif_bcif_and_compressed_files_read_the_same_backbones(tmp_path):
     pdb_path = _two_chain_structure(tmp_path)
     ref = read_backbones(pdb_path)
     assert [(b.chain, len(b)) for b in ref] == [("A", 12), ("B", 8)]
-    for name in ("two.cif", "two.cif.gz", "two.pdb.gz", "two.pdb.bz2"):
+    for name in ("two.cif", "two.cif.gz", "two.bcif", "two.pdb.gz", "two.pdb.bz2"):
         got = read_backbones(tmp_path / name)
         assert [(b.chain, len(b)) for b in got] == [("A", 12), ("B", 8)], name
         for a, b in zip(ref, got):
