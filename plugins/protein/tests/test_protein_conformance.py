@@ -20,6 +20,8 @@ def test_conformance_on_generated_backbones(registry, tmp_path):
                             sizes=[60, 256, 300])
     assert "variable-length layouts" in report.passed and "codec round trip" in report.passed
     assert "metrics" in report.passed and not report.skipped.get("tokenizer round trip")
+    # the hook module lists the metrics without importing them: the two lists must agree
+    assert tuple(registry.spec("protein").metrics) == METRICS
 
 
 def test_conformance_on_real_chains(tmp_path):
