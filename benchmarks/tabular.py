@@ -216,7 +216,7 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     start = text.find("## tabular")
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     else:
         text = text.rstrip() + "\n\n" + section
     path.write_text(text)
