@@ -13,6 +13,16 @@ from flowcore_tabular.codec import TableCsv
 CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    # train.cpu_threads sets torch's thread count for the process; give it back afterwards
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name,overrides", [
     ("tabular_titanic.yaml", []),
