@@ -48,31 +48,12 @@ MAX_ROWS = 5000
 GLU_HIDDEN = (256, 512, 256, 256)
 
 
-def use_glu_mlp() -> None:
-    """Make ``model.network: mlp`` build RecTable's GLU-MLP (the missing plugin-network hook)."""
-    import flowcore.train.module as module
-    import flowcore.train.networks as networks
-    from flowcore_tabular.network import RecTableMLP
-
-    def build(config, modalities):
-        if config.model.network != "mlp":
-            return networks.build_network(config, modalities)
-        shapes = {}
-        for name, m in modalities.items():
-            blank = m.tokenizer.layout(1)
-            shapes[name] = (blank.values.shape[1], blank.values.shape[2])
-        return RecTableMLP(shapes, hidden=GLU_HIDDEN, time_dim=128)
-
-    module.build_network = build
-    for name in ("flowcore.train.checkpoint", "flowcore.train.pipeline"):
-        mod = sys.modules.get(name)
-        if mod is not None and hasattr(mod, "build_network"):
-            mod.build_network = build
-
-
 def flowcore_config(table: str, network: str, steps: int, out_dir: Path) -> dict[str, Any]:
     tokenizer = "row" if network == "mlp" else "column"
     model: dict[str, Any] = {"network": network}
+    if network == "mlp":  # RecTable's GLU-MLP, a plugin network
+        model = {"network": "flowcore_tabular.network:RecTableMLP",
+                 "options": {"hidden": list(GLU_HIDDEN), "time_dim": 128}}
     if network == "transformer":
         model["transformer"] = {"hidden_size": 64, "num_heads": 4, "depth_double": 0, "depth_single": 2,
                                 "mlp_ratio": 2.0}
@@ -247,7 +228,6 @@ def main() -> int:
                 res["models"]["real (test split)"]["metrics"] = real_reference(load_table(name, 0))
         write_results(results, args)
         return 0
-    use_glu_mlp()
     results: dict[str, Any] = {
         "command": "python benchmarks/tabular.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -108,3 +108,30 @@ def test_local_plugin_file(tmp_path):
     assert config.plugins == [str(plugin.resolve())] and "dots" in registry.modalities
     with pytest.raises(ConfigError, match=r"plugins\[0\]"):
         load_config(write(tmp_path, {"plugins": ["nope.py"], **BASE}), registry=Registry())
+
+
+def test_plugin_network_is_built_from_module_attr(tmp_path):
+    """`model.network: package.module:attr` builds the named factory with `model.options`."""
+    from flowcore.train.config import from_dict
+    from flowcore.train.networks import FlowMLP, build_network
+    from flowcore.registry import get_registry
+
+    raw = {"modalities": {"toy2d": {}}, "data": {"dataset": "moons"},
+           "model": {"network": "flowcore.train.networks:FlowMLP", "options": {"hidden": 32, "depth": 1}}}
+    config = from_dict(raw, registry=get_registry())
+    net = build_network(config, {"toy2d": get_registry().modality("toy2d")})
+    assert isinstance(net, FlowMLP)
+    assert sum(p.numel() for p in net.parameters()) < sum(
+        p.numel() for p in FlowMLP({"toy2d": (1, 2)}, hidden=256, depth=3, time_dim=64).parameters())
+
+
+@pytest.mark.parametrize("model,expect", [
+    ({"network": "not_a_network"}, "model.network"),
+    ({"network": "mlp", "options": {"x": 1}}, "model.options"),
+])
+def test_bad_network_names_the_key(model, expect):
+    from flowcore.errors import ConfigError
+    from flowcore.train.config import from_dict
+
+    with pytest.raises(ConfigError, match=expect):
+        from_dict({"modalities": {"toy2d": {}}, "data": {"dataset": "moons"}, "model": model})

@@ -57,7 +57,9 @@ class Bundle:
 
 def _to_cpu(batch: Any) -> Any:
     if isinstance(batch, torch.Tensor):
-        return batch.detach().float().cpu() if batch.is_floating_point() else batch.detach().cpu()
+        # half/bf16 go up to fp32 for the codecs; fp64 (e.g. tabular numerics) keeps its digits
+        low = batch.is_floating_point() and batch.dtype.itemsize < 4
+        return batch.detach().float().cpu() if low else batch.detach().cpu()
     if isinstance(batch, dict):
         return {k: _to_cpu(v) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):

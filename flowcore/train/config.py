@@ -52,7 +52,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    network: Literal["mlp", "transformer"] = "mlp"
+    #: "mlp", "transformer", or a plugin network as "package.module:attr": a factory called
+    #: as ``factory(shapes, **options)`` with shapes {modality: (L, C)} (fixed token counts)
+    network: str = "mlp"
+    #: keyword arguments of a plugin network's factory
+    options: dict[str, Any] = field(default_factory=dict)
     hidden: int = 256
     depth: int = 3
     time_dim: int = 64
@@ -295,6 +299,13 @@ def check(config: Config, registry=None) -> None:
     for key in ("steps", "batch_size"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"{src}: train.{key} must be >= 1")
+    net = config.model.network
+    if net not in ("mlp", "transformer") and (":" not in net or net.startswith(":") or net.endswith(":")):
+        raise ConfigError(f"{src}: model.network must be 'mlp', 'transformer' or a plugin network "
+                          f"'package.module:attr', got {net!r}")
+    if config.model.options and net in ("mlp", "transformer"):
+        raise ConfigError(f"{src}: model.options: only for a plugin network ('package.module:attr'); "
+                          f"network {net!r} takes its own keys")
     if not 0 <= config.train.ema < 1:
         raise ConfigError(f"{src}: train.ema is a decay in [0, 1) (0 turns EMA off), got {config.train.ema}")
     if config.stage == "reflow" and not config.reflow.teacher:

@@ -97,12 +97,14 @@ class TransformerNet(nn.Module):
 def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Module:
     """The network ``config.model`` names, shaped by the modalities' tokenizers."""
     model = config.model
-    if model.network == "mlp":
+    if model.network != "transformer":
         shapes = {}
         for name, m in modalities.items():
             blank = m.tokenizer.layout(1, config.modalities[name].size)
             shapes[name] = (blank.values.shape[1], blank.values.shape[2])
-        return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim)
+        if model.network == "mlp":
+            return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim)
+        return _plugin_network(config, shapes)
     from flowcore.nn import FlowTransformer, FlowTransformerConfig
 
     section = dict(model.transformer)
@@ -117,3 +119,22 @@ def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Modu
     cfg = FlowTransformerConfig.from_dict({**section, "streams": streams},
                                           where=f"{config.source}: model.transformer")
     return TransformerNet(FlowTransformer(cfg))
+
+
+def _plugin_network(config: Config, shapes: Mapping[str, tuple[int, int]]) -> nn.Module:
+    """A network a plugin ships, named ``package.module:attr`` in ``model.network``."""
+    from flowcore.modality import resolve
+
+    where = f"{config.source}: model.network"
+    try:
+        factory = resolve(config.model.network)
+    except Exception as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    try:
+        net = factory(shapes, **config.model.options)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {config.model.network} does not take model.options "
+                          f"{sorted(config.model.options)}: {exc}") from exc
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"{where}: {config.model.network} returned {type(net).__name__}, not a torch nn.Module")
+    return net
