@@ -1,0 +1,67 @@
+"""ConvUNet: token <-> grid mapping agrees with the tokenizer, zero init, the label is used."""
+
+import torch
+
+from flowcore.modality import Tokens
+from flowcore_image.network import ConvUNet, grid_to_tokens, tokens_to_grid
+from flowcore_image.tokenizer import PatchTokenizer
+
+
+def _label(values: torch.Tensor) -> Tokens:
+    b = values.shape[0]
+    return Tokens(values, torch.zeros(b, 1, 1), torch.ones(b, 1, dtype=torch.bool))
+
+
+def _one_hot(classes: torch.Tensor, k: int = 10) -> torch.Tensor:
+    return (2 * torch.nn.functional.one_hot(classes, k).float() - 1)[:, None]
+
+
+def test_grid_mapping_matches_the_tokenizer_in_any_token_order():
+    tok = PatchTokenizer(3, patch=4)
+    x = torch.randn(2, 3, 12, 20)
+    tokens = tok.encode(x)
+    perm = torch.randperm(tokens.values.shape[1], generator=torch.Generator().manual_seed(0))
+    shuffled = Tokens(tokens.values[:, perm], tokens.positions[:, perm], tokens.mask[:, perm])
+    image, index, rows, cols = tokens_to_grid(shuffled, channels=3)
+    assert torch.equal(image, x) and (rows, cols) == (3, 5)
+    assert torch.equal(grid_to_tokens(image, index, rows, cols), shuffled.values)
+
+
+def test_shapes_and_zero_velocity_at_init():
+    net = ConvUNet({"image": (49, 16), "label": (1, 10)}, width=16)
+    tokens = {"image": PatchTokenizer(1, patch=4).encode(torch.randn(3, 1, 28, 28)),
+              "label": _label(_one_hot(torch.tensor([0, 3, 9])))}
+    out = net(tokens, {"image": torch.rand(3), "label": torch.zeros(3)})
+    assert out["image"].shape == (3, 49, 16) and out["label"].shape == (3, 1, 10)
+    assert not out["image"].any()
+    assert 1e5 < sum(p.numel() for p in ConvUNet({"image": (49, 16), "label": (1, 10)}).parameters()) < 2e6
+
+
+def test_label_steers_the_velocity_and_a_dropped_label_is_ignored():
+    torch.manual_seed(0)
+    net = ConvUNet({"image": (49, 16), "label": (1, 10)}, width=16)
+    tok = PatchTokenizer(1, patch=4)
+    # target: a velocity that depends only on the class (+1 image for class 0, -1 for class 1)
+    classes = torch.tensor([0, 1] * 8)
+    target = (1 - 2 * classes.float())[:, None, None].expand(-1, 49, 16)
+    x = tok.encode(torch.randn(16, 1, 28, 28))
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    for _ in range(30):
+        out = net({"image": x, "label": _label(_one_hot(classes))}, {"image": torch.full((16,), 0.5),
+                                                                     "label": torch.zeros(16)})
+        loss = (out["image"] - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    t = {"image": torch.full((2,), 0.5), "label": torch.zeros(2)}
+    x2 = tok.encode(torch.randn(2, 1, 28, 28))
+    with torch.no_grad():
+        given = net({"image": x2, "label": _label(_one_hot(torch.tensor([0, 1])))}, t)["image"].mean((1, 2))
+        assert given[0] > 0.5 and given[1] < -0.5
+        # dropped (prior noise at t = 1) and missing labels give the same, label-free velocity
+        noise = _label(torch.randn(2, 1, 10))
+        dropped = net({"image": x2, "label": noise}, {"image": t["image"], "label": torch.ones(2)})["image"]
+        other = net({"image": x2, "label": _label(torch.randn(2, 1, 10))},
+                    {"image": t["image"], "label": torch.ones(2)})["image"]
+        missing = net({"image": x2}, {"image": t["image"]})["image"]
+    assert torch.allclose(dropped, missing, atol=1e-6) and torch.allclose(other, missing, atol=1e-6)
