@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from flowcore.nn import model_stats  # noqa: E402
 from flowcore.nn.convert import from_diffusers, sd3_image_tokens, sd3_unpatchify, text_tokens  # noqa: E402
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 
 def sync(device: str) -> None:
@@ -249,14 +250,7 @@ def write_section(record: dict, path: Path) -> None:
     lines += ["", f"Command: `{record['command']}`", ""]
     notes = record.get("notes", [])
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = text.find("## backbone")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + "\n".join(lines) + ("\n" + text[end + 1:] if end >= 0 else "")
-    path.write_text(text.rstrip("\n") + "\n")
+    replace_section(path, "backbone", "\n".join(lines))
 
 
 def _auto_notes(record: dict) -> list[str]:

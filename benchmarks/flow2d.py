@@ -43,6 +43,7 @@ from flowcore.builtins.toy2d import mmd, sample_points, sliced_wasserstein
 from flowcore.flow.inversion import generate
 from flowcore.flow.reflow import PairDataset, data_draw, fit, generate_pairs, prior_noise
 from flowcore.registry import get_registry
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parent
 NFES = (1, 2, 4, 8, 32)
@@ -283,14 +284,7 @@ def write_results_md(payload: dict, path: Path) -> None:
                       ", ".join(f"{n} NFE {'met' if ok else 'missed'}" for n, ok in goal.items())]
         lines.append("")
     section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = text.find("## flow2d")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
+    replace_section(path, "flow2d", section)
 
 
 def main() -> None:

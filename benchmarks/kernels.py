@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 import flowcore.kernels as kernels  # noqa: E402
 from flowcore.kernels import reference  # noqa: E402
 from flowcore.kernels import triton_ops  # noqa: E402
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 OPS = ("modulated_layer_norm", "rms_norm", "apply_rope", "gated_residual")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -364,14 +365,7 @@ def write_results_md(record: dict, path: Path) -> None:
             f"{r['kernel'][:48]} {100 * r['share']:.0f}%" for r in b["profile_eager_triton_top_kernels"][:6]) + "."]
     lines += ["", "Full numbers in `benchmarks/results/kernels.json`.", ""]
     section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = text.find("## kernels")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
+    replace_section(path, "kernels", section)
 
 
 def main() -> None:

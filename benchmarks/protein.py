@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUALITY_LENGTHS = [60, 100, 150, 200, 256]
@@ -117,14 +118,7 @@ def write_results_md(record: dict, path: Path) -> None:
                   f"length {REQFLOW_GPU_S['length']}, on a GPU, with a much larger network; no GPU run here yet.", ""]
     lines += [f"Full numbers in `{record['json']}`.", ""]
     section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = text.find("## protein")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
+    replace_section(path, "protein", section)
 
 
 def main() -> None:
