@@ -103,7 +103,8 @@ def score(run_dir: Path, dataset: str, count: int, cfg: float, registry, grid_pa
 
 def write_markdown(payload: dict, path: Path) -> None:
     lines = ["## image", "",
-             "Class-conditional generation with flowcore-image (pixel space, residual-MLP velocity net, label "
+             "Class-conditional generation with flowcore-image (pixel space; the velocity net is named in each "
+             "run's label: the residual MLP or the conv U-Net `flowcore_image.network:ConvUNet`; label "
              "as a `condition` with dropout 0.1), Euler sampling with classifier-free guidance. Scored by the "
              "plugin's own classifier (docs/plugins/image.md#metrics): *accuracy* = fraction of samples the "
              "classifier assigns the requested class; *FD* = Fréchet distance in its 128-feature space to "
