@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parent
 STEPS = (1, 2, 4, 8, 32)
@@ -132,14 +133,7 @@ def write_markdown(payload: dict, path: Path) -> None:
             lines.append(f"Goal >= {goal:.0%} accuracy at 8 steps: {'met' if acc >= goal else 'missed'} ({acc:.1%}).")
         lines += ["", f"Reflow: {entry['reflow']}", ""]
     section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = text.find("## image\n")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
+    replace_section(path, "image", section)
 
 
 def main() -> None:
