@@ -12,3 +12,12 @@ def registry():
     from flowcore.registry import Registry
 
     return Registry()
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: a second thread only adds sync cost (much more so on a loaded shared CPU)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -20,12 +20,7 @@ S = 0.3
 MEANS = torch.tensor([-2.0, 2.0], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussian_field(x, t, m):

@@ -23,13 +23,7 @@ from flowcore.flow.timesteps import make_timestep_sampler
 from flowcore.registry import get_registry
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small MLPs: a second thread only adds sync cost (much more so on a loaded shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cost(x0, eps):

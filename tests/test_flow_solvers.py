@@ -28,13 +28,7 @@ SIGMA = ROT @ torch.diag(EIG) @ ROT.T
 MU = torch.tensor([1.5, -1.0, 0.5], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second thread only adds sync cost (100x under load on a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussian_velocity(x, t):
