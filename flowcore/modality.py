@@ -239,6 +239,20 @@ class Modality(ABC):
             raise DataError(f"{where}: {self.name} sample holds NaN or infinite values")
         return sample
 
+    def auxiliary_loss(self, predicted: Tokens, target: Tokens, t: torch.Tensor) -> torch.Tensor | None:
+        """An extra training loss per sample [B] on the network's estimate of the clean tokens, or None.
+
+        predicted  the clean tokens the predicted velocity points back to
+                   (``path.clean_estimate(x_t, v, t)``), with ``target``'s positions and mask
+        target     the data tokens x0
+        t          [B] each sample's time (0 = data)
+        FlowModule adds it to the sample's velocity loss, so it only counts for noised samples.
+        Override it for losses in the data's own geometry that the velocity error does not
+        weigh (FrameDiff/FrameFlow: backbone atom positions and local distances near t = 0).
+        The default, None, adds nothing and costs nothing.
+        """
+        return None
+
     def metrics(self) -> dict[str, Metric]:
         """Distances between real and generated samples, keyed by metric name."""
         return {}

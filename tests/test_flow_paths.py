@@ -190,3 +190,40 @@ def test_quaternion_transport_carries_path_velocity_along_the_path():
     assert torch.allclose(moved, b.v, atol=1e-9)
     assert torch.allclose(path.transport(-a.v, -a.x_t, b.x_t), b.v, atol=1e-9)
     assert torch.allclose(LinearPath().transport(a.v, a.x_t, b.x_t), a.v)
+
+
+# ----------------------------------------------------------------------------- centred prior, clean estimate
+
+
+def test_centred_prior_has_zero_mean_over_real_tokens_and_the_centred_variance():
+    """Centring n iid N(0, s^2) draws leaves each with variance s^2 (1 - 1/n) and sum zero."""
+    path = LinearPath(prior_scale=2.0, centre=True)
+    lengths = torch.tensor([3, 8, 5, 8] * 2000)
+    mask = torch.arange(8)[None, :] < lengths[:, None]
+    eps = path.masked_prior((len(lengths), 8, 3), mask, generator=_gen(0))
+    real = mask[..., None].double()
+    assert float(((eps.double() * real).sum(1)).abs().max()) < 1e-4
+    for n in (3, 5, 8):
+        rows = eps[lengths == n][:, :n].double()
+        assert float(rows.var()) == pytest.approx(4.0 * (1 - 1 / n), rel=0.03)
+    full = path.prior((6, 8, 3), generator=_gen(1))  # no mask: every token is real
+    assert float(full.mean(1).abs().max()) < 1e-5
+    plain = LinearPath(prior_scale=2.0)
+    assert torch.equal(plain.masked_prior((4, 8, 3), mask[:4], generator=_gen(2)),
+                       plain.prior((4, 8, 3), generator=_gen(2)))
+    se3 = ProductPath([(QuaternionPath(), 4), (path, 3)])
+    both = se3.masked_prior((4, 8, 7), mask[:4], generator=_gen(3))
+    assert torch.allclose(both[..., :4].norm(dim=-1), torch.ones(4, 8), atol=1e-6)
+    assert float(((both[..., 4:] * mask[:4, :, None]).sum(1)).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("path", [LinearPath(prior_scale=10.0), QuaternionPath(),
+                                  ProductPath([(QuaternionPath(), 4), (LinearPath(prior_scale=10.0), 3)])])
+def test_clean_estimate_of_the_true_velocity_is_the_data(path):
+    channels = {LinearPath: 3, QuaternionPath: 4, ProductPath: 7}[type(path)]
+    shape = (16, 5, channels)
+    x0 = path.project(path.prior(shape, generator=_gen(0)).double())
+    eps = path.prior(shape, generator=_gen(1)).double()
+    t = torch.rand(16, generator=_gen(2), dtype=torch.float64)
+    s = path.interpolate(x0, eps, t)
+    assert torch.allclose(path.clean_estimate(s.x_t, s.v, t), x0, atol=1e-9)

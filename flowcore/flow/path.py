@@ -48,6 +48,24 @@ class ProbabilityPath(ABC):
     def interpolate(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> PathSample:
         """x_t and the target velocity for data x0, noise eps and times t [B]."""
 
+    def masked_prior(self, shape: torch.Size | tuple[int, ...], mask: torch.Tensor, *,
+                     generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """eps ``[B, L, C]`` for tokens whose real ones are ``mask [B, L]`` (False = padding).
+
+        The default ignores the mask (padding values are never used); a prior that depends on
+        which tokens are real, such as a Gaussian centred over each sample's tokens, overrides it.
+        """
+        return self.prior(shape, generator=generator, device=device, dtype=dtype)
+
+    def clean_estimate(self, x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The data point x0 that velocity v at state x_t and time t [B] points back to.
+
+        Every path here moves at constant velocity along its curve (a line, a geodesic), so
+        x0 = step(x_t, v, -t); with the exact v this is the x0 that ``interpolate`` started from.
+        """
+        return self.step(x_t, v, -t)
+
     def step(self, x: torch.Tensor, v: torch.Tensor, dt: torch.Tensor | float) -> torch.Tensor:
         """Move state x along velocity v for a (signed) time dt. Euclidean: x + dt v."""
         if isinstance(dt, torch.Tensor) and dt.dim() == 1:
@@ -71,17 +89,32 @@ class LinearPath(ProbabilityPath):
     """The rectified-flow path: x_t = (1 - t) x0 + t eps, v = eps - x0, eps ~ N(0, prior_scale^2 I).
 
     ``prior_scale`` widens the prior where the data is wide (ReQFlow: 10 A for translations).
+    ``centre``: eps has zero mean over each sample's tokens (dim -2), over the real tokens
+    only in ``masked_prior`` (FrameFlow's zero-centre-of-mass noise for coordinates whose data
+    is centred per sample: then x_t stays centred and no velocity is spent moving the centre).
     """
 
-    def __init__(self, prior_scale: float = 1.0) -> None:
+    centre: bool = False
+
+    def __init__(self, prior_scale: float = 1.0, centre: bool = False) -> None:
         self.prior_scale = float(prior_scale)
+        self.centre = bool(centre)
 
     def __repr__(self) -> str:
-        return f"LinearPath(prior_scale={self.prior_scale:g})"
+        return f"LinearPath(prior_scale={self.prior_scale:g}{', centre=True' if self.centre else ''})"
 
     def prior(self, shape, *, generator=None, device=None, dtype=torch.float32):
         eps = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        if self.centre:
+            eps = eps - eps.mean(-2, keepdim=True)
         return eps * self.prior_scale if self.prior_scale != 1.0 else eps
+
+    def masked_prior(self, shape, mask, *, generator=None, device=None, dtype=torch.float32):
+        eps = self.prior(shape, generator=generator, device=device, dtype=dtype)
+        if not self.centre:
+            return eps
+        real = mask.to(device=eps.device, dtype=eps.dtype).unsqueeze(-1)  # [B, L, 1]
+        return eps - (eps * real).sum(-2, keepdim=True) / real.sum(-2, keepdim=True).clamp_min(1.0)
 
     def interpolate(self, x0, eps, t):
         tt = expand_t(t, x0)
@@ -170,6 +203,13 @@ class ProductPath(ProbabilityPath):
         if shape[-1] != self.channels:
             raise DataError(f"ProductPath over {self.channels} channels asked for a prior of shape {shape}")
         return torch.cat([path.prior((*shape[:-1], c), generator=generator, device=device, dtype=dtype)
+                          for path, c in self.parts], -1)
+
+    def masked_prior(self, shape, mask, *, generator=None, device=None, dtype=torch.float32):
+        shape = tuple(shape)
+        if shape[-1] != self.channels:
+            raise DataError(f"ProductPath over {self.channels} channels asked for a prior of shape {shape}")
+        return torch.cat([path.masked_prior((*shape[:-1], c), mask, generator=generator, device=device, dtype=dtype)
                           for path, c in self.parts], -1)
 
     def interpolate(self, x0, eps, t):

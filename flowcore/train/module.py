@@ -9,7 +9,9 @@ One training step (DESIGN.md "Per-modality time"):
    clean, dropped with probability ``dropout``; ``any`` ones draw a state per sample
    (OmniFlow: clean with ``p_clean``, absent with ``p_absent``), keeping one noised per sample;
 3. x_t = path.interpolate(x0, eps, t) for every modality; the network sees all of them;
-4. the loss is the squared velocity error of the noised modalities only.
+4. the loss is the squared velocity error of the noised modalities only, plus, for a
+   modality that defines one, its ``auxiliary_loss`` on the clean tokens the predicted
+   velocity points back to (``path.clean_estimate``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import nn
 from flowcore.flow.guidance import condition_dropout
 from flowcore.flow.reflow import ot_coupling
 from flowcore.flow.timesteps import make_loss_weight, make_timestep_sampler, shift_time
-from flowcore.modality import Tokens
+from flowcore.modality import Modality, Tokens
 from flowcore.train.bundle import Bundle, build_bundles
 from flowcore.train.config import Config, from_dict
 from flowcore.train.data import latent_names
@@ -143,8 +145,8 @@ class FlowModule(L.LightningModule):
         inputs, times, targets = {}, {}, {}
         for name, tokens in x0.items():
             path = self.bundles[name].path
-            noise = eps[name] if eps is not None else path.prior(tokens.values.shape, device=self.device,
-                                                                  dtype=tokens.values.dtype)
+            noise = eps[name] if eps is not None else path.masked_prior(
+                tokens.values.shape, tokens.mask, device=self.device, dtype=tokens.values.dtype)
             if eps is None and self.config.flow.ot_coupling and self.config.modalities[name].role == "generate":
                 noise = ot_coupling(tokens.values, noise, method=self.config.flow.ot_coupling)
             s = states[name]
@@ -159,6 +161,12 @@ class FlowModule(L.LightningModule):
             mask = inputs[name].mask.to(v.dtype)
             sq = ((pred[name].float() - v.float()) ** 2).mean(-1)  # [B, L]
             per_sample = (sq * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+            modality = self.bundles[name].modality
+            if type(modality).auxiliary_loss is not Modality.auxiliary_loss:
+                x0_hat = self.bundles[name].path.clean_estimate(inputs[name].values, pred[name].float(), times[name])
+                aux = modality.auxiliary_loss(x0[name].with_values(x0_hat), x0[name], times[name])
+                if aux is not None:
+                    per_sample = per_sample + aux
             noised = (states[name] == NOISED).to(per_sample.dtype)
             weight = noised * self.loss_weight(times[name]) * self.config.modalities[name].loss_weight
             total = total + (weight * per_sample).sum()

@@ -72,7 +72,8 @@ def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str],
             raise DataError(f"given {name!r} has {tok.batch_size} samples, but {count} are to be generated")
     g = torch.Generator().manual_seed(seed)
     layouts = {m: bundles[m].layout(count, device) for m in make}
-    x = {m: bundles[m].path.prior(layouts[m].values.shape, generator=g).to(device) for m in make}
+    x = {m: bundles[m].path.masked_prior(layouts[m].values.shape, layouts[m].mask, generator=g).to(device)
+         for m in make}
     velocity = make_velocity(net, bundles, layouts, given, g, cfg)
     result = make_solver(solver).solve(velocity, x, time_grid(steps, shift, device=device),
                                        {m: bundles[m].path for m in make})
