@@ -21,6 +21,13 @@ def flowcore_modalities():
                     description=f"generated 2-D {shape.replace('_', ' ')}",
                 )
                 for shape in TOY2D_SHAPES
+            ) + (
+                DatasetSpec(
+                    name="eight_gaussians_labeled",
+                    modalities=("toy2d", "label"),
+                    factory="flowcore.builtins.toy2d:eight_gaussians_labeled",
+                    description="eight gaussians with each point's component index as a label (8 classes)",
+                ),
             ),
             metrics=("sliced_wasserstein", "mmd"),
             has_codec=True,

@@ -2,7 +2,9 @@
 
 The four datasets follow the shapes common in the flow literature (FFJORD, torchcfm):
 eight gaussians on a circle, two moons, a 4x4 checkerboard, two spirals. All are generated
-from a seed, so the same split is the same points on every machine.
+from a seed, so the same split is the same points on every machine. ``eight_gaussians_labeled``
+is ``eight_gaussians`` (the same points) with each point's component index (or that index
+modulo ``classes``) as a ``label``: a class-conditional task whose answer is known.
 """
 
 from __future__ import annotations
@@ -22,10 +24,25 @@ SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 SPLIT_SIZES = {"train": 20_000, "val": 2_000, "test": 2_000}
 
 
+EIGHT_GAUSSIANS_RADIUS, EIGHT_GAUSSIANS_STD = 2.0, 0.15
+
+
+def eight_gaussian_centers() -> torch.Tensor:
+    """The component means of eight_gaussians, ``[8, 2]``: row k sits at angle k * 45 deg."""
+    angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    return EIGHT_GAUSSIANS_RADIUS * torch.stack([torch.cos(angles), torch.sin(angles)], 1)
+
+
+def _eight_gaussians_labeled(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``[n, 2]`` and the index ``[n]`` of the component each was drawn from."""
+    labels = rng.integers(0, 8, n)
+    angles = labels * (2 * math.pi / 8)
+    centers = EIGHT_GAUSSIANS_RADIUS * np.stack([np.cos(angles), np.sin(angles)], 1)
+    return centers + EIGHT_GAUSSIANS_STD * rng.standard_normal((n, 2)), labels
+
+
 def _eight_gaussians(rng: np.random.Generator, n: int) -> np.ndarray:
-    angles = rng.integers(0, 8, n) * (2 * math.pi / 8)
-    centers = 2.0 * np.stack([np.cos(angles), np.sin(angles)], 1)
-    return centers + 0.15 * rng.standard_normal((n, 2))
+    return _eight_gaussians_labeled(rng, n)[0]
 
 
 def _moons(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -79,6 +96,32 @@ class PointsDataset(Dataset):
 
 def eight_gaussians(split: str = "train", **kw) -> PointsDataset:
     return PointsDataset("eight_gaussians", split, **kw)
+
+
+class LabeledGaussians(PointsDataset):
+    """Items ``{"toy2d": point [2], "label": class}``: eight_gaussians' points, labelled.
+
+    ``classes`` (2, 4 or 8) merges components: a point of component k has class
+    ``k % classes``, so with fewer classes each class is a mixture of 8 / classes gaussians
+    spread evenly round the circle (mean 0: a one-step sample of a curved flow lands there).
+    """
+
+    def __init__(self, split: str = "train", size: int | None = None, seed: int = 0, classes: int = 8):
+        if classes not in (2, 4, 8):
+            raise DataError(f"eight_gaussians_labeled: classes must be 2, 4 or 8 (it divides the 8 "
+                            f"components), got {classes!r}")
+        n = size if size is not None else SPLIT_SIZES[split]
+        rng = np.random.default_rng(1000 * seed + SPLIT_SEEDS[split])
+        points, components = _eight_gaussians_labeled(rng, n)
+        self.points = torch.from_numpy(points).float()
+        self.labels = torch.from_numpy(components % classes).long()
+
+    def __getitem__(self, i: int) -> dict:
+        return {"toy2d": self.points[i], "label": int(self.labels[i])}
+
+
+def eight_gaussians_labeled(split: str = "train", **kw) -> LabeledGaussians:
+    return LabeledGaussians(split, **kw)
 
 
 def moons(split: str = "train", **kw) -> PointsDataset:

@@ -121,6 +121,8 @@ class ReflowConfig:
     pairs: int = 10000
     steps: int = 32
     solver: str = "euler"
+    #: guidance weight of the teacher when it makes the pairs of a conditional run (None: sample.cfg)
+    cfg: float | None = None
     init_from_teacher: bool = True
 
 
@@ -308,8 +310,8 @@ def check(config: Config, registry=None) -> None:
                           f"network {net!r} takes its own keys")
     if not 0 <= config.train.ema < 1:
         raise ConfigError(f"{src}: train.ema is a decay in [0, 1) (0 turns EMA off), got {config.train.ema}")
-    if config.stage == "reflow" and not config.reflow.teacher:
-        raise ConfigError(f"{src}: reflow.teacher: the reflow stage needs the run directory of the model to straighten")
+    if config.stage == "reflow":
+        check_reflow(config)
     if registry is not None:
         for name in config.modalities:
             if name not in registry.modalities:
@@ -328,6 +330,29 @@ def check(config: Config, registry=None) -> None:
         if config.data.modality is not None and config.data.modality not in config.modalities:
             raise ConfigError(f"{src}: data.modality: {config.data.modality!r} is not one of the configured "
                               f"modalities {list(config.modalities)}")
+
+
+def check_reflow(config: Config) -> None:
+    """The ``reflow`` section of a ``stage: reflow`` run, and the roles reflow can straighten."""
+    src, rf = config.source, config.reflow
+    if not rf.teacher:
+        raise ConfigError(f"{src}: reflow.teacher: the reflow stage needs the run directory of the model to straighten")
+    for key in ("pairs", "steps"):
+        if getattr(rf, key) < 1:
+            raise ConfigError(f"{src}: reflow.{key} must be >= 1, got {getattr(rf, key)}")
+    conditions, anys = config.names("condition"), config.names("any")
+    if rf.cfg is not None:
+        if not conditions:
+            raise ConfigError(f"{src}: reflow.cfg: the run has no 'condition' modality, so there is nothing to "
+                              "guide; remove reflow.cfg")
+        if not rf.cfg > 0:
+            raise ConfigError(f"{src}: reflow.cfg is the teacher's guidance weight and must be > 0 "
+                              f"(1 = plain conditional), got {rf.cfg}")
+    if conditions and anys:
+        raise ConfigError(f"{src}: modalities.{anys[0]}.role: conditional reflow draws the 'condition' modalities "
+                          f"from data and generates the rest jointly, which an 'any' modality does not fit (its "
+                          f"other directions would train on noise that is not independent of what they are "
+                          f"given); make {anys[0]!r} 'generate' or 'condition' for the reflow stage")
 
 
 def dump(config: Config) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import lightning as L
 import torch
 
-from flowcore.errors import ConfigError, DataError
+from flowcore.errors import ConfigError, DataError, UnknownNameError
 from flowcore.io import write_text_atomic
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.bundle import Bundle, build_bundles
@@ -301,46 +301,114 @@ def pairs_dir(config: Config) -> Path:
     return Path(config.out_dir) / "pairs"
 
 
+#: manifest key -> the config key that sets it (to name what differs from existing pairs)
+PAIR_SETTINGS = {"count": "reflow.pairs", "steps": "reflow.steps", "solver": "reflow.solver",
+                 "shift": "sample.shift", "seed": "seed", "conditions": "modalities.<name>.role", "cfg": "reflow.cfg"}
+
+
+def reflow_guidance(config: Config) -> float | None:
+    """The teacher's guidance weight for the pairs: ``reflow.cfg``, else ``sample.cfg``; None without conditions."""
+    if not config.names("condition"):
+        return None
+    return config.reflow.cfg if config.reflow.cfg is not None else config.sample.cfg
+
+
 def prepare_reflow(config: Config, registry) -> Path:
-    """Generate the teacher's (noise, sample) pairs into ``<out>/pairs`` unless they are there."""
+    """Generate the teacher's pairs into ``<out>/pairs`` unless they are there (and were made alike).
+
+    Unconditional run: (noise, ODE(noise)). With ``condition`` modalities (InstaFlow's recipe
+    for text-to-image): the conditions of the pairs are the training split's, in a seeded
+    shuffled order (cycled when there are more pairs than items), and each sample is the
+    teacher's ODE solution from the noise given them, guided with ``reflow_guidance(config)``
+    as ``flowcore sample`` guides; the condition tokens are stored with the pairs.
+    """
     from flowcore.flow.reflow import MANIFEST, generate_pairs, prior_noise
+    from flowcore.train.sampling import make_velocity
 
     out = pairs_dir(config)
+    conditions = config.names("condition")
+    settings = {"count": config.reflow.pairs, "steps": config.reflow.steps, "solver": config.reflow.solver,
+                "shift": config.sample.shift, "seed": config.seed, "conditions": sorted(conditions),
+                "cfg": reflow_guidance(config)}
     if (out / MANIFEST).is_file():
+        check_pairs(out, settings)
         return out
-    if config.names("condition"):
-        raise ConfigError(f"{config.source}: reflow: pairs are drawn unconditionally; a run with 'condition' "
-                          "modalities cannot be reflowed yet")
     rf = config.reflow
     teacher = ckpt.load_run(rf.teacher, registry, device_for(None))
-    make = list(teacher.bundles)
-    blank = {m: teacher.bundles[m].layout(1) for m in make}
-    shapes = {m: tuple(b.values.shape[1:]) for m, b in blank.items()}
+    check_teacher_roles(config, teacher.config)
+    make = config.names("generate", "any")
     net, bundles = teacher.net, teacher.bundles
     device = next(net.parameters()).device
-
-    def velocity(x: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
-        count = t.shape[0]
-        tokens = {m: bundles[m].layout(count, device).with_values(x[m]) for m in make}
-        return net(tokens, {m: t for m in make})
-
+    shapes = {m: tuple(bundles[m].layout(1).values.shape[1:]) for m in make}
     noise = prior_noise(shapes, {m: bundles[m].path for m in make})
 
     def noise_on_device(b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         return {m: v.to(device) for m, v in noise(b, g).items()}
 
-    with torch.no_grad():
-        generate_pairs(velocity, noise_on_device, rf.pairs, out, steps=rf.steps, solver=rf.solver,
-                       shift=config.sample.shift, paths={m: bundles[m].path for m in make}, seed=config.seed)
+    def field(given, count: int, generator: torch.Generator):
+        layouts = {m: bundles[m].layout(count, device) for m in make}
+        return make_velocity(net, bundles, layouts, given, generator, settings["cfg"] or 1.0)
+
+    data = build_split(config, {c: bundles[c] for c in conditions}, "train", registry) if conditions else None
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed)) if data else None
+
+    def condition_tokens(start: int, count: int) -> dict:
+        if data is None:
+            return {}
+        items = [data[int(order[(start + j) % len(order)])] for j in range(count)]
+        return {c: tokens_of(bundles[c], [item[c] for item in items], device) for c in conditions}
+
+    try:
+        generate_pairs(field, noise_on_device, rf.pairs, out, steps=rf.steps, solver=rf.solver,
+                       shift=config.sample.shift, paths={m: bundles[m].path for m in make}, seed=config.seed,
+                       conditions=condition_tokens, info={"cfg": settings["cfg"]},
+                       progress=config.train.progress_bar)
+    except UnknownNameError as exc:
+        raise ConfigError(f"{config.source}: reflow.solver: {exc}") from exc
     return out
 
 
+def check_teacher_roles(config: Config, teacher: Config) -> None:
+    """The student's modalities are the teacher's; a condition was one the teacher was trained to take."""
+    if set(config.modalities) != set(teacher.modalities):
+        raise ConfigError(f"{config.source}: modalities: {sorted(config.modalities)}, but the teacher "
+                          f"{config.reflow.teacher} has {sorted(teacher.modalities)}; reflow keeps the modalities")
+    for name, m in config.modalities.items():
+        was = teacher.modalities[name].role
+        if m.role != was and was != "any":
+            raise ConfigError(f"{config.source}: modalities.{name}.role is {m.role!r} but the teacher "
+                              f"{config.reflow.teacher} was trained with {was!r}")
+
+
+def check_pairs(out: Path, settings: Mapping[str, Any]) -> None:
+    """Existing pairs were made as ``settings`` say (older manifests: unconditional, no cfg)."""
+    from flowcore.flow.reflow import MANIFEST
+
+    manifest = json.loads((out / MANIFEST).read_text())
+    made = {"conditions": [], "cfg": None, **manifest}
+    for key, value in settings.items():
+        if made.get(key) != value:
+            raise ConfigError(f"{out}: these pairs were made with {PAIR_SETTINGS[key]} = {made.get(key)!r}, the "
+                              f"config asks for {value!r}; delete {out} (or reflow into another --out) to make new ones")
+
+
 class ReflowModule(FlowModule):
-    """A FlowModule trained on the teacher's fixed (noise, sample) pairs instead of fresh noise."""
+    """A FlowModule trained on the teacher's fixed pairs instead of data and fresh noise.
+
+    The generated modalities start from the stored noise; the stored conditions are clean
+    tokens, dropped (absent, fresh prior noise) with each condition's ``dropout`` exactly as
+    in the base run, so guidance still works on the student.
+    """
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        from flowcore.modality import Tokens
+
         x0 = {m: self.bundles[m].layout(v.shape[0], self.device).with_values(v) for m, v in batch["x0"].items()}
-        loss, _ = self.flow_loss(x0, eps=batch["eps"])
+        eps = dict(batch["eps"])
+        for name, c in batch.get("cond", {}).items():
+            x0[name] = Tokens(c["values"], c["positions"], c["mask"])
+            eps[name] = self.bundles[name].path.prior(c["values"].shape, device=self.device, dtype=c["values"].dtype)
+        loss, _ = self.flow_loss(x0, eps=eps)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
