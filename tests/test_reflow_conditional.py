@@ -7,6 +7,7 @@ the gaussians of class k.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from flowcore.modality import Tokens
 from flowcore.train.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "configs"
 
 
 # ----------------------------------------------------------------------------- the labelled task
@@ -115,6 +117,11 @@ def test_killed_generation_resumes_to_the_same_pairs(tmp_path):
 # ----------------------------------------------------------------------------- config
 
 
+def test_example_config_loads(registry):
+    config = load_config(EXAMPLES / "toy2d_labeled.yaml", registry=registry)
+    assert config.names("condition") == ["label"] and config.data.options == {"classes": 2}
+
+
 TEACHER = {"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2, "dropout": 0.1}},
            "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}},
            "stage": "reflow", "reflow": {"teacher": "runs/t"}}
@@ -186,6 +193,9 @@ def test_class_conditional_reflow_straightens_each_class(tmp_path):
     assert main(["reflow", str(teacher), "--out", str(student), "--set", "reflow.pairs=2000",
                  "--set", "reflow.steps=16", "--set", "train.steps=300", "--set", "train.lr=1e-3"]) == 0
 
+    # without --config the student takes the teacher's guidance into its pairs and is sampled unguided
+    student_config = yaml.safe_load((student / "config.yaml").read_text())
+    assert student_config["reflow"]["cfg"] == 2.0 and student_config["sample"]["cfg"] == 1.0
     pairs = PairDataset(student / "pairs")
     assert pairs.manifest["conditions"] == ["label"] and pairs.manifest["cfg"] == 2.0
     labels = pairs.conditions["label"].values[:, 0].argmax(-1)

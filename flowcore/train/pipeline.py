@@ -349,23 +349,35 @@ def prepare_reflow(config: Config, registry) -> Path:
         layouts = {m: bundles[m].layout(count, device) for m in make}
         return make_velocity(net, bundles, layouts, given, generator, settings["cfg"] or 1.0)
 
-    data = build_split(config, {c: bundles[c] for c in conditions}, "train", registry) if conditions else None
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed)) if data else None
-
-    def condition_tokens(start: int, count: int) -> dict:
-        if data is None:
-            return {}
-        items = [data[int(order[(start + j) % len(order)])] for j in range(count)]
-        return {c: tokens_of(bundles[c], [item[c] for item in items], device) for c in conditions}
-
     try:
         generate_pairs(field, noise_on_device, rf.pairs, out, steps=rf.steps, solver=rf.solver,
                        shift=config.sample.shift, paths={m: bundles[m].path for m in make}, seed=config.seed,
-                       conditions=condition_tokens, info={"cfg": settings["cfg"]},
+                       conditions=TrainingConditions(config, bundles, registry, device), info={"cfg": settings["cfg"]},
                        progress=config.train.progress_bar)
     except UnknownNameError as exc:
         raise ConfigError(f"{config.source}: reflow.solver: {exc}") from exc
     return out
+
+
+class TrainingConditions:
+    """``conditions(start, count)`` of conditional pairs: condition tokens of training items.
+
+    The items of the training split, in a shuffled order fixed by ``config.seed``, cycled when
+    more pairs than items are asked for; ``{}`` for a run without conditions.
+    """
+
+    def __init__(self, config: Config, bundles: Mapping[str, Bundle], registry, device: torch.device):
+        self.names = config.names("condition")
+        self.bundles, self.device = bundles, device
+        if self.names:
+            self.items = build_split(config, {c: bundles[c] for c in self.names}, "train", registry)
+            self.order = torch.randperm(len(self.items), generator=torch.Generator().manual_seed(config.seed))
+
+    def __call__(self, start: int, count: int) -> dict[str, Any]:
+        if not self.names:
+            return {}
+        items = [self.items[int(self.order[(start + j) % len(self.order)])] for j in range(count)]
+        return {c: tokens_of(self.bundles[c], [item[c] for item in items], self.device) for c in self.names}
 
 
 def check_teacher_roles(config: Config, teacher: Config) -> None:
@@ -432,7 +444,8 @@ class ReflowDataModule(L.LightningDataModule):
 
 def reflow_config(run_dir: str | Path, registry, config_path: str | None = None, overrides: Sequence[str] = (),
                   out_dir: str | None = None) -> Config:
-    """The config of ``flowcore reflow``: the given config, or the teacher's with ``stage: reflow``."""
+    """The config of ``flowcore reflow``: the given config, or the teacher's with ``stage: reflow``
+    (and, for a conditional teacher, ``reflow.cfg`` = its ``sample.cfg``, ``sample.cfg`` = 1)."""
     from flowcore.train.config import apply_overrides, from_dict, load_config
 
     run_dir = ckpt.run_directory(run_dir)
@@ -444,6 +457,11 @@ def reflow_config(run_dir: str | Path, registry, config_path: str | None = None,
     raw = ckpt.run_config(run_dir, registry).to_dict()
     raw.update(stage="reflow", out_dir=out_dir or f"{run_dir}_reflow")
     raw["reflow"]["teacher"] = str(run_dir)
+    if any(m["role"] == "condition" for m in raw["modalities"].values()):
+        # the pairs are made with the guidance the teacher is sampled with, and carry it: the
+        # student is sampled unguided (docs/flow.md, "Conditional reflow")
+        raw["reflow"]["cfg"] = raw["sample"]["cfg"]
+        raw["sample"]["cfg"] = 1.0
     apply_overrides(raw, overrides, f"{run_dir}/config.yaml")
     return from_dict(raw, source=f"{run_dir}/config.yaml", registry=registry)
 
