@@ -78,6 +78,20 @@ class TableCsv(Codec):
             rows.append(self.schema.parse_row([cells[k] for k in order], where))
         return rows
 
+    def read_columns(self, path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+        """A CSV holding some of the schema's columns (the known ones) -> (their names, rows of them).
+
+        Cells are checked as in :meth:`read_all`; a header naming a column the schema lacks is
+        a DataError.
+        """
+        header, lines = read_cells(path)
+        unknown = [h for h in header if h not in self.schema.names]
+        if unknown or len(set(header)) != len(header):
+            raise DataError(f"{path}: header {header} must name distinct columns of the table {self.schema.names}"
+                            + (f"; {unknown} are not among them" if unknown else ""))
+        part = Schema(tuple(self.schema[h] for h in header), self.schema.missing)
+        return header, [part.parse_row(cells, f"{path}, line {n}") for n, cells in lines]
+
     def read(self, path: Path) -> dict[str, Any]:
         return self.read_all(path)[0]
 

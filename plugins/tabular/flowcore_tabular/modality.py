@@ -13,6 +13,8 @@ Options (the config's ``modalities.tabular`` section):
                per column with column-id positions)
 ``target``     the column MLE predicts (default: the dataset's; for a CSV, the last)
 ``seed``       the split seed of ``dataset``, also the quantile fit's seed
+``masking``    share of training rows that get random known columns (0 = off): trains
+               the network for imputation as well (flag channels, MaskedColumnPath)
 =============  =================================================================
 
 The encoder is fitted at build time from these options alone (deterministically), so the
@@ -32,7 +34,7 @@ from flowcore.modality import Metric, Modality
 from flowcore_tabular.codec import TableCsv, read_table
 from flowcore_tabular.datasets import load_table
 from flowcore_tabular.encoding import TableBatch, TableEncoder, collate, split
-from flowcore_tabular.path import MixedPriorPath
+from flowcore_tabular.path import MaskedColumnPath, MixedPriorPath
 from flowcore_tabular.schema import DEFAULT_MISSING, Schema
 from flowcore_tabular.tokenizers import TOKENIZERS
 
@@ -42,7 +44,7 @@ class Tabular(Modality):
 
     def __init__(self, dataset: str | None = None, csv: str | None = None, schema: Mapping[str, str] | None = None,
                  missing: Sequence[str] | None = None, tokenizer: str = "row", target: str | None = None,
-                 seed: int = 0):
+                 seed: int = 0, masking: float = 0.0):
         if (dataset is None) == (csv is None):
             raise DataError("the tabular modality needs exactly one of the options `dataset: NAME` (adult, "
                             "titanic, german_credit, wine, breast_cancer) or `csv: PATH`: its rows fit the encoder")
@@ -63,7 +65,10 @@ class Tabular(Modality):
         self.target = target or default_target
         self.schema[self.target]  # names an existing column, or a DataError listing them
         self.encoder = TableEncoder(fitted, rows, seed=seed)
-        self._tokenizer = TOKENIZERS[tokenizer](self.encoder)
+        if not 0.0 <= masking <= 1.0:
+            raise DataError(f"tabular option masking: {masking}; use a share in [0, 1] (0 turns masking off)")
+        self.masking = float(masking)
+        self._tokenizer = TOKENIZERS[tokenizer](self.encoder, flags=self.masking > 0)
         self.codec = TableCsv(fitted)
         self.seed = seed
 
@@ -73,7 +78,10 @@ class Tabular(Modality):
 
     @property
     def path(self) -> MixedPriorPath:
-        return MixedPriorPath(self._tokenizer.channel_kinds())
+        tok = self._tokenizer
+        if self.masking > 0:
+            return MaskedColumnPath(tok.channel_kinds(), tok.column_map(), tok.flag_map(), self.masking)
+        return MixedPriorPath(tok.channel_kinds())
 
     def collate(self, samples: Sequence[Mapping[str, Any]]) -> TableBatch:
         return collate(self.schema, samples)

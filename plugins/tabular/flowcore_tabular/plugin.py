@@ -31,3 +31,42 @@ def flowcore_modalities():
             extra={"tokenizers": ("row", "column"), "networks": ("glu_mlp", "transformer")},
         )
     ]
+
+
+@hookimpl
+def flowcore_add_commands(subparsers):
+    p = subparsers.add_parser(
+        "tabular-train", help="train a tabular run for a number of epochs (train.steps from the table's rows)")
+    p.add_argument("config", help="YAML config (docs/config.md, docs/plugins/tabular.md)")
+    p.add_argument("--epochs", type=float, required=True, help="passes over the train rows")
+    p.add_argument("--min-steps", type=int, default=300, help="at least this many steps (default 300)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start from step 0")
+    p.set_defaults(func=_train_command)
+
+    p = subparsers.add_parser(
+        "tabular-impute", help="fill in the columns a CSV lacks, given the ones it has (imputation)")
+    p.add_argument("checkpoint", help="run directory of a tabular run")
+    p.add_argument("--given", required=True, metavar="CSV", help="CSV whose header names the known columns")
+    p.add_argument("--out", required=True, help="output directory (writes imputed.csv)")
+    p.add_argument("--method", choices=["auto", "masked", "guidance"], default="auto",
+                   help="masked (runs trained with option masking > 0; auto picks it), guidance (any run)")
+    p.add_argument("--guidance", type=float, default=5.0, help="reconstruction-guidance weight (method guidance)")
+    p.add_argument("--modality", default="tabular", help="the run's tabular modality (default: tabular)")
+    p.add_argument("--steps", type=int, help="solver steps (default: the run's sample.steps)")
+    p.add_argument("--solver", help="euler, midpoint, heun, rk4, dopri5, fireflow (default: sample.solver)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--device", help="cpu, cuda, … (default: cuda when available)")
+    p.set_defaults(func=_impute_command)
+
+
+def _train_command(args) -> int:
+    from flowcore_tabular.commands import train_epochs
+
+    return train_epochs(args)
+
+
+def _impute_command(args) -> int:
+    from flowcore_tabular.commands import impute_csv
+
+    return impute_csv(args)

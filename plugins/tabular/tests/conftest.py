@@ -1,5 +1,16 @@
 import pytest
 
+
+@pytest.fixture
+def keep_torch_threads():
+    # train.cpu_threads sets torch's thread count for the process; give it back afterwards
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 MIXED_CSV = """\
 id,height,when,member,colour,day,note
 1,1.5,2020-01-02T03:04:05,true,red,2020-01-02,a

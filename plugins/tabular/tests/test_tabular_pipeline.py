@@ -13,14 +13,7 @@ from flowcore_tabular.codec import TableCsv
 CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    # train.cpu_threads sets torch's thread count for the process; give it back afterwards
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
 @pytest.mark.slow

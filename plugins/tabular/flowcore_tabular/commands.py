@@ -1,0 +1,52 @@
+"""The plugin's CLI commands: ``flowcore tabular-train`` (epoch budgets) and ``flowcore tabular-impute``.
+
+docs/plugins/tabular.md describes both.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flowcore.errors import ConfigError
+
+
+def train_epochs(args: argparse.Namespace) -> int:
+    """Train ``args.config`` for ``args.epochs`` passes over its train rows (at least ``args.min_steps`` steps)."""
+    from flowcore.registry import get_registry
+    from flowcore.train.pipeline import train
+
+    from flowcore_tabular.budget import load_with_epochs
+
+    registry = get_registry()
+    config, rows, extra = load_with_epochs(args.config, args.set or [], args.epochs, args.min_steps, registry)
+    print(f"{rows} train rows x {args.epochs:g} epochs / batch {config.train.batch_size} "
+          f"(at least {args.min_steps} steps): {' '.join(extra)}", flush=True)
+    module = train(config, registry, resume=not args.restart)
+    if module.global_rank == 0:
+        print(f"run directory: {config.out_dir}")
+    return 0
+
+
+def impute_csv(args: argparse.Namespace) -> int:
+    """Rows of ``args.given`` (some columns) -> ``<out>/imputed.csv`` (every column)."""
+    from flowcore.train.checkpoint import load_run
+    from flowcore.train.pipeline import device_for
+
+    from flowcore_tabular.impute import impute
+
+    device = device_for(args.device)
+    run = load_run(args.checkpoint, None, device)
+    if args.modality not in run.bundles:
+        raise ConfigError(f"{run.directory}: the run has no modality {args.modality!r}; it has {list(run.bundles)}")
+    if len(run.bundles) != 1:
+        raise ConfigError(f"{run.directory}: tabular-impute needs a run whose only modality is the table; this one "
+                          f"has {list(run.bundles)}")
+    modality = run.bundles[args.modality].modality
+    given, rows = modality.codec.read_columns(Path(args.given))
+    out = impute(run.net, modality, rows, given, steps=args.steps or run.config.sample.steps,
+                 solver=args.solver or run.config.sample.solver, guidance=args.guidance, seed=args.seed,
+                 method=args.method, name=args.modality, device=device)
+    for path in modality.codec.write_all(out, Path(args.out), "imputed"):
+        print(path)
+    return 0

@@ -1,0 +1,58 @@
+"""The plugin's commands through the real CLI: an epoch budget sets train.steps from the table's
+rows; tabular-impute reads a CSV of known columns and writes every column, the known ones unchanged."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from flowcore.cli import main
+from flowcore.errors import ConfigError
+from flowcore.train.checkpoint import run_config
+from flowcore_tabular.budget import epoch_steps
+from flowcore_tabular.codec import TableCsv
+from flowcore_tabular.datasets import load_table
+
+CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
+
+
+def test_epoch_steps_count_passes_over_the_rows():
+    assert epoch_steps(32561, 8, 256) == 1018  # ceil(32561 * 8 / 256) = ceil(1017.5)
+    assert epoch_steps(800, 8, 256) == 300  # 25 steps, lifted to the floor
+    assert epoch_steps(800, 8, 256, min_steps=1) == 25
+    with pytest.raises(ConfigError, match="epochs"):
+        epoch_steps(800, 0, 256)
+
+
+@pytest.mark.slow
+def test_train_for_epochs_then_impute_a_csv(tmp_path, capsys):
+    run = tmp_path / "run"
+    table = load_table("wine")
+    sets = [f"out_dir={run}", "data.dataset=wine", "modalities.tabular.dataset=wine",
+            "modalities.tabular.masking=0.5", "train.batch_size=32", "train.progress_bar=false",
+            "train.cpu_threads=1", "sample.steps=4"]
+    argv = ["tabular-train", str(CONFIGS / "tabular_titanic.yaml"), "--epochs", "2", "--min-steps", "3"]
+    assert main([*argv, *[a for s in sets for a in ("--set", s)]]) == 0
+    steps = math.ceil(len(table.splits["train"]) * 2 / 32)  # 142 rows -> 9 steps
+    assert f"train.steps={steps}" in capsys.readouterr().out
+    config = run_config(run, None)
+    assert config.train.steps == steps and config.train.warmup_steps <= steps // 10
+
+    known = table.splits["test"][:6]
+    given = tmp_path / "given.csv"
+    given.write_text("class,alcohol\n" + "".join(f"{r['class']},{r['alcohol']}\n" for r in known))
+    assert main(["tabular-impute", str(run), "--given", str(given), "--out", str(tmp_path / "out"),
+                 "--steps", "3"]) == 0
+    rows = TableCsv(table.schema).read_all(tmp_path / "out" / "imputed.csv")  # every column, typed
+    assert [(r["class"], r["alcohol"]) for r in rows] == [(r["class"], r["alcohol"]) for r in known]
+
+
+def test_impute_refuses_a_csv_naming_other_columns(tmp_path):
+    from flowcore.errors import DataError
+
+    schema = load_table("wine").schema
+    bad = tmp_path / "bad.csv"
+    bad.write_text("alcohol,colour\n13.0,red\n")
+    with pytest.raises(DataError, match="colour"):
+        TableCsv(schema).read_columns(bad)
