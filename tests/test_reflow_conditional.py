@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from flowcore.builtins.toy2d import EIGHT_GAUSSIANS_STD, eight_gaussian_centers, sliced_wasserstein
+from flowcore.builtins.toy2d import eight_gaussian_centers, in_class, sliced_wasserstein
 from flowcore.errors import ConfigError, DataError
 from flowcore.flow.reflow import MANIFEST, PARTIAL, PairDataset, generate_pairs, prior_noise
 from flowcore.flow.solvers import make_solver, time_grid
@@ -34,6 +34,9 @@ def test_labeled_gaussians_are_eight_gaussians_with_their_component(registry):
     assert torch.equal(eight.points, plain.points) and torch.equal(two.points, plain.points)
     nearest = torch.cdist(plain.points.double(), eight_gaussian_centers()).argmin(1)  # 0.15-std blobs 1.5 apart
     assert torch.equal(eight.labels, nearest) and torch.equal(two.labels, nearest % 2)
+    # within 3 std of a gaussian of its class: 1 - exp(-4.5) = 98.9% of a class's points, none of the other's
+    zeros = two.points[two.labels == 0]
+    assert in_class(zeros, 0, classes=2).double().mean() > 0.98 and not in_class(zeros, 1, classes=2).any()
     item = eight[3]
     assert torch.equal(item["toy2d"], plain.points[3]) and item["label"] == int(nearest[3])
     with pytest.raises(DataError, match="classes must be 2, 4 or 8"):
@@ -149,12 +152,6 @@ def test_bad_reflow_config_names_the_key(tmp_path, registry, change, words):
 # ----------------------------------------------------------------------------- end to end
 
 
-def _in_class(points, k):
-    """Fraction of ``points`` [N, 2] within 3 std of a gaussian of class k (classes: 2)."""
-    d, nearest = torch.cdist(points.double(), eight_gaussian_centers()).min(1)
-    return float(((nearest % 2 == k) & (d < 3 * EIGHT_GAUSSIANS_STD)).double().mean())
-
-
 def _one_step(run_dir, registry, cfg):
     """Per class k: (fraction in class k, sliced W2 to the test split's class k) of 1-step Euler samples."""
     from flowcore.train.checkpoint import load_run
@@ -167,7 +164,8 @@ def _one_step(run_dir, registry, cfg):
         label = run.bundles["label"].modality.tokenizer.encode(torch.full((500,), k))
         x = generate(run.net, run.bundles, ["toy2d"], {"label": label}, 500, steps=1, cfg=cfg, seed=7)
         x = x["toy2d"].values[:, 0]
-        scores.append((_in_class(x, k), sliced_wasserstein(test.points[test.labels == k], x)))
+        hits = float(in_class(x, k, classes=2).double().mean())
+        scores.append((hits, sliced_wasserstein(test.points[test.labels == k], x)))
     return scores
 
 
@@ -205,7 +203,7 @@ def test_class_conditional_reflow_straightens_each_class(tmp_path):
     assert torch.equal(labels[1500:], labels[:500])
     # each stored sample is the teacher's given its stored label: it lies in that class's gaussians
     x0 = pairs.x0["toy2d"][:, 0]
-    assert min(_in_class(x0[labels == k], k) for k in range(2)) > 0.9
+    assert min(float(in_class(x0[labels == k], k, classes=2).double().mean()) for k in range(2)) > 0.9
 
     before = _one_step(teacher, registry, cfg=2.0)
     after = _one_step(student, registry, cfg=1.0)

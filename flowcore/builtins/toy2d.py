@@ -33,6 +33,13 @@ def eight_gaussian_centers() -> torch.Tensor:
     return EIGHT_GAUSSIANS_RADIUS * torch.stack([torch.cos(angles), torch.sin(angles)], 1)
 
 
+def in_class(points: torch.Tensor, label: int, classes: int = 8) -> torch.Tensor:
+    """``[N]`` bool: whether each point ``[N, 2]`` lies within 3 std of a gaussian of class ``label``
+    (``eight_gaussians_labeled`` with ``classes``): the known answer of class-conditional sampling."""
+    d, nearest = torch.cdist(torch.as_tensor(points).double().reshape(-1, 2), eight_gaussian_centers()).min(1)
+    return (nearest % classes == label) & (d < 3 * EIGHT_GAUSSIANS_STD)
+
+
 def _eight_gaussians_labeled(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Points ``[n, 2]`` and the index ``[n]`` of the component each was drawn from."""
     labels = rng.integers(0, 8, n)

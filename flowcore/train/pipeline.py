@@ -419,7 +419,8 @@ class ReflowModule(FlowModule):
         eps = dict(batch["eps"])
         for name, c in batch.get("cond", {}).items():
             x0[name] = Tokens(c["values"], c["positions"], c["mask"])
-            eps[name] = self.bundles[name].path.prior(c["values"].shape, device=self.device, dtype=c["values"].dtype)
+            eps[name] = self.bundles[name].path.masked_prior(c["values"].shape, c["mask"], device=self.device,
+                                                             dtype=c["values"].dtype)
         loss, _ = self.flow_loss(x0, eps=eps)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
