@@ -211,6 +211,13 @@ def test_class_conditional_reflow_straightens_each_class(tmp_path):
         (hit0, sw0), (hit1, sw1) = before[k], after[k]
         assert hit0 < 0.1 and hit1 > 0.5, (before, after)  # 0.0 -> ~0.75 measured
         assert sw1 < 0.4 * sw0, (before, after)  # ~1.25 -> ~0.25 measured
+    # a rerun with other settings does not train on these pairs
+    from flowcore.train.pipeline import prepare_reflow, reflow_config
+
+    other = reflow_config(teacher, registry, overrides=["reflow.cfg=3", "reflow.pairs=2000", "reflow.steps=16"],
+                          out_dir=str(student))
+    with pytest.raises(ConfigError, match="reflow.cfg = 2.0, the config asks for 3.0"):
+        prepare_reflow(other, registry)
     # guidance is baked into the pairs: guiding the student again overshoots at one step
     guided = _one_step(student, registry, cfg=2.0)
     assert all(guided[k][0] < after[k][0] for k in range(2)), (after, guided)

@@ -347,7 +347,7 @@ def prepare_reflow(config: Config, registry) -> Path:
 
     def field(given, count: int, generator: torch.Generator):
         layouts = {m: bundles[m].layout(count, device) for m in make}
-        return make_velocity(net, bundles, layouts, given, generator, settings["cfg"] or 1.0)
+        return make_velocity(net, bundles, layouts, given, generator, 1.0 if not given else settings["cfg"])
 
     try:
         generate_pairs(field, noise_on_device, rf.pairs, out, steps=rf.steps, solver=rf.solver,
@@ -396,7 +396,10 @@ def check_pairs(out: Path, settings: Mapping[str, Any]) -> None:
     """Existing pairs were made as ``settings`` say (older manifests: unconditional, no cfg)."""
     from flowcore.flow.reflow import MANIFEST
 
-    manifest = json.loads((out / MANIFEST).read_text())
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{out / MANIFEST}: cannot read the pair manifest ({exc}); delete {out} to make new pairs") from exc
     made = {"conditions": [], "cfg": None, **manifest}
     for key, value in settings.items():
         if made.get(key) != value:
