@@ -122,6 +122,14 @@ def test_rms_norm_matches_reference(ops, dtype, with_weight, d):
     _check(ops.rms_norm, reference.rms_norm, [_randn(5, d, dtype=dtype), weight], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_rms_norm_of_queries_and_keys_together(ops, dtype):
+    """The backbone's QK norm: qk [B, L, 2, H, Dh] sliced from a fused QKV projection, one
+    scale per q and k stacked as [2, 1, Dh]."""
+    qk = _randn(2, 7, 3, 3, 24, dtype=dtype)[:, :, :2]
+    _check(ops.rms_norm, reference.rms_norm, [qk, _randn(2, 1, 24, dtype=dtype, seed=1)], dtype)
+
+
 def test_rms_norm_on_a_non_unit_stride_last_dim(ops):
     x = _strided(_randn(2, 3, 5, 16))
     _check(ops.rms_norm, reference.rms_norm, [x, _randn(16, seed=1)], torch.float32)
