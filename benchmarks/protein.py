@@ -1,7 +1,11 @@
 """Protein backbones: quality of a trained run and seconds per generated backbone.
 
-    .venv/bin/flowcore train examples/configs/protein_chains.yaml          # the run to measure
-    .venv/bin/python benchmarks/protein.py --run runs/protein_chains [--train-seconds S] [--quick]
+    .venv/bin/python benchmarks/protein.py --train examples/configs/protein_chains.yaml   # train, then measure
+    .venv/bin/python benchmarks/protein.py --run runs/protein_chains [--quick]          # measure a trained run
+
+``--train`` trains the config in this process first (resuming if its run exists) and records
+the training's wall time, process CPU time and load average in ``<run>/training_time.json``,
+which the results then quote; ``--train-only`` stops there (measure later with ``--run``).
 
 Quality: generates backbones of lengths 60-256 (cycling 60, 100, 150, 200, 256) and compares
 them with the run's training chains: consecutive CA-CA within 3.8 +/- 0.2 A (goal >= 90%),
@@ -29,27 +33,29 @@ from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.pat
 ROOT = Path(__file__).resolve().parents[1]
 QUALITY_LENGTHS = [60, 100, 150, 200, 256]
 REQFLOW_GPU_S = {"length": 300, "steps": 20, "seconds": 0.8}
+TRAINING_TIME = "training_time.json"
 
 
-def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str = "euler") -> list[torch.Tensor]:
+def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str = "euler",
+                    shift: float = 1.0) -> list[torch.Tensor]:
     """Backbones (frames [L, 7]) of the given lengths from a loaded run, by the core's sampler."""
     from flowcore.train.sampling import generate
 
     bundle = run.bundles["protein"]
     bundle.config.size = lengths  # the tokenizer lays out these lengths, in turn
     out = generate(run.module.sampler_net, run.bundles, ["protein"], {}, len(lengths), steps=steps,
-                   solver=solver, seed=seed, device="cpu")
+                   solver=solver, seed=seed, shift=shift, device="cpu")
     return bundle.samples(out["protein"])
 
 
-def quality(run, count: int, steps: int, reference: list[torch.Tensor], pdb_dir: Path) -> dict:
+def quality(run, count: int, steps: int, shift: float, reference: list[torch.Tensor], pdb_dir: Path) -> dict:
     from flowcore_protein.metrics import backbone_report
 
     lengths = [QUALITY_LENGTHS[i % len(QUALITY_LENGTHS)] for i in range(count)]
     started = time.perf_counter()
     generated: list[torch.Tensor] = []
     for start in range(0, count, 10):
-        generated += generate_frames(run, lengths[start:start + 10], steps, seed=start)
+        generated += generate_frames(run, lengths[start:start + 10], steps, seed=start, shift=shift)
     gen_s = time.perf_counter() - started
     modality = run.bundles["protein"].modality
     modality.codec.write_all(generated, pdb_dir, stem="backbone")
@@ -62,17 +68,17 @@ def quality(run, count: int, steps: int, reference: list[torch.Tensor], pdb_dir:
         "helix within 0.15": abs(gen["helix_fraction"] - real["helix_fraction"]) <= 0.15,
         "strand within 0.15": abs(gen["strand_fraction"] - real["strand_fraction"]) <= 0.15,
     }
-    return {"count": count, "steps": steps, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
+    return {"count": count, "steps": steps, "shift": shift, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
             "generated": gen, "training_set": real, "metrics": metrics, "goals": goals, "pdb_dir": str(pdb_dir)}
 
 
-def speed(run, lengths: list[int], steps_list: list[int]) -> list[dict]:
+def speed(run, lengths: list[int], steps_list: list[int], shift: float) -> list[dict]:
     rows = []
     for length in lengths:
         for steps in steps_list:
             generate_frames(run, [length], 2, seed=0)  # warm-up: allocations, first-call paths
             started = time.perf_counter()
-            generate_frames(run, [length], steps, seed=1)
+            generate_frames(run, [length], steps, seed=1, shift=shift)
             rows.append({"length": length, "steps": steps, "seconds": time.perf_counter() - started})
             print(f"length {length} steps {steps}: {rows[-1]['seconds']:.2f} s", flush=True)
     return rows
@@ -89,7 +95,8 @@ def write_results_md(record: dict, path: Path) -> None:
         lines += [f"Run `{record['run']}`: {t}", ""]
     if q:
         g, r = q["generated"], q["training_set"]
-        lines += [f"Quality: {q['count']} backbones, lengths {q['lengths']} in turn, {q['steps']} Euler steps, "
+        lines += [f"Quality: {q['count']} backbones, lengths {q['lengths']} in turn, {q['steps']} Euler steps "
+                  f"(time shift {q['shift']:g}), "
                   f"against {int(r['samples'])} training chains.", "",
                   "| | generated | training set | goal |", "| --- | ---: | ---: | --- |",
                   f"| consecutive CA-CA in 3.8 +/- 0.2 A | {g['ca_ca_valid']:.3f} | {r['ca_ca_valid']:.3f} | >= 0.90 "
@@ -121,9 +128,60 @@ def write_results_md(record: dict, path: Path) -> None:
     replace_section(path, "protein", section)
 
 
+def train_timed(config_path: Path, overrides: list[str], minutes: float | None) -> dict:
+    """``flowcore train`` in a child process, stopped after ``minutes`` of wall time if still running.
+
+    The run keeps the weights of its last export (every ``train.checkpoint_every`` steps), so a
+    stopped run is measured with what it had learned inside the budget. Records wall and CPU
+    seconds (of the child), the load average and the step of those weights.
+    """
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from flowcore.train.config import load_config
+
+    config = load_config(config_path, overrides)
+    cmd = [str(Path(sys.executable).with_name("flowcore")), "train", str(config_path),
+           *(a for o in overrides for a in ("--set", o))]
+    load_start, wall = os.getloadavg(), time.perf_counter()
+    child = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        child.wait(timeout=None if minutes is None else 60 * minutes)
+        stopped = False
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGTERM)  # its own session: only the training and its workers
+        child.wait()
+        stopped = True
+    wall = time.perf_counter() - wall
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    last = torch.load(Path(config.out_dir) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    record = {"config": str(config_path), "overrides": overrides, "out_dir": str(config.out_dir),
+              "minutes_limit": minutes, "stopped_at_limit": stopped, "weights_step": int(last["global_step"]),
+              "batch_size": config.train.batch_size, "threads": config.train.cpu_threads,
+              "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+              "load_start": [round(x, 2) for x in load_start], "load_end": [round(x, 2) for x in os.getloadavg()]}
+    (Path(config.out_dir) / TRAINING_TIME).write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def describe_training(t: dict) -> str:
+    stop = f", stopped at the {t['minutes_limit']:g}-minute limit" if t["stopped_at_limit"] else ""
+    return (f"`flowcore train {t['config']}" + "".join(f" --set {o}" for o in t["overrides"]) + "`"
+            f"{stop}: weights of step {t['weights_step']} (batch {t['batch_size']}, {t['threads']} thread(s)); "
+            f"{t['wall_s'] / 60:.1f} min wall, {t['cpu_s'] / 60:.1f} min of process CPU; load average "
+            f"{t['load_start']} at the start, {t['load_end']} at the end.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, required=True, help="run directory of a trained protein flow")
+    ap.add_argument("--run", type=Path, help="run directory of a trained protein flow (default: --train's out_dir)")
+    ap.add_argument("--train", type=Path, help="a config to train first, timed (wall, CPU, load)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for --train's config")
+    ap.add_argument("--train-only", action="store_true", help="with --train: stop after training")
+    ap.add_argument("--train-minutes", type=float, help="with --train: stop the training after this many minutes")
+    ap.add_argument("--shift", type=float, default=0.5, help="time shift of the sampling grid (< 1: steps near the data)")
     ap.add_argument("--count", type=int, default=50, help="backbones generated for the quality check")
     ap.add_argument("--steps", type=int, default=50, help="Euler steps for the quality check")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -138,29 +196,41 @@ def main() -> None:
     from flowcore.registry import get_registry
     from flowcore.train.checkpoint import load_run
 
+    training = train_timed(args.train, args.set, args.train_minutes) if args.train else None
+    if args.train_only:
+        return
+    run_dir = args.run or (Path(training["out_dir"]) if training else None)
+    if run_dir is None:
+        ap.error("give --run or --train")
+    if training is None and (run_dir / TRAINING_TIME).is_file():
+        training = json.loads((run_dir / TRAINING_TIME).read_text())
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
-    run = load_run(args.run)
-    options = run.config.data.options
+    run = load_run(run_dir)
+    options = {k: v for k, v in run.config.data.options.items() if k != "crop"}  # whole chains as reference
     reference_ds = get_registry().dataset(run.config.data.dataset).build("train", **options)
     reference = [reference_ds[i]["protein"] for i in range(len(reference_ds))]
     lengths, steps_list = ([100], [20]) if args.quick else ([100, 200, 300], [20, 50, 100])
     record = {
         "command": "python benchmarks/protein.py " + " ".join(
-            a for a in [f"--run {args.run}", f"--count {args.count}", f"--steps {args.steps}",
+            a for a in [f"--train {args.train}" if args.train else "", *(f"--set {o}" for o in args.set),
+                        f"--train-minutes {args.train_minutes:g}" if args.train_minutes else "",
+                        f"--run {args.run}" if args.run else "", f"--count {args.count}",
+                        f"--steps {args.steps}", f"--shift {args.shift:g}", f"--threads {args.threads}",
                         "--quick" if args.quick else "", "--no-speed" if args.no_speed else ""] if a),
-        "run": str(args.run),
-        "training": args.training,
+        "run": str(run_dir),
+        "training": args.training or (describe_training(training) if training else ""),
+        "training_measured": training,
         "config": {"lengths": lengths, "steps": steps_list, "model": run.config.to_dict()["model"],
                    "parameters": sum(p.numel() for p in run.module.sampler_net.parameters())},
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "threads": args.threads, "torch": torch.__version__, "load_start": round(load_start, 2)},
     }
-    record["quality"] = quality(run, args.count, args.steps, reference, args.out.parent / "protein_pdb")
+    record["quality"] = quality(run, args.count, args.steps, args.shift, reference, args.out.parent / "protein_pdb")
     print(json.dumps(record["quality"]["goals"]), flush=True)
     if not args.no_speed:
-        record["speed"] = speed(run, lengths, steps_list)
+        record["speed"] = speed(run, lengths, steps_list, args.shift)
     record["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     record["wall_s"] = time.perf_counter() - started
     record["json"] = str(args.out.resolve().relative_to(ROOT)) if args.out.resolve().is_relative_to(ROOT) else str(args.out)

@@ -53,16 +53,31 @@ class Chain:
 
 
 class FramesDataset(Dataset):
-    """Items ``{"protein": frames [L, 7]}``; ``chains`` keeps sequence and source file."""
+    """Items ``{"protein": frames [L, 7]}``; ``chains`` keeps sequence and source file.
 
-    def __init__(self, chains: Sequence[Chain]):
+    ``crop``: each item is a random window of at most ``crop`` consecutive residues of its
+    chain, re-centred (a new window every time it is read; torch's global generator, which
+    the trainer seeds). Training on windows makes a step cheaper (attention is quadratic in
+    L) and shows the model many more local environments per second (FrameFlow crops too).
+    """
+
+    def __init__(self, chains: Sequence[Chain], crop: int | None = None):
+        if crop is not None and int(crop) < 2:
+            raise DataError(f"protein datasets: crop must be >= 2 residues (or None), got {crop}")
         self.chains = list(chains)
+        self.crop = None if crop is None else int(crop)
 
     def __len__(self) -> int:
         return len(self.chains)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"protein": self.chains[i].frames}
+        frames = self.chains[i].frames
+        if self.crop is None or len(frames) <= self.crop:
+            return {"protein": frames}
+        start = int(torch.randint(len(frames) - self.crop + 1, ()))
+        window = frames[start:start + self.crop].clone()
+        window[:, 4:] -= window[:, 4:].mean(0)
+        return {"protein": window}
 
     @property
     def lengths(self) -> list[int]:
@@ -165,13 +180,15 @@ def _read_chains(files: tuple[Path, ...], min_length: int, max_length: int) -> t
 
 
 def real_chains(roots: Sequence[Path], split: str, min_length: int = 60, max_length: int = 256,
-                max_files: int | None = None) -> FramesDataset:
-    """The deduplicated, length-filtered chains of the structure files under ``roots``, one split."""
+                max_files: int | None = None, crop: int | None = None) -> FramesDataset:
+    """The deduplicated, length-filtered chains of the structure files under ``roots``, one split
+    (``crop``: random windows of the train split, see :class:`FramesDataset`; val and test stay
+    whole chains, the reference that generated backbones are measured against)."""
     files: list[Path] = []
     for root in roots:
         files.extend(structure_files(root)[:max_files])
     chains = _read_chains(tuple(files), int(min_length), int(max_length))
-    return FramesDataset([c for c in chains if _split_of(c.sequence) == split])
+    return FramesDataset([c for c in chains if _split_of(c.sequence) == split], crop if split == "train" else None)
 
 
 def theseus_root() -> Path:
@@ -273,9 +290,10 @@ def ideal_backbones(count: int, min_length: int, max_length: int, seed: int) -> 
 
 
 def ideal(split: str = "train", size: int | None = None, min_length: int = 40, max_length: int = 128,
-          seed: int = 0) -> FramesDataset:
+          seed: int = 0, crop: int | None = None) -> FramesDataset:
     """Generated ideal backbones; ``sequence`` holds the intended secondary structure (a/b/c)."""
     if min_length < 5 or max_length < min_length:
         raise DataError(f"protein_ideal: need 5 <= min_length <= max_length, got {min_length}, {max_length}")
     count = size if size is not None else {"train": 512, "val": 64, "test": 64}[split]
-    return FramesDataset(ideal_backbones(count, min_length, max_length, 1000 * seed + SPLIT_SEEDS[split]))
+    return FramesDataset(ideal_backbones(count, min_length, max_length, 1000 * seed + SPLIT_SEEDS[split]),
+                         crop if split == "train" else None)

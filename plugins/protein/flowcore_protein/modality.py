@@ -6,9 +6,11 @@
                          positions [B, L, 1] = residue index, mask [B, L]
 
 The flow runs on SO(3) x R^3 per residue: the core's ``ProductPath`` of ``QuaternionPath``
-(geodesic, uniform prior) and ``LinearPath`` (unit Gaussian prior, which is a centred-ish
-Gaussian of ``translation_scale`` = 10 A in Angstrom). Generated frames become atoms with
-the ideal residue geometry (``geometry.backbone_from_frames``).
+(geodesic, uniform prior) and ``LinearPath(centre=True)`` (a unit Gaussian centred over each
+chain's real residues: a centred Gaussian of ``translation_scale`` = 10 A in Angstrom, like
+the data, which is centred per chain). Generated frames become atoms with the ideal residue
+geometry (``geometry.backbone_from_frames``). Training may add FrameDiff's auxiliary losses
+on the predicted clean backbone (``Protein.auxiliary_loss``).
 """
 
 from __future__ import annotations
@@ -122,10 +124,13 @@ class Protein(Modality):
       residue            GLY or ALA, the residue name written to PDB
       metrics            names of the metrics to compute (None = all, see ``metrics.METRICS``)
       tm_samples         at most this many samples per side enter the pairwise TM-score
+      aux_weight         weight of the auxiliary backbone losses (0 = off; see ``auxiliary_loss``)
+      aux_t_max          they apply to samples with t < aux_t_max (near the data)
     """
 
     def __init__(self, translation_scale: float = 10.0, length: int = 128, chains: Sequence[str] | None = None,
-                 residue: str = "GLY", metrics: Sequence[str] | None = None, tm_samples: int = 32):
+                 residue: str = "GLY", metrics: Sequence[str] | None = None, tm_samples: int = 32,
+                 aux_weight: float = 0.0, aux_t_max: float = 0.25):
         from flowcore_protein.metrics import METRICS
 
         self.codec = ProteinCodec(chains, residue)
@@ -135,6 +140,9 @@ class Protein(Modality):
             raise DataError(f"protein: unknown metric(s) {unknown}; known: {sorted(METRICS)}")
         self.metric_names = list(METRICS) if metrics is None else list(metrics)
         self.tm_samples = int(tm_samples)
+        if aux_weight < 0 or not 0 < aux_t_max <= 1:
+            raise DataError(f"protein: aux_weight must be >= 0 and 0 < aux_t_max <= 1, got {aux_weight}, {aux_t_max}")
+        self.aux_weight, self.aux_t_max = float(aux_weight), float(aux_t_max)
 
     @property
     def tokenizer(self) -> FrameTokenizer:
@@ -144,7 +152,41 @@ class Protein(Modality):
     def path(self):
         from flowcore.flow.path import LinearPath, ProductPath, QuaternionPath
 
-        return ProductPath([(QuaternionPath(), 4), (LinearPath(), 3)])
+        return ProductPath([(QuaternionPath(), 4), (LinearPath(centre=True), 3)])
+
+    def auxiliary_loss(self, predicted: Tokens, target: Tokens, t: torch.Tensor) -> torch.Tensor | None:
+        """FrameDiff's auxiliary losses on the predicted clean backbone, per chain [B].
+
+        Both in token units (Angstrom / translation_scale), over real residues, for chains with
+        t < aux_t_max, times aux_weight (FrameDiff: t < 0.25 in this time convention):
+
+        * atoms: mean squared error of the N, CA, C positions (ideal residue in each frame);
+        * distances: mean squared error of the distances between those atoms over the pairs
+          closer than 6 A in the data (FrameDiff) or in the prediction (which also
+          penalises clashes the data does not have).
+        """
+        if self.aux_weight == 0:
+            return None
+        near = (t < self.aux_t_max).to(predicted.values.dtype)
+        pred, true = self._atoms(predicted), self._atoms(target)  # [B, 3L, 3]
+        real = target.mask.repeat_interleave(3, 1).to(pred.dtype)  # [B, 3L]
+        atom = (((pred - true) ** 2).sum(-1) * real).sum(1) / real.sum(1).clamp_min(1)
+        d_pred, d_true = torch.cdist(pred, pred), torch.cdist(true, true)
+        close = 6.0 / self.tokenizer.translation_scale
+        pairs = ((d_true < close) | (d_pred < close)).to(pred.dtype) * real[:, :, None] * real[:, None, :]
+        pairs = pairs * (1 - torch.eye(pairs.shape[1], dtype=pairs.dtype, device=pairs.device))
+        dist = (((d_pred - d_true) ** 2) * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp_min(1)
+        return self.aux_weight * near * (atom + dist)
+
+    def _atoms(self, tokens: Tokens) -> torch.Tensor:
+        """Token values [B, L, 7] -> N, CA, C of every residue [B, 3L, 3] in token units."""
+        from flowcore.flow import so3
+
+        rotation = so3.to_matrix(tokens.values[..., :4])
+        local = tokens.values.new_tensor([geometry.IDEAL_N, geometry.IDEAL_CA, geometry.IDEAL_C])
+        local = local / self.tokenizer.translation_scale
+        atoms = (rotation.unsqueeze(-3) @ local[:, :, None]).squeeze(-1) + tokens.values[..., None, 4:]
+        return atoms.flatten(1, 2)
 
     def collate(self, samples: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         lengths = [int(s.shape[0]) for s in samples]

@@ -11,15 +11,23 @@ from flowcore_protein.metrics import METRICS
 from flowcore_protein.pdbio import read_backbones
 
 
+TRANSFORMER = {"network": "transformer",
+               "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 0, "depth_single": 1}}
+#: the plugin's own network, with the auxiliary losses and cropped windows it is meant for
+FRAMENET = {"network": "flowcore_protein.network:FrameNet", "options": {"hidden": 32, "depth": 1, "heads": 2}}
+
+
 @pytest.mark.slow
-def test_train_sample_eval_on_generated_backbones(tmp_path, registry):
+@pytest.mark.parametrize("model", [TRANSFORMER, FRAMENET], ids=["transformer", "framenet"])
+def test_train_sample_eval_on_generated_backbones(tmp_path, registry, model):
+    framenet = model is FRAMENET
     cfg_path = tmp_path / "protein.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "seed": 0, "out_dir": str(tmp_path / "run"),
-        "modalities": {"protein": {"size": [30, 45], "tm_samples": 3}},
-        "data": {"dataset": "protein_ideal", "options": {"size": 16, "min_length": 25, "max_length": 50}},
-        "model": {"network": "transformer",
-                  "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 0, "depth_single": 1}},
+        "modalities": {"protein": {"size": [30, 45], "tm_samples": 3, "aux_weight": 1.0 if framenet else 0.0}},
+        "data": {"dataset": "protein_ideal", "options": {"size": 16, "min_length": 25, "max_length": 50,
+                                                          "crop": 20 if framenet else None}},
+        "model": model,
         "train": {"steps": 4, "batch_size": 4, "ema": 0, "checkpoint_every": 4, "progress_bar": False,
                   "cpu_threads": 1},
         "eval": {"split": "val", "count": 4, "batch_size": 4},
