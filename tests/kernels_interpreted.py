@@ -22,6 +22,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 import flowcore.kernels as kernels  # noqa: E402
 from flowcore.errors import DataError  # noqa: E402
 from flowcore.kernels import reference, triton_ops  # noqa: E402
+from flowcore.nn.tiny import tiny_transformer  # noqa: E402
 
 # Tolerances relative to the largest reference value: fp32 differs only in summation order,
 # bf16 by a rounding or two of the output.
@@ -244,38 +245,11 @@ def test_dispatch_picks_the_backend(ops, backend, monkeypatch, name, choice, exp
     assert used == [expected]
 
 
-
-
-def _tiny_backbone(checkpointing: bool = False):
-    """A two-stream FlowTransformer with random (non-zero) weights, a padded batch, and its times."""
-    from flowcore.modality import Tokens
-    from flowcore.nn import FlowTransformer, FlowTransformerConfig, StreamConfig
-
-    torch.manual_seed(0)
-    cfg = FlowTransformerConfig(
-        streams={"image": StreamConfig(in_channels=4, position_axes=2), "label": StreamConfig(in_channels=3)},
-        hidden_size=16, num_heads=2, depth_double=1, depth_single=1, mlp_ratio=2.0, frequency_dim=16,
-        checkpointing=checkpointing,
-    )
-    model = FlowTransformer(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    rows, cols = torch.meshgrid(torch.arange(2), torch.arange(3), indexing="ij")
-    grid = torch.stack([rows, cols], -1).reshape(1, 6, 2).expand(2, -1, -1).float()
-    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
-    tokens = {
-        "image": Tokens(torch.randn(2, 6, 4), grid, mask),
-        "label": Tokens(torch.randn(2, 1, 3), torch.zeros(2, 1, 1), torch.ones(2, 1, dtype=torch.bool)),
-    }
-    return model, tokens, {"image": torch.rand(2), "label": torch.zeros(2)}
-
-
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["stored", "recomputed"])
 def test_backbone_with_the_triton_kernels_matches_the_reference_path(ops, backend, checkpointing):
     """Loss and every parameter gradient of a tiny FlowTransformer, Triton ops vs reference ops
     (also with activation checkpointing, which recomputes the kernels' saved tensors)."""
-    model, tokens, t = _tiny_backbone(checkpointing)
+    model, tokens, t = tiny_transformer(checkpointing)
 
     def loss_and_grads(choice):
         backend(choice)

@@ -19,6 +19,7 @@ import torch
 import flowcore.kernels as kernels
 from flowcore.errors import ConfigError
 from flowcore.kernels import reference
+from flowcore.nn.tiny import tiny_transformer
 
 _TESTS = Path(__file__).resolve().parent
 # Triton installs with torch on Linux x86-64 only; elsewhere just the reference path exists.
@@ -92,34 +93,11 @@ def test_kernels_compile_for_an_h100_without_one():
 # --------------------------------------------------------------------------- torch.compile
 
 
-def _tiny_backbone():
-    from flowcore.modality import Tokens
-    from flowcore.nn import FlowTransformer, FlowTransformerConfig, StreamConfig
-
-    torch.manual_seed(0)
-    cfg = FlowTransformerConfig(
-        streams={"image": StreamConfig(in_channels=4, position_axes=2), "label": StreamConfig(in_channels=3)},
-        hidden_size=16, num_heads=2, depth_double=1, depth_single=1, mlp_ratio=2.0, frequency_dim=16,
-    )
-    model = FlowTransformer(cfg)
-    with torch.no_grad():  # a fresh model outputs exactly zero: perturb it so outputs say something
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    rows, cols = torch.meshgrid(torch.arange(2), torch.arange(3), indexing="ij")
-    grid = torch.stack([rows, cols], -1).reshape(1, 6, 2).expand(2, -1, -1).float()
-    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
-    tokens = {
-        "image": Tokens(torch.randn(2, 6, 4), grid, mask),
-        "label": Tokens(torch.randn(2, 1, 3), torch.zeros(2, 1, 1), torch.ones(2, 1, dtype=torch.bool)),
-    }
-    return model, tokens, {"image": torch.rand(2), "label": torch.zeros(2)}
-
-
 @pytest.mark.slow
 def test_torch_compile_of_the_backbone_matches_eager(backend):
     """Inductor compiles the backbone (reference ops inside) to the eager outputs."""
     backend("auto")
-    model, tokens, t = _tiny_backbone()
+    model, tokens, t = tiny_transformer()
     with torch.no_grad():
         eager = model(tokens, t)
         compiled = torch.compile(model)(tokens, t)
@@ -137,7 +115,7 @@ def test_torch_compile_traces_the_backbone_training_step(backend):
     already covers, to keep this one fast.)
     """
     backend("auto")
-    model, tokens, t = _tiny_backbone()
+    model, tokens, t = tiny_transformer()
 
     def loss_and_grads(fn):
         model.zero_grad()
