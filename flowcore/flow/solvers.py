@@ -24,9 +24,9 @@ from typing import Callable, Mapping
 
 import torch
 
-from flowcore.errors import ConfigError, DataError, UnknownNameError
+from flowcore.errors import ConfigError, DataError
 from flowcore.flow.path import LinearPath, ProbabilityPath
-from flowcore.flow.timesteps import shift_time
+from flowcore.flow.timesteps import build_by_name, shift_time
 
 State = dict[str, torch.Tensor]
 Velocity = Callable[[State, torch.Tensor], State]
@@ -241,9 +241,4 @@ SOLVERS: dict[str, type[Solver]] = {
 
 def make_solver(name: str, **kwargs) -> Solver:
     """A solver by name: euler, midpoint, heun, rk4, dopri5 (rtol, atol, max_steps), fireflow."""
-    if name not in SOLVERS:
-        raise UnknownNameError(f"unknown solver {name!r}; choose one of {sorted(SOLVERS)}")
-    try:
-        return SOLVERS[name](**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"solver {name!r}: bad options {kwargs}: {exc}") from exc
+    return build_by_name(SOLVERS, "solver", name, **kwargs)

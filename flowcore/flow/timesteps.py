@@ -16,11 +16,13 @@ diffusers ``training_utils.py``) and Flux (``sampling.py``):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Mapping, TypeVar
 
 import torch
 
 from flowcore.errors import ConfigError, UnknownNameError
+
+T = TypeVar("T")
 
 
 class TimestepSampler:
@@ -107,12 +109,23 @@ SAMPLERS: dict[str, type[TimestepSampler]] = {
 
 def make_timestep_sampler(name: str, **kwargs) -> TimestepSampler:
     """``"uniform"``, ``"logit_normal"`` (m, s), ``"mode"`` (s) or ``"grid"`` (k, shift)."""
-    if name not in SAMPLERS:
-        raise UnknownNameError(f"unknown timestep sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    return build_by_name(SAMPLERS, "timestep sampler", name, **kwargs)
+
+
+def lookup(table: Mapping[str, T], kind: str, name: str) -> T:
+    """``table[name]``; an unknown name raises UnknownNameError listing the ``kind``'s choices."""
+    if name not in table:
+        raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {sorted(table)}")
+    return table[name]
+
+
+def build_by_name(table: Mapping[str, Callable[..., T]], kind: str, name: str, **options) -> T:
+    """``table[name](**options)``; options the factory does not take raise ConfigError."""
+    factory = lookup(table, kind, name)
     try:
-        return SAMPLERS[name](**kwargs)
+        return factory(**options)
     except TypeError as exc:
-        raise ConfigError(f"timestep sampler {name!r}: bad options {kwargs}: {exc}") from exc
+        raise ConfigError(f"{kind} {name!r}: bad options {options}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- loss weights
@@ -131,9 +144,7 @@ LOSS_WEIGHTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"none": _no_w
 
 def make_loss_weight(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """``w(t [B]) -> [B]`` multiplying each sample's loss: ``"none"`` or ``"cosmap"``."""
-    if name not in LOSS_WEIGHTS:
-        raise UnknownNameError(f"unknown loss weight {name!r}; choose one of {sorted(LOSS_WEIGHTS)}")
-    return LOSS_WEIGHTS[name]
+    return lookup(LOSS_WEIGHTS, "loss weight", name)
 
 
 # ----------------------------------------------------------------------------- shifts
