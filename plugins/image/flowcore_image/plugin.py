@@ -43,6 +43,17 @@ def flowcore_add_commands(subparsers):
     p.add_argument("dataset", help="digits, mnist5k, fashion_mnist or shapes")
     p.add_argument("--retrain", action="store_true", help="ignore the cached weights")
     p.set_defaults(func=_classifier_command)
+    p = subparsers.add_parser(
+        "image-score",
+        help="class accuracy, classifier FD and pixel statistics of a class-conditional image run's samples")
+    p.add_argument("checkpoint", help="run directory")
+    p.add_argument("--steps", default="8", help="comma-separated Euler step counts (default 8)")
+    p.add_argument("--count", type=int, default=1000, help="samples per step count, classes in turn")
+    p.add_argument("--cfg", type=float, help="guidance weight (default: the run's sample.cfg)")
+    p.add_argument("--grid", help="write a PNG grid (row = class) of the samples at --grid-steps")
+    p.add_argument("--grid-steps", type=int, default=8)
+    p.add_argument("--out", help="write the scores as JSON here")
+    p.set_defaults(func=_score_command)
 
 
 def _classifier_command(args) -> int:
@@ -51,4 +62,24 @@ def _classifier_command(args) -> int:
     clf = load_classifier(args.dataset, retrain=args.retrain)
     print(f"{args.dataset}: classifier test accuracy {clf.test_accuracy:.4f} "
           f"({clf.test_count} real test images); weights {clf.path}")
+    return 0
+
+
+def _score_command(args) -> int:
+    import json
+    from pathlib import Path
+
+    from flowcore.errors import ConfigError
+    from flowcore_image.score import score_run
+
+    try:
+        steps = [int(v) for v in args.steps.split(",")]
+    except ValueError:
+        raise ConfigError(f"--steps {args.steps!r}: give comma-separated integers, e.g. 1,2,4,8") from None
+    report = score_run(args.checkpoint, steps, args.count, args.cfg, args.grid, args.grid_steps)
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text)
     return 0

@@ -40,7 +40,8 @@ def test_pixel_metrics_have_their_analytic_values():
 def test_digits_classifier_is_trained_cached_and_reports_test_accuracy(image_cache):
     C._loaded.clear()
     clf = C.load_classifier("digits")
-    assert clf.path == image_cache / "image" / "digits-classifier.safetensors" and clf.path.exists()
+    key = C.RECIPES["digits"].key()
+    assert clf.path == image_cache / "image" / f"digits-classifier-{key}.safetensors" and clf.path.exists()
     assert clf.test_count == 179 and clf.test_accuracy > 0.93
     x, y, _ = C._stack_split("digits", "test")
     assert M.conditional_accuracy(clf, x, y) == pytest.approx(clf.test_accuracy)
@@ -48,6 +49,18 @@ def test_digits_classifier_is_trained_cached_and_reports_test_accuracy(image_cac
     again = C.load_classifier("digits")  # from the file this time: same weights, same score
     assert again.test_accuracy == pytest.approx(clf.test_accuracy, abs=1e-6)
     assert torch.equal(again.features(x[:5]), clf.features(x[:5]))
+
+
+def test_a_changed_recipe_is_not_served_from_a_stale_cache(image_cache, monkeypatch):
+    before = C.load_classifier("digits")
+    monkeypatch.setitem(C.RECIPES, "digits", C.Recipe(width=8, epochs=1))
+    C._loaded.clear()
+    after = C.load_classifier("digits")
+    assert after.path != before.path and after.path.exists() and before.path.exists()
+    assert after.model.body[0].out_channels == 8  # retrained with the new recipe, not the cached weights
+    monkeypatch.setattr(C, "VERSION", "test")
+    assert C.RECIPES["digits"].key() != after.path.stem.rsplit("-", 1)[1]
+    C._loaded.clear()
 
 
 def test_classifier_metrics_separate_real_from_shuffled_pixels():
