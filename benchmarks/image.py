@@ -66,6 +66,16 @@ def score(run_dir: Path, count: int, cfg: float | None, grid: Path) -> dict:
     return result
 
 
+def real_floor(dataset: str, count: int) -> dict:
+    """FD between real test and real val images, as many of each as there are (at most ``count``)."""
+    from flowcore_image import metrics as M
+    from flowcore_image.classifier import _stack_split, load_classifier
+
+    test, val = _stack_split(dataset, "test")[0][:count], _stack_split(dataset, "val")[0][:count]
+    n = min(len(test), len(val))
+    return {"count": n, "classifier_fd": round(M.classifier_fd(load_classifier(dataset), test[:n], val[:n]), 3)}
+
+
 def table(scored: dict) -> list[str]:
     lines = ["| Euler steps | " + " | ".join(scored["steps"]) + " |", "| --- |" + " ---: |" * len(scored["steps"])]
     for key in METRICS:
@@ -101,6 +111,10 @@ def write_markdown(payload: dict, path: Path) -> None:
                   f"- Score: `{entry['score_command']}`; classifier test accuracy **{clf['test_accuracy']:.4f}** on "
                   f"{clf['test_count']} real test images; {s['count']} samples, cfg {s['cfg']:g}.", ""]
         lines += table(s)
+        floor = entry.get("real_floor")
+        if floor:
+            lines += ["", f"Reference: classifier_fd of {floor['count']} real test against {floor['count']} real val "
+                          f"images = {floor['classifier_fd']:g} (the floor: real against real at this size)."]
         goal = GOALS.get(entry["dataset"])
         if goal is not None:
             acc = s["steps"]["8"]["accuracy"]
@@ -158,7 +172,7 @@ def main() -> None:
         "command": previous.get("command") if args.reuse_score else "python benchmarks/image.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, train.cpu_threads "
                    f"{config.train.cpu_threads}, torch {torch.__version__}",
-        "score": scored, "reflow": previous.get("reflow"),
+        "score": scored, "real_floor": real_floor(config.data.dataset, args.count), "reflow": previous.get("reflow"),
     }
     if args.reflow:
         student = Path(f"{run_dir}_reflow")
