@@ -131,7 +131,7 @@ def main() -> None:
                 per_seed, lambda r, p=pair_cfg, c=cfg: r["students"][f"pairs_cfg{p:g}"][f"cfg{c:g}"])
     payload = {
         "benchmark": "reflow_conditional",
-        "command": "python benchmarks/reflow_conditional.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/reflow_conditional.py", *sys.argv[1:]]),
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "python": platform.python_version(), "torch": torch.__version__},
         "wall_seconds": round(time.perf_counter() - wall, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
