@@ -61,6 +61,7 @@ def quality(run, count: int, steps: int, shift: float, reference: list[torch.Ten
     modality.codec.write_all(generated, pdb_dir, stem="backbone")
     modality.preview(generated[:10], pdb_dir / "preview.pdb")
     gen, real = backbone_report(generated, 16), backbone_report(reference, 16)
+    lengths_table = per_length(generated, (real["rg_a"], real["rg_b"]))
     metrics = {name: m(reference, generated) for name, m in modality.metrics().items()}
     goals = {
         "ca_ca_valid >= 0.90": gen["ca_ca_valid"] >= 0.90,
@@ -69,7 +70,51 @@ def quality(run, count: int, steps: int, shift: float, reference: list[torch.Ten
         "strand within 0.15": abs(gen["strand_fraction"] - real["strand_fraction"]) <= 0.15,
     }
     return {"count": count, "steps": steps, "shift": shift, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
-            "generated": gen, "training_set": real, "metrics": metrics, "goals": goals, "pdb_dir": str(pdb_dir)}
+            "generated": gen, "training_set": real, "per_length": lengths_table, "metrics": metrics, "goals": goals, "pdb_dir": str(pdb_dir)}
+
+
+def per_length(generated: list[torch.Tensor], rg_fit: tuple[float, float]) -> list[dict]:
+    """CA-CA validity, clash rate and mean Rg per generated length, beside the training set's Rg fit a L^b."""
+    from flowcore_protein.metrics import ca_ca_valid, ca_coords, clash_rate, radius_of_gyration
+
+    rows = []
+    for length in sorted({len(g) for g in generated}):
+        group = [g for g in generated if len(g) == length]
+        rg = [radius_of_gyration(ca) for ca in ca_coords(group)]
+        rows.append({"length": length, "count": len(group), "ca_ca_valid": ca_ca_valid(group),
+                     "clash_rate": clash_rate(group), "rg_mean": float(sum(rg) / len(rg)),
+                     "rg_training_fit": rg_fit[0] * length ** rg_fit[1]})
+    return rows
+
+
+def per_length_from_pdb(record_path: Path, pdb_dir: Path, results_md: Path) -> None:
+    """Add the per-length table to a finished record from the PDB files it wrote (no generation)."""
+    from flowcore_protein.modality import ProteinCodec
+
+    record = json.loads(record_path.read_text())
+    codec = ProteinCodec()
+    generated = [codec.read(p) for p in sorted(pdb_dir.glob("backbone_*.pdb"))]
+    real = record["quality"]["training_set"]
+    record["quality"]["per_length"] = per_length(generated, (real["rg_a"], real["rg_b"]))
+    record["quality"]["per_length_source"] = (f" (from the {len(generated)} PDB files written, read back: "
+                                              f"`python benchmarks/protein.py --per-length-from {pdb_dir}`)")
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    write_results_md(record, results_md)
+
+
+def sampler_variants(run, variants: list[tuple[int, float]], count: int = 10) -> list[dict]:
+    """The backbone report of ``count`` backbones (lengths 60-256 in turn) per (Euler steps, time shift)."""
+    from flowcore_protein.metrics import backbone_report
+
+    lengths = [QUALITY_LENGTHS[i % len(QUALITY_LENGTHS)] for i in range(count)]
+    rows = []
+    for steps, shift in variants:
+        report = backbone_report(generate_frames(run, lengths, steps, seed=0, shift=shift), 8)
+        rows.append({"steps": steps, "shift": shift, **{k: report[k] for k in (
+            "ca_ca_valid", "ca_ca_mean", "ca_ca_std", "clash_rate", "helix_fraction", "strand_fraction")}})
+        print(f"variant {steps} steps, shift {shift:g}: CA-CA valid {report['ca_ca_valid']:.3f}, "
+              f"clash {report['clash_rate']:.3f}", flush=True)
+    return rows
 
 
 def speed(run, lengths: list[int], steps_list: list[int], shift: float) -> list[dict]:
@@ -113,6 +158,22 @@ def write_results_md(record: dict, path: Path) -> None:
                   f"| mean pairwise TM-score (16 each) | {g['pairwise_tm']:.3f} | {r['pairwise_tm']:.3f} | |",
                   "", "Modality metrics (generated vs training set): " + ", ".join(
                       f"{k} {v:.3f}" for k, v in q["metrics"].items()) + ".", ""]
+    if q and q.get("per_length"):
+        source = q.get("per_length_source", "")
+        lines += [f"Per generated length{source}:", "",
+                  "| length | backbones | CA-CA in 3.8 +/- 0.2 | clash rate | mean Rg (A) | training-set fit a L^b (A) |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['length']} | {r['count']} | {r['ca_ca_valid']:.3f} | {r['clash_rate']:.3f} | "
+                  f"{r['rg_mean']:.1f} | {r['rg_training_fit']:.1f} |" for r in q["per_length"]]
+        lines.append("")
+    if record.get("variants"):
+        lines += ["Sampler settings (10 backbones each, lengths as above, same noise):", "",
+                  "| Euler steps | time shift | CA-CA in 3.8 +/- 0.2 | CA-CA mean +/- std | clash rate | helix | strand |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {v['steps']} | {v['shift']:g} | {v['ca_ca_valid']:.3f} | {v['ca_ca_mean']:.2f} +/- "
+                  f"{v['ca_ca_std']:.2f} | {v['clash_rate']:.3f} | {v['helix_fraction']:.3f} | "
+                  f"{v['strand_fraction']:.3f} |" for v in record["variants"]]
+        lines.append("")
     if record.get("speed"):
         lines += [f"Seconds per backbone (one backbone per call, Euler, CPU, "
                   f"{record['config']['parameters'] / 1e6:.2f}M-parameter network):", "",
@@ -185,6 +246,9 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=50, help="backbones generated for the quality check")
     ap.add_argument("--steps", type=int, default=50, help="Euler steps for the quality check")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--variants", default="", help="extra (steps:shift,...) sampler settings to compare, e.g. 50:1,100:0.5")
+    ap.add_argument("--per-length-from", type=Path, metavar="PDB_DIR",
+                    help="only add the per-length table to --out's record from the PDB files of its run")
     ap.add_argument("--quick", action="store_true", help="speed at length 100 and 20 steps only")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed table")
     ap.add_argument("--training", default="", help="a sentence on how the run was trained (goes in the report)")
@@ -196,6 +260,9 @@ def main() -> None:
     from flowcore.registry import get_registry
     from flowcore.train.checkpoint import load_run
 
+    if args.per_length_from:
+        per_length_from_pdb(args.out, args.per_length_from, args.results_md)
+        return
     training = train_timed(args.train, args.set, args.train_minutes) if args.train else None
     if args.train_only:
         return
@@ -218,6 +285,7 @@ def main() -> None:
                         f"--train-minutes {args.train_minutes:g}" if args.train_minutes else "",
                         f"--run {args.run}" if args.run else "", f"--count {args.count}",
                         f"--steps {args.steps}", f"--shift {args.shift:g}", f"--threads {args.threads}",
+                        f"--variants {args.variants}" if args.variants else "",
                         "--quick" if args.quick else "", "--no-speed" if args.no_speed else ""] if a),
         "run": str(run_dir),
         "training": args.training or (describe_training(training) if training else ""),
@@ -229,6 +297,9 @@ def main() -> None:
     }
     record["quality"] = quality(run, args.count, args.steps, args.shift, reference, args.out.parent / "protein_pdb")
     print(json.dumps(record["quality"]["goals"]), flush=True)
+    if args.variants:
+        pairs = [v.split(":") for v in args.variants.split(",")]
+        record["variants"] = sampler_variants(run, [(int(a), float(b)) for a, b in pairs])
     if not args.no_speed:
         record["speed"] = speed(run, lengths, steps_list, args.shift)
     record["machine"]["load_end"] = round(os.getloadavg()[0], 2)
