@@ -295,7 +295,8 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "threads": args.threads, "torch": torch.__version__, "load_start": round(load_start, 2)},
     }
-    record["quality"] = quality(run, args.count, args.steps, args.shift, reference, args.out.parent / "protein_pdb")
+    pdb_dir = args.out.with_name(args.out.stem + "_pdb")  # results/protein.json -> results/protein_pdb/
+    record["quality"] = quality(run, args.count, args.steps, args.shift, reference, pdb_dir)
     print(json.dumps(record["quality"]["goals"]), flush=True)
     if args.variants:
         pairs = [v.split(":") for v in args.variants.split(",")]
