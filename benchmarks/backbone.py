@@ -1,14 +1,20 @@
 """One training step (forward, backward, AdamW) of flowcore's FlowTransformer vs diffusers'
-SD3Transformer2DModel at an equal config, in the same run, fp32 and bf16 autocast.
+SD3Transformer2DModel at an equal config, in the same run: fp32 and bf16 autocast.
 
-    .venv/bin/python benchmarks/backbone.py                 # this machine's CPU (and CUDA if present)
-    .venv/bin/python benchmarks/backbone.py --iters 5 --device cuda
+    .venv/bin/python benchmarks/backbone.py                     # this machine's CPU (and CUDA if present)
+    .venv/bin/python benchmarks/backbone.py --device cpu --runs fp32/2/8/12 fp32/1/8/6 bf16/2/2/2
+    .venv/bin/python benchmarks/backbone.py --device cuda --runs fp32/0/8/20 bf16/0/8/20
 
-The flowcore model is converted from the diffusers one (``flowcore.nn.convert``), so both
-hold the same weights; the run checks their outputs agree before timing. The two models'
-steps alternate (A B A B ...) so that load from other processes hits both alike; the median
-step time of each is reported, their ratio, and achieved FLOP/s (flowcore's matmul FLOP count,
-``model_stats``, which is the same for both) against a large-matmul peak measured in the run.
+Each run is ``dtype/threads/batch/pairs`` (threads 0 = leave torch's setting). Both models are
+built afresh for every run: flowcore's is converted from the diffusers one (``flowcore.nn.convert``),
+so both hold the same weights, and the run checks their outputs agree before timing. Then
+``--warmup`` + ``pairs`` pairs of steps, alternating the order inside each pair (A B, B A, ...)
+so that drifting load from other processes hits both alike. Reported per run: the median of the
+per-pair ratios (diffusers / flowcore step time) with its quartiles and range, the same for
+process CPU time, the median step times, and achieved FLOP/s (flowcore's matmul FLOP count,
+``model_stats``, which is the same for both) against the best large-matmul FLOP/s of the run's
+dtype and thread count, measured before and after the steps. ``--profile`` adds torch.profiler's
+split of one step of each model (matmul / attention / optimizer / the rest).
 Writes benchmarks/results/backbone.json and the ``## backbone`` section of benchmarks/RESULTS.md.
 """
 
@@ -21,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +38,29 @@ sys.path.insert(0, str(ROOT))
 from flowcore.nn import model_stats  # noqa: E402
 from flowcore.nn.convert import from_diffusers, sd3_image_tokens, sd3_unpatchify, text_tokens  # noqa: E402
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
+
+DEFAULT_RUNS = {"cpu": ["fp32/2/8/12", "bf16/2/2/2"], "cuda": ["fp32/0/8/20", "bf16/0/8/20"]}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One timed comparison: autocast dtype, torch threads (0 = as is), batch size, timed pairs."""
+
+    dtype: str
+    threads: int
+    batch: int
+    pairs: int
+
+    @classmethod
+    def parse(cls, text: str) -> RunSpec:
+        try:
+            dtype, threads, batch, pairs = text.split("/")
+            spec = cls(dtype, int(threads), int(batch), int(pairs))
+        except ValueError:
+            raise SystemExit(f"--runs {text!r}: expected dtype/threads/batch/pairs, e.g. fp32/2/8/12") from None
+        if spec.dtype not in ("fp32", "bf16") or spec.threads < 0 or spec.batch < 1 or spec.pairs < 1:
+            raise SystemExit(f"--runs {text!r}: dtype fp32 or bf16, threads >= 0, batch >= 1, pairs >= 1")
+        return spec
 
 
 def sync(device: str) -> None:
@@ -86,13 +116,12 @@ def build(args, device):
     return theirs.to(device).train(), ours.to(device).train()
 
 
-def make_batch(args, device):
+def make_batch(args, batch: int, device: str):
     g = torch.Generator().manual_seed(1)
-    b = args.batch
-    x = torch.randn(b, 16, args.latent, args.latent, generator=g)
-    txt = torch.randn(b, args.text_tokens, args.text_dim, generator=g)
-    pooled = torch.randn(b, args.pooled_dim, generator=g)
-    t = torch.rand(b, generator=g)
+    x = torch.randn(batch, 16, args.latent, args.latent, generator=g)
+    txt = torch.randn(batch, args.text_tokens, args.text_dim, generator=g)
+    pooled = torch.randn(batch, args.pooled_dim, generator=g)
+    t = torch.rand(batch, generator=g)
     target = torch.randn_like(x)
     return [z.to(device) for z in (x, txt, pooled, t, target)]
 
@@ -107,8 +136,7 @@ def step_fns(theirs, ours, batch):
     opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)
 
     def run_theirs():
-        out = theirs(hidden_states=x, encoder_hidden_states=txt, pooled_projections=pooled, timestep=1000 * t).sample
-        return out
+        return theirs(hidden_states=x, encoder_hidden_states=txt, pooled_projections=pooled, timestep=1000 * t).sample
 
     def run_ours():
         return sd3_unpatchify(ours(tokens, times, cond=pooled)["image"], 2, size, size)
@@ -124,33 +152,119 @@ def step_fns(theirs, ours, batch):
     return run_theirs, run_ours, train(run_theirs, opt_theirs), train(run_ours, opt_ours)
 
 
-def time_pair(step_a, step_b, device, warmup, iters, autocast):
-    times_a, times_b = [], []
-    for i in range(warmup + iters):
-        for step, out in ((step_a, times_a), (step_b, times_b)):
+def time_pairs(step_theirs, step_ours, device, warmup, pairs, autocast):
+    """Wall and process CPU seconds per step of each model; the order flips every pair."""
+    times = {"diffusers": {"wall": [], "cpu": []}, "flowcore": {"wall": [], "cpu": []}}
+    for i in range(warmup + pairs):
+        order = [("diffusers", step_theirs), ("flowcore", step_ours)]
+        for name, step in order if i % 2 == 0 else order[::-1]:
             with autocast():
                 sync(device)
-                t0 = time.perf_counter()
+                w0, c0 = time.perf_counter(), time.process_time()
                 step()
                 sync(device)
+                wall, cpu = time.perf_counter() - w0, time.process_time() - c0
             if i >= warmup:
-                out.append(time.perf_counter() - t0)
-    return times_a, times_b
+                times[name]["wall"].append(wall)
+                times[name]["cpu"].append(cpu)
+    return times
+
+
+def ratio_stats(theirs: list[float], ours: list[float]) -> dict:
+    """Per-pair ratios theirs/ours: median, quartiles, range (the pairs share their moment's load)."""
+    ratios = [a / b for a, b in zip(theirs, ours)]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {"median": statistics.median(ratios), "q1": quartiles[0], "q3": quartiles[2],
+            "min": min(ratios), "max": max(ratios), "pairs": ratios}
+
+
+def profile_split(step, autocast, tries: int = 2) -> dict:
+    """Fractions of one step's self CPU time by kind of op (torch.profiler); of ``tries``
+    profiled steps the fastest is kept (on a shared machine, the least disturbed one)."""
+    from torch.profiler import profile
+
+    splits = []
+    for _ in range(tries):
+        with autocast(), profile() as prof:
+            step()
+        splits.append(_split(prof))
+    return {**min(splits, key=lambda split: split["total_s"]), "profiled_steps": tries}
+
+
+def _split(prof) -> dict:
+    kinds = {"matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv",
+                        "aten::mkldnn_convolution", "aten::convolution_backward"),
+             "attention": ("aten::_scaled_dot_product",), "optimizer": ("aten::_fused_adamw",)}
+    split = dict.fromkeys([*kinds, "other"], 0.0)
+    for event in prof.key_averages():
+        kind = next((k for k, names in kinds.items() if event.key.startswith(names)), "other")
+        split[kind] += event.self_cpu_time_total
+    total = sum(split.values())
+    return {"total_s": total / 1e6, **{k: v / total for k, v in split.items()}}
+
+
+def one_run(args, device: str, spec: RunSpec) -> dict:
+    if device == "cpu" and spec.threads:
+        torch.set_num_threads(spec.threads)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec.dtype]
+
+    def autocast():
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=spec.dtype == "bf16")
+
+    theirs, ours = build(args, device)
+    run_theirs, run_ours, step_theirs, step_ours = step_fns(theirs, ours, make_batch(args, spec.batch, device))
+    with torch.no_grad():
+        diff = (run_theirs() - run_ours()).abs().max().item()
+    stats = model_stats(ours, {"image": (args.latent // 2) ** 2, "text": args.text_tokens})
+    step_flops = stats.train_flops_per_token * stats.tokens * spec.batch
+    peak_size, peak_reps = (4096, 10) if device == "cuda" else (1024, 3)
+    load_start = os.getloadavg()
+    peak_before = matmul_peak(device, dtype, peak_size, peak_reps)
+    times = time_pairs(step_theirs, step_ours, device, args.warmup, spec.pairs, autocast)
+    peak_after = matmul_peak(device, dtype, peak_size, peak_reps)
+    load_end = os.getloadavg()
+    peak = max(peak_before, peak_after)
+    med = {name: statistics.median(t["wall"]) for name, t in times.items()}
+    run = {
+        "device": device, "dtype": spec.dtype, "threads": torch.get_num_threads() if device == "cpu" else None,
+        "batch": spec.batch, "pairs": spec.pairs, "warmup_pairs": args.warmup,
+        "max_abs_output_diff_fp32": diff, "parameters": stats.parameters, "train_flops_per_step": step_flops,
+        "matmul_peak_flops": peak, "matmul_peak_flops_before_after": [peak_before, peak_after],
+        "load_average_start": load_start, "load_average_end": load_end,
+        "diffusers_step_s": med["diffusers"], "flowcore_step_s": med["flowcore"],
+        "speedup": ratio_stats(times["diffusers"]["wall"], times["flowcore"]["wall"]),
+        "cpu_time_speedup": ratio_stats(times["diffusers"]["cpu"], times["flowcore"]["cpu"]),
+        "flowcore_flops": step_flops / med["flowcore"], "diffusers_flops": step_flops / med["diffusers"],
+        "flowcore_fraction_of_peak": step_flops / med["flowcore"] / peak,
+        "diffusers_fraction_of_peak": step_flops / med["diffusers"] / peak,
+        "steps": times,
+    }
+    if args.profile:
+        run["profile"] = {"diffusers": profile_split(step_theirs, autocast), "flowcore": profile_split(step_ours, autocast)}
+    sp = run["speedup"]
+    print(f"{device} {spec.dtype} threads {run['threads']} batch {spec.batch}: diffusers {med['diffusers']:.3f} s  "
+          f"flowcore {med['flowcore']:.3f} s  speedup median {sp['median']:.2f}x (quartiles {sp['q1']:.2f}-{sp['q3']:.2f}, "
+          f"range {sp['min']:.2f}-{sp['max']:.2f}; CPU time {run['cpu_time_speedup']['median']:.2f}x)  "
+          f"flowcore {run['flowcore_flops'] / 1e9:.1f} GFLOP/s ({100 * run['flowcore_fraction_of_peak']:.0f}% of "
+          f"matmul peak {peak / 1e9:.1f}); output diff {diff:.1e}; load {load_start[0]:.1f} -> {load_end[0]:.1f}",
+          flush=True)
+    return run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    ap.add_argument("--runs", nargs="+", type=RunSpec.parse,
+                    help="dtype/threads/batch/pairs per run (default cpu: %s; cuda: %s)"
+                    % (" ".join(DEFAULT_RUNS["cpu"]), " ".join(DEFAULT_RUNS["cuda"])))
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--latent", type=int, default=32, help="latent H = W (tokens = (H/2)^2)")
     ap.add_argument("--text-tokens", type=int, default=77)
     ap.add_argument("--text-dim", type=int, default=4096)
     ap.add_argument("--pooled-dim", type=int, default=2048)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=3, help="timed steps per model and dtype (median)")
-    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed pairs before each run's timed ones")
+    ap.add_argument("--profile", action="store_true", help="also profile one step of each model per run")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "backbone.json")
     ap.add_argument("--results-md", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from --out")
@@ -169,47 +283,18 @@ def main() -> None:
     record = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
-            "cpu": _cpu_name(), "cpu_threads": torch.get_num_threads(), "amx": _has_amx(),
+            "cpu": _cpu_name(), "cpu_cores": os.cpu_count(), "amx": _has_amx(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
             "torch": torch.__version__, "diffusers": diffusers.__version__,
         },
-        "config": {k: v for k, v in vars(args).items() if k not in ("out", "device", "results_md", "note", "report_only")},
+        "config": {k: v for k, v in vars(args).items()
+                   if k in ("layers", "heads", "latent", "text_tokens", "text_dim", "pooled_dim", "warmup")},
         "runs": [],
     }
     for device in devices:
-        theirs, ours = build(args, device)
-        batch = make_batch(args, device)
-        run_theirs, run_ours, step_theirs, step_ours = step_fns(theirs, ours, batch)
-        with torch.no_grad():
-            diff = (run_theirs() - run_ours()).abs().max().item()
-        stats = model_stats(ours, {"image": (args.latent // 2) ** 2, "text": args.text_tokens})
-        step_flops = stats.train_flops_per_token * stats.tokens * args.batch
-        for name in args.dtypes.split(","):
-            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
-
-            def autocast():
-                return torch.autocast(device, dtype=torch.bfloat16, enabled=name == "bf16")
-
-            peak = matmul_peak(device, dtype, 4096 if device == "cuda" else 1024, 10 if device == "cuda" else 3)
-            t_theirs, t_ours = time_pair(step_theirs, step_ours, device, args.warmup, args.iters, autocast)
-            med_theirs, med_ours = statistics.median(t_theirs), statistics.median(t_ours)
-            run = {
-                "device": device, "dtype": name, "max_abs_output_diff_fp32": diff,
-                "parameters": stats.parameters, "train_flops_per_step": step_flops,
-                "matmul_peak_flops": peak,
-                "diffusers_step_s": med_theirs, "flowcore_step_s": med_ours,
-                "diffusers_steps_s_all": t_theirs, "flowcore_steps_s_all": t_ours,
-                "speedup": med_theirs / med_ours,
-                "flowcore_flops": step_flops / med_ours, "diffusers_flops": step_flops / med_theirs,
-                "flowcore_fraction_of_peak": step_flops / med_ours / peak,
-                "diffusers_fraction_of_peak": step_flops / med_theirs / peak,
-            }
-            record["runs"].append(run)
-            print(f"{device} {name}: diffusers {med_theirs:.3f} s  flowcore {med_ours:.3f} s  speedup "
-                  f"{run['speedup']:.2f}x  flowcore {run['flowcore_flops'] / 1e9:.1f} GFLOP/s "
-                  f"({100 * run['flowcore_fraction_of_peak']:.0f}% of matmul peak {peak / 1e9:.1f}); "
-                  f"output diff {diff:.1e}", flush=True)
+        for spec in args.runs or [RunSpec.parse(r) for r in DEFAULT_RUNS[device]]:
+            record["runs"].append(one_run(args, device, spec))
     record["machine"]["load_average_at_end"] = os.getloadavg()
     record["notes"] = _auto_notes(record) + args.note
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -224,29 +309,49 @@ def write_section(record: dict, path: Path) -> None:
     lines = [
         "## backbone",
         "",
-        f"One training step (forward, backward, fused AdamW) of flowcore's FlowTransformer vs diffusers "
-        f"{m['diffusers']} `SD3Transformer2DModel` at the same config: {c['layers']} layers, {c['heads']} heads x 64, "
-        f"{(c['latent'] // 2) ** 2} image tokens + {c['text_tokens']} text tokens, batch {c['batch']}, QK RMSNorm, "
-        f"text dim {c['text_dim']}, pooled dim {c['pooled_dim']}. flowcore's model is converted from the diffusers one "
-        "(same weights); their outputs agree (column `out diff`, fp32). Median of the timed steps, the two "
-        "models alternating step by step. FLOP/s = matmul FLOPs of a step (`flowcore.nn.model_stats`, 3 x forward) "
-        "/ step time; peak = best large-matmul FLOP/s of the same dtype in the same run.",
+        f"One training step (forward, backward, fused AdamW, `zero_grad(set_to_none=True)`; the same optimizer "
+        f"for both) of flowcore's FlowTransformer vs diffusers {m['diffusers']} `SD3Transformer2DModel` at the same "
+        f"config: {c['layers']} layers, {c['heads']} heads x 64, {(c['latent'] // 2) ** 2} image tokens + "
+        f"{c['text_tokens']} text tokens, QK RMSNorm, text dim {c['text_dim']}, pooled dim {c['pooled_dim']}. "
+        "flowcore's model is converted from the diffusers one (same weights, rebuilt for every run); their outputs "
+        "agree (column `out diff`, fp32). Each run times `pairs` pairs of steps after "
+        f"{c['warmup']} warm-up pair(s), the order flipping every pair; `speedup` is the median of the per-pair "
+        "ratios diffusers/flowcore of wall time [quartiles] (range), `CPU-time speedup` the same for process CPU "
+        "time. FLOP/s = matmul FLOPs of a step (`flowcore.nn.model_stats`, 3 x forward) / median step time; "
+        "peak = the better of two large-matmul timings (before and after the steps) in the run's dtype and threads.",
         "",
-        f"Machine: {m['cpu']} ({m['cpu_threads']} threads, AMX: {'yes' if m['amx'] else 'no'}), GPU: {m['gpu'] or 'none'}; "
-        f"torch {m['torch']}. Load average at start / end: {_load(m['load_average_at_start'])} / "
-        f"{_load(m.get('load_average_at_end'))}.",
+        f"Machine: {m['cpu']} ({m['cpu_cores']} cores, AMX: {'yes' if m['amx'] else 'no'}), GPU: {m['gpu'] or 'none'}; "
+        f"torch {m['torch']}.",
         "",
-        "| device | dtype | diffusers s/step | flowcore s/step | speedup | flowcore GFLOP/s | diffusers GFLOP/s "
-        "| matmul peak GFLOP/s | flowcore % of peak | out diff |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| device | dtype | threads | batch | pairs | diffusers s/step | flowcore s/step | speedup | CPU-time speedup "
+        "| flowcore GFLOP/s | diffusers GFLOP/s | matmul peak GFLOP/s | flowcore / diffusers % of peak | load start/end "
+        "| out diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["runs"]:
+        sp, cp = r["speedup"], r["cpu_time_speedup"]
         lines.append(
-            f"| {r['device']} | {r['dtype']} | {r['diffusers_step_s']:.3f} | {r['flowcore_step_s']:.3f} | "
-            f"{r['speedup']:.2f}x | {r['flowcore_flops'] / 1e9:.1f} | {r['diffusers_flops'] / 1e9:.1f} | "
-            f"{r['matmul_peak_flops'] / 1e9:.1f} | {100 * r['flowcore_fraction_of_peak']:.0f}% | "
-            f"{r['max_abs_output_diff_fp32']:.1e} |"
+            f"| {r['device']} | {r['dtype']} | {r['threads'] or '-'} | {r['batch']} | {r['pairs']} | "
+            f"{r['diffusers_step_s']:.3f} | {r['flowcore_step_s']:.3f} | "
+            f"**{sp['median']:.2f}x** [{sp['q1']:.2f}-{sp['q3']:.2f}] ({sp['min']:.2f}-{sp['max']:.2f}) | "
+            f"{cp['median']:.2f}x [{cp['q1']:.2f}-{cp['q3']:.2f}] | "
+            f"{r['flowcore_flops'] / 1e9:.1f} | {r['diffusers_flops'] / 1e9:.1f} | {r['matmul_peak_flops'] / 1e9:.1f} | "
+            f"{100 * r['flowcore_fraction_of_peak']:.0f}% / {100 * r['diffusers_fraction_of_peak']:.0f}% | "
+            f"{r['load_average_start'][0]:.1f} / {r['load_average_end'][0]:.1f} | {r['max_abs_output_diff_fp32']:.1e} |"
         )
+    profiled = [r for r in record["runs"] if "profile" in r]
+    if profiled:
+        tries = profiled[0]["profile"]["flowcore"].get("profiled_steps", 1)
+        which = "one profiled step" if tries == 1 else f"the faster of {tries} profiled steps"
+        lines += ["", f"Where a step's time goes (torch.profiler: self CPU time by kind of op, {which} per model; "
+                  "the profiler itself adds some time):", "",
+                  "| device | dtype | threads | model | step s (profiled) | matmul | attention | optimizer | other |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in profiled:
+            for name, p in r["profile"].items():
+                lines.append(f"| {r['device']} | {r['dtype']} | {r['threads'] or '-'} | {name} | {p['total_s']:.2f} | "
+                             f"{100 * p['matmul']:.0f}% | {100 * p['attention']:.0f}% | {100 * p['optimizer']:.0f}% | "
+                             f"{100 * p['other']:.0f}% |")
     lines += ["", f"Command: `{record['command']}`", ""]
     notes = record.get("notes", [])
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
@@ -255,22 +360,26 @@ def write_section(record: dict, path: Path) -> None:
 
 def _auto_notes(record: dict) -> list[str]:
     m, notes = record["machine"], []
-    peaks = {r["dtype"]: r["matmul_peak_flops"] for r in record["runs"] if r["device"] == "cpu"}
-    if "fp32" in peaks and "bf16" in peaks and not m["amx"]:
+    peaks = {(r["dtype"], r["threads"]): r["matmul_peak_flops"] for r in record["runs"] if r["device"] == "cpu"}
+    same = [t for (dtype, t) in peaks if dtype == "bf16" and ("fp32", t) in peaks]
+    if same and not m["amx"]:
+        t = same[0]
         notes.append(
-            f"This CPU has no AMX: its bf16 matmul peak is {peaks['fp32'] / peaks['bf16']:.1f}x below fp32, so bf16 "
-            "autocast is slower than fp32 here for both libraries (autocast is the caller's choice; FlowTransformer never enables it)."
+            f"This CPU has no AMX: its bf16 matmul peak ({t} threads) is {peaks[('fp32', t)] / peaks[('bf16', t)]:.1f}x "
+            "below fp32, so bf16 autocast is slower than fp32 here for both libraries, and the bf16 rows say "
+            "nothing about bf16 on hardware built for it (autocast is the caller's choice; FlowTransformer never "
+            "enables it)."
         )
-    if max(m["load_average_at_start"][0], (m.get("load_average_at_end") or [0])[0]) > (os.cpu_count() or 1):
+    loads = [r["load_average_start"][0] for r in record["runs"]] + [r["load_average_end"][0] for r in record["runs"]]
+    if loads and max(loads) > (m.get("cpu_cores") or 1):
         notes.append(
             "The machine was shared with other jobs (load average above its core count): absolute times are "
-            "inflated and noisy, few steps were timed; only the side-by-side ratio means much."
+            "inflated and noisy; read the per-pair ratios, whose two steps ran at nearly the same moment."
         )
+    if not m["gpu"]:
+        notes.append("No GPU was available to this run, so there are no GPU rows; the script runs there unchanged "
+                     "(`.venv/bin/python benchmarks/backbone.py --device cuda`) and then uses the Triton kernels.")
     return notes
-
-
-def _load(values) -> str:
-    return "n/a" if not values else "/".join(f"{v:.1f}" for v in values)
 
 
 def _cpu_name() -> str:

@@ -73,8 +73,8 @@ def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.
 def attention(qk: torch.Tensor, v: torch.Tensor, rope: Rope | None, mask: torch.Tensor | None) -> torch.Tensor:
     """One SDPA call over the joint sequence: qk [B, L, 2, H, Dh], v [B, L, 1, H, Dh] -> [B, L, H*Dh].
 
-    q, k, v reach SDPA as [B, H, L, Dh] views of the token-major tensors (no copy); SDPA
-    returns token-major memory, so the output's flatten is a view too.
+    q, k, v reach SDPA as [B, H, L, Dh] views of the token-major tensors (no copy); the flash
+    kernels return token-major memory, so the output's flatten is then a view too.
     rope: cos, sin [B, L, Dh/2] or None; mask: [B, 1, 1, L] bool (True = attend) or None.
     """
     q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)

@@ -13,7 +13,7 @@ from flowcore.errors import DataError
 from flowcore.modality import Tokens
 from flowcore.nn.config import FlowTransformerConfig
 from flowcore.nn.embeddings import MLPEmbedder, TimestepEmbedder, rope_angles, sincos_position_table
-from flowcore.nn.layers import DoubleStreamBlock, Modulation, OutputHead, QKNorm, SingleStreamBlock
+from flowcore.nn.layers import DoubleStreamBlock, Modulation, OutputHead, QKNorm, SingleStreamBlock, joint
 
 
 class FlowTransformer(nn.Module):
@@ -93,7 +93,7 @@ class FlowTransformer(nn.Module):
             xs = self._run(block, xs, cs, rope, mask)
         if self.single_blocks:
             lengths = [xs[n].shape[1] for n in names]
-            x = torch.cat([xs[n] for n in names], 1)
+            x = joint([xs[n] for n in names])
             conds = [cs[n] for n in names]
             for block in self.single_blocks:
                 x = self._run(block, x, conds, lengths, rope, mask)
