@@ -59,8 +59,13 @@ TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
 
 
 def _strided_q(b: int, h: int, l: int, dh: int, device, dtype) -> torch.Tensor:
-    """q [B, H, L, Dh] as the backbone sees it: a permuted view of a fused QKV projection."""
-    return torch.randn(b, l, 3, h, dh, device=device, dtype=dtype).permute(2, 0, 3, 1, 4)[0]
+    """q [B, H, L, Dh] as RoPE sees it: a permuted view of the QK-normed qk [B, L, 2, H, Dh]."""
+    return torch.randn(b, l, 2, h, dh, device=device, dtype=dtype).permute(2, 0, 3, 1, 4)[0]
+
+
+def _strided_qk(b: int, h: int, l: int, dh: int, device, dtype) -> torch.Tensor:
+    """qk [B, L, 2, H, Dh] as QK norm sees it: a slice of a fused QKV projection [B, L, 3, H, Dh]."""
+    return torch.randn(b, l, 3, h, dh, device=device, dtype=dtype)[:, :, :2]
 
 
 def make_inputs(op: str, size: dict, device, dtype) -> list[torch.Tensor | None]:
@@ -72,10 +77,10 @@ def make_inputs(op: str, size: dict, device, dtype) -> list[torch.Tensor | None]
     if op == "modulated_layer_norm":
         return [randn(b, l, d), randn(b, 1, d), randn(b, 1, d)]
     if op == "rms_norm":
-        return [_strided_q(b, h, l, dh, device, dtype), randn(dh)]
+        return [_strided_qk(b, h, l, dh, device, dtype), randn(2, 1, dh)]
     if op == "apply_rope":
         angles = randn(b, l, dh // 2, dt=torch.float32)
-        return [_strided_q(b, h, l, dh, device, dtype).contiguous(), angles.cos(), angles.sin()]
+        return [_strided_q(b, h, l, dh, device, dtype), angles.cos(), angles.sin()]
     return [randn(b, l, d), randn(b, l, d), randn(b, 1, d)]
 
 
@@ -115,6 +120,7 @@ CHECK_CASES = {
                          torch.randn(1000, device=dev, dtype=dt), torch.randn(3, 1, 1000, device=dev, dtype=dt)],
     ],
     "rms_norm": [
+        lambda dev, dt: [_strided_qk(2, 3, 33, 64, dev, dt), torch.randn(2, 1, 64, device=dev, dtype=dt)],
         lambda dev, dt: [_strided_q(2, 3, 33, 64, dev, dt), torch.randn(64, device=dev, dtype=dt)],
         lambda dev, dt: [torch.randn(17, 96, device=dev, dtype=dt), None],
     ],
