@@ -123,7 +123,11 @@ def write_markdown(payload: dict, path: Path) -> None:
         lines += ["", f"Samples at 8 steps (row = class): ![{name}]({Path(s['grid']).relative_to('benchmarks')})", ""]
         reflow = entry.get("reflow")
         if isinstance(reflow, dict):
-            lines += [f"After one reflow round — {timing(reflow['train'])}; scored the same way:", ""]
+            cfg = reflow["score"]["cfg"]
+            lines += [f"After one reflow round — {timing(reflow['train'])} (pair generation and student "
+                      f"training); scored the same way, at cfg {cfg:g}: the pairs were made with the teacher's "
+                      "guidance, so the student's conditional field already carries it and it is sampled with "
+                      "one network pass per step (docs/flow.md#conditional-reflow), the teacher with two:", ""]
             lines += table(reflow["score"])
             lines += ["", f"Reflowed samples at 8 steps: ![{name} reflow]"
                           f"({Path(reflow['score']['grid']).relative_to('benchmarks')})", ""]
