@@ -2,12 +2,12 @@
 
 Runs the same commands a user types (docs/cli.md, docs/plugins/image.md), a few minutes on 2 CPU cores:
 
-    flowcore train examples/configs/image_demo.yaml
+    flowcore train examples/configs/image_demo.yaml --set out_dir=outputs/demo/run
     flowcore sample outputs/demo/run --make image --given label=7 --count 16 --steps 8 --out outputs/demo/sevens
     flowcore eval outputs/demo/run --out outputs/demo/eval.json
     flowcore image-score outputs/demo/run --steps 8 --count 500 --grid outputs/demo/grid.png --out outputs/demo/score.json
 
-The first scoring command also trains the MNIST-5k metric classifier once (cached in
+`flowcore eval`, the first to score, also trains the MNIST-5k metric classifier once (cached in
 ~/.cache/flowcore/image/). A second `make demo` resumes the finished run (nothing left to
 train) and samples and scores again.
 """
