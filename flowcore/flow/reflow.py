@@ -251,7 +251,8 @@ def generate_pairs(velocity: Velocity | FieldFactory, noise: NoiseFn, n: int, ou
                 flush()
     keys = _tensor_names(out_dir / shards[-1]["file"])  # (a resumed run may have made none of them now)
     manifest = {"count": n, "modalities": sorted(k[4:] for k in keys if k.startswith("eps.")),
-                "conditions": sorted(k[5:] for k in keys if k.startswith("cond.")), "shards": shards, "solver": solver, "steps": steps, "shift": shift, "seed": seed, **dict(info or {})}
+                "conditions": sorted(k[5:] for k in keys if k.startswith("cond.")), "shards": shards,
+                "solver": solver, "steps": steps, "shift": shift, "seed": seed, **dict(info or {})}
     write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     partial.path.unlink(missing_ok=True)
     return [out_dir / s["file"] for s in shards]

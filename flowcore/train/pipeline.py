@@ -17,6 +17,7 @@ import torch
 
 from flowcore.errors import ConfigError, DataError, UnknownNameError
 from flowcore.io import write_text_atomic
+from flowcore.modality import Tokens
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.bundle import Bundle, build_bundles
 from flowcore.train.callbacks import ExportWeights, MetricsCSV, ResumeLog, SampleEvery
@@ -416,8 +417,6 @@ class ReflowModule(FlowModule):
     """
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        from flowcore.modality import Tokens
-
         x0 = {m: self.bundles[m].layout(v.shape[0], self.device).with_values(v) for m, v in batch["x0"].items()}
         eps = dict(batch["eps"])
         for name, c in batch.get("cond", {}).items():
