@@ -269,10 +269,15 @@ def main() -> None:
     ap.add_argument("--results-md", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from --out")
     ap.add_argument("--note", action="append", default=[], help="a line for the section's notes (repeatable)")
+    ap.add_argument("--merge", type=Path, help="with --report-only: take this record's runs (e.g. a GPU machine's) "
+                    "in place of --out's runs on the same devices")
     args = ap.parse_args()
     if args.report_only:
         record = json.loads(args.out.read_text())
-        record["notes"] = _auto_notes(record) + args.note
+        kept = [n for n in record.get("notes", []) if n not in _auto_notes(record)]
+        if args.merge:
+            _merge(record, json.loads(args.merge.read_text()))
+        record["notes"] = _auto_notes(record) + kept + args.note
         args.out.write_text(json.dumps(record, indent=2) + "\n")
         write_section(record, args.results_md)
         return
@@ -301,6 +306,17 @@ def main() -> None:
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     write_section(record, args.results_md)
     print(f"wrote {args.out} and the backbone section of {args.results_md}")
+
+
+def _merge(record: dict, other: dict) -> None:
+    """Fold another machine's record into ``record``: its runs replace those on the same devices."""
+    devices = {r["device"] for r in other["runs"]}
+    record["runs"] = [r for r in record["runs"] if r["device"] not in devices] + other["runs"]
+    record.setdefault("other_machines", {})
+    for device in devices:
+        record["other_machines"][device] = {"machine": other["machine"], "command": other["command"]}
+    if other["machine"].get("gpu"):
+        record["machine"]["gpu"] = other["machine"]["gpu"]
 
 
 def write_section(record: dict, path: Path) -> None:
@@ -352,7 +368,12 @@ def write_section(record: dict, path: Path) -> None:
                 lines.append(f"| {r['device']} | {r['dtype']} | {r['threads'] or '-'} | {name} | {p['total_s']:.2f} | "
                              f"{100 * p['matmul']:.0f}% | {100 * p['attention']:.0f}% | {100 * p['optimizer']:.0f}% | "
                              f"{100 * p['other']:.0f}% |")
-    lines += ["", f"Command: `{record['command']}`", ""]
+    lines += ["", f"Command: `{record['command']}`"]
+    for device, other in record.get("other_machines", {}).items():
+        om = other["machine"]
+        lines += [f"{device} rows: `{other['command']}` on {om['gpu'] or om['cpu']}, torch {om['torch']}, "
+                  f"diffusers {om['diffusers']}."]
+    lines += [""]
     notes = record.get("notes", [])
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     replace_section(path, "backbone", "\n".join(lines))

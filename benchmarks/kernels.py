@@ -386,7 +386,12 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10, help="timed backbone steps per variant (median)")
     ap.add_argument("--no-backbone", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json")
+    ap.add_argument("--results-md", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from --out")
     args = ap.parse_args()
+    if args.report_only:
+        write_results_md(json.loads(args.out.read_text()), args.results_md)
+        return
     import triton
 
     if args.cpu_smoke:
@@ -420,6 +425,15 @@ def main() -> None:
         print(f"cpu smoke: {'all checks passed' if ok else 'CHECKS FAILED'} in {time.perf_counter() - started:.0f} s")
         sys.exit(0 if ok else 1)
 
+    def save() -> None:
+        """After every phase, so a run stopped by a time limit keeps what it measured."""
+        record["wall_s"] = time.perf_counter() - started
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        partial = args.out.with_suffix(".json.partial")
+        partial.write_text(json.dumps(record, indent=1) + "\n")
+        partial.replace(args.out)
+
+    save()
     heads = args.hidden // args.head_dim
     size = {"B": args.batch, "L": args.tokens, "D": args.hidden, "H": heads, "Dh": args.head_dim}
     record["config"]["size"] = size
@@ -427,19 +441,19 @@ def main() -> None:
     record["copy_bandwidth_gbps"] = peak / 1e9
     print(f"copy bandwidth {peak / 1e9:.0f} GB/s on {record['machine']['gpu']}", flush=True)
     record["kernels"] = kernel_timings(device, size, args.dtypes.split(","), peak)
+    save()
 
     if not args.no_backbone:
         backbone = {"hidden_size": 1024, "num_heads": 16, "depth_double": 4, "depth_single": 8}
         record["config"]["backbone"] = {**backbone, "batch": args.batch, "image_tokens": 1024, "text_tokens": 128}
         model, tokens, t, target = build_backbone(backbone, args.batch, 1024, 128, device)
         record["backbone_check"] = check_backbone(model, tokens, t, target, autocast=True)
+        save()
         record["backbone"] = backbone_timings(model, tokens, t, target, warmup=3, iters=args.iters)
 
-    record["wall_s"] = time.perf_counter() - started
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
-    write_results_md(record, ROOT / "benchmarks" / "RESULTS.md")
-    print(f"wrote {args.out} and the kernels section of benchmarks/RESULTS.md in {record['wall_s']:.0f} s")
+    save()
+    write_results_md(record, args.results_md)
+    print(f"wrote {args.out} and the kernels section of {args.results_md} in {record['wall_s']:.0f} s")
 
 
 if __name__ == "__main__":
