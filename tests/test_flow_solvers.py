@@ -136,6 +136,33 @@ def test_state_with_several_modalities_moves_each_on_its_path():
         assert torch.allclose(angle, 1e-3 * so3.rotation_angle(rot0, q_star.expand_as(rot0)), atol=1e-6), name
 
 
+def test_exp_rotation_schedule_closes_a_fixed_fraction_per_step():
+    """FrameFlow's exp schedule on the field towards q*: each Euler step above t = 1 / rate closes
+    rate |dt| of the remaining angle (the linear schedule: |dt| / t), and sampling still ends on q*;
+    the translations of a product state are left on the linear schedule."""
+    q_star = so3.uniform((1, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def velocity(x, t):
+        q = x["p"][..., :4]
+        toward = so3.sphere_log(q, so3.align(q_star.expand_as(q), q))
+        return {"p": torch.cat([-toward, x["p"][..., 4:]], -1) / t.clamp_min(1e-12).reshape(-1, 1, 1)}
+
+    rate, steps = 10.0, 100
+    se3 = ProductPath([(QuaternionPath(schedule="exp", rate=rate), 4), (LinearPath(), 3)])
+    x = se3.prior((32, 1, 7), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    start = so3.rotation_angle(x[..., :4], q_star.expand_as(x[..., :4]))
+    half = time_grid(steps)[: steps // 2 + 1]  # 1.0 -> 0.5: every step has rate * t >= 1
+    mid = make_solver("euler").solve(velocity, {"p": x}, half, {"p": se3}).x["p"]
+    angle = so3.rotation_angle(mid[..., :4], q_star.expand_as(x[..., :4]))
+    assert torch.allclose(angle, start * (1 - rate / steps) ** (steps // 2), atol=1e-9)
+    assert torch.allclose(mid[..., 4:], 0.5 * x[..., 4:], atol=1e-12)  # linear: x_t = t eps
+    end = make_solver("euler").solve(velocity, {"p": x}, time_grid(steps), {"p": se3}).x["p"]
+    assert float(so3.rotation_angle(end[..., :4], q_star.expand_as(x[..., :4])).max()) < 1e-6
+    linear = ProductPath([(QuaternionPath(), 4), (LinearPath(), 3)])
+    mid_linear = make_solver("euler").solve(velocity, {"p": x}, half, {"p": linear}).x["p"]
+    assert torch.allclose(so3.rotation_angle(mid_linear[..., :4], q_star.expand_as(x[..., :4])), start / 2, atol=1e-9)
+
+
 def test_product_path_state_keeps_rotations_unit():
     se3 = ProductPath([(QuaternionPath(), 4), (LinearPath(), 3)])
     x = se3.prior((16, 5, 7), generator=torch.Generator().manual_seed(0))

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from flowcore.errors import DataError
+from flowcore.errors import ConfigError, DataError
 from flowcore.flow import so3
 
 
@@ -76,6 +76,14 @@ class ProbabilityPath(ABC):
         """Put x back on the manifold (identity in Euclidean space)."""
         return x
 
+    def sampling_velocity(self, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The velocity the solvers follow at time t [B] where the network predicts v [B, L, C].
+
+        v itself for every path here except a ``QuaternionPath`` with ``schedule="exp"``.
+        Training never calls it: it changes how a trained field is integrated, not what is learned.
+        """
+        return v
+
     def transport(self, v: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """Carry velocity v, evaluated at state src, to state dst (identity in Euclidean space).
 
@@ -133,7 +141,23 @@ class QuaternionPath(ProbabilityPath):
     so a state and its velocity are reported as (s q, s v) with s = sign(w). This keeps the
     endpoints equal to ``project(x0)`` and ``project(eps)`` and gives the network one
     representative per rotation.
+
+    ``schedule="exp"`` changes sampling only (FrameFlow / ReQFlow's ``sample_schedule: exp``):
+    the solvers follow v * max(1, rate * t). The trained v points at the clean rotation the
+    network predicts, log_x(x0_hat) = -t v, so above t = 1 / rate the rotation closes the
+    fraction rate |dt| of its remaining angle per step (an exponential approach: rotations
+    settle early, while translations still move) instead of |dt| / t; below it the factor
+    is 1 and the rotation lands on x0_hat at t = 0 as on the linear schedule.
     """
+
+    def __init__(self, schedule: str = "linear", rate: float = 10.0) -> None:
+        if schedule not in ("linear", "exp") or not float(rate) > 0:
+            raise ConfigError(f"QuaternionPath: schedule must be 'linear' or 'exp' and rate > 0, "
+                              f"got {schedule!r}, {rate!r}")
+        self.schedule, self.rate = schedule, float(rate)
+
+    def __repr__(self) -> str:
+        return "QuaternionPath()" if self.schedule == "linear" else f"QuaternionPath(schedule='exp', rate={self.rate:g})"
 
     def prior(self, shape, *, generator=None, device=None, dtype=torch.float32):
         shape = tuple(shape)
@@ -164,6 +188,11 @@ class QuaternionPath(ProbabilityPath):
 
     def project(self, x):
         return so3.canonical(x)
+
+    def sampling_velocity(self, v, t):
+        if self.schedule == "linear":
+            return v
+        return v * expand_t((self.rate * t).clamp_min(1.0), v)
 
     def transport(self, v, src, dst):
         """Parallel transport along the great circle src -> dst, after matching src's sign to dst."""
@@ -221,6 +250,9 @@ class ProductPath(ProbabilityPath):
 
     def project(self, x):
         return torch.cat([path.project(a) for (path, _), a in zip(self.parts, self._split(x))], -1)
+
+    def sampling_velocity(self, v, t):
+        return torch.cat([path.sampling_velocity(a, t) for (path, _), a in zip(self.parts, self._split(v))], -1)
 
     def transport(self, v, src, dst):
         return torch.cat([path.transport(a, b, c) for (path, _), a, b, c

@@ -70,7 +70,7 @@ class _Field:
         if missing:
             raise DataError(f"the velocity function returned no field for {sorted(missing)} (it returned "
                             f"{sorted(v)}); it must return one for every modality in the state")
-        return v
+        return {k: self.paths[k].sampling_velocity(v[k], tb) for k in x}
 
     def step(self, x: State, v: State, dt: torch.Tensor | float) -> State:
         return {k: self.paths[k].step(x[k], v[k], dt) for k in x}
