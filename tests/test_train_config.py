@@ -43,6 +43,8 @@ def test_resolved_config_round_trips(tmp_path, registry):
     ({"data": {"dataset": "moons", "path": "x.csv"}}, ["exactly one of 'dataset'"]),
     ({"flow": {"p_clean": 0.6, "p_absent": 0.5}}, ["flow.p_clean"]),
     ({"surprise": 1}, ["'surprise'"]),
+    ({"train": {"batch_tokens": 0}}, ["train.batch_tokens", ">= 1"]),
+    ({"train": {"batch_tokens": 512, "devices": 2}}, ["train.batch_tokens", "train.devices 1"]),
 ])
 def test_mistakes_name_key_and_file(tmp_path, registry, change, words):
     path = write(tmp_path, {**BASE, **change})

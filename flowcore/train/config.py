@@ -79,6 +79,9 @@ class FlowConfig:
 class TrainConfig:
     steps: int = 2000
     batch_size: int = 256
+    #: batch by length: items of similar length together, count x longest <= batch_tokens
+    #: (batch_size then caps the count); needs a dataset with per-item ``lengths``
+    batch_tokens: int | None = None
     lr: float = 1e-3
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     weight_decay: float = 0.0
@@ -301,6 +304,13 @@ def check(config: Config, registry=None) -> None:
     for key in ("steps", "batch_size"):
         if getattr(config.train, key) < 1:
             raise ConfigError(f"{src}: train.{key} must be >= 1")
+    if config.train.batch_tokens is not None:
+        tr = config.train
+        if tr.batch_tokens < 1:
+            raise ConfigError(f"{src}: train.batch_tokens must be >= 1 (or null), got {tr.batch_tokens}")
+        if str(tr.devices) != "1" or tr.num_nodes != 1 or config.data.cache_latents:
+            raise ConfigError(f"{src}: train.batch_tokens batches one process from the dataset's items: it needs "
+                              "train.devices 1, train.num_nodes 1 and data.cache_latents false")
     net = config.model.network
     if net not in ("mlp", "transformer") and (":" not in net or net.startswith(":") or net.endswith(":")):
         raise ConfigError(f"{src}: model.network must be 'mlp', 'transformer' or a plugin network "

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Codec
@@ -265,6 +265,61 @@ def build_split(config: Config, bundles: dict[str, Bundle], split: str, registry
     return Validated(base, bundles, where, data.limit)
 
 
+class LengthBatches(Sampler[list[int]]):
+    """Training batches of items of similar length, each at most ``tokens`` tokens once padded.
+
+    Every epoch the items are shuffled and taken in chunks of ``chunk``; a chunk is sorted by
+    length and cut greedily into batches whose count x longest stays within ``tokens`` (and
+    whose count within ``max_items``); the epoch's batches are then shuffled. Similar lengths
+    share a batch, so little is padding, and a step costs about the same whether it holds many
+    short items or a few long ones. An item longer than ``tokens`` makes a batch of its own.
+    The plan of an epoch follows from (seed, epoch), so ``len`` is exact.
+
+    lengths: the tokens of each item ``[N]``.
+    """
+
+    def __init__(self, lengths: Sequence[int], tokens: int, max_items: int, seed: int = 0, chunk: int = 256):
+        if tokens < 1 or max_items < 1 or not lengths:
+            raise ConfigError(f"LengthBatches: tokens and max_items must be >= 1 and lengths non-empty, "
+                              f"got {tokens}, {max_items}, {len(lengths)} items")
+        self.lengths = torch.as_tensor(list(lengths))
+        self.tokens, self.max_items, self.seed, self.chunk = int(tokens), int(max_items), int(seed), int(chunk)
+        self.epoch = 0
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.lengths), generator=g)
+        batches: list[list[int]] = []
+        for part in order.split(self.chunk):
+            part = part[self.lengths[part].argsort(stable=True)].tolist()
+            batch: list[int] = []
+            for i in part:  # ascending: the item joining is the batch's longest
+                if batch and (len(batch) + 1 > self.max_items or (len(batch) + 1) * int(self.lengths[i]) > self.tokens):
+                    batches.append(batch)
+                    batch = []
+                batch.append(i)
+            batches.append(batch)
+        return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+    def __iter__(self):
+        batches = self.plan(self.epoch)
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return len(self.plan(self.epoch))
+
+
+def item_lengths(dataset: Dataset, where: str) -> list[int]:
+    """Tokens per item of a training set for ``train.batch_tokens``: its base dataset's ``lengths``."""
+    base = dataset.base if isinstance(dataset, Validated) else dataset
+    lengths = getattr(base, "lengths", None)
+    if lengths is None:
+        raise ConfigError(f"train.batch_tokens: the dataset of {where} does not say how long its items are (no "
+                          "`lengths` attribute); leave batch_tokens unset to batch by train.batch_size")
+    return [int(n) for n in list(lengths)[:len(dataset)]]
+
+
 class FlowDataModule(L.LightningDataModule):
     """Loaders over the configured data; Lightning adds the distributed sampler under DDP."""
 
@@ -286,6 +341,12 @@ class FlowDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.config.seed)
         workers = self.config.data.num_workers
+        tokens = self.config.train.batch_tokens
+        if tokens is not None:
+            lengths = item_lengths(self.train_set, getattr(self.train_set, "where", "the train split"))
+            batches = LengthBatches(lengths, tokens, self.config.train.batch_size, seed=self.config.seed)
+            return DataLoader(self.train_set, batch_sampler=batches, num_workers=workers,
+                              persistent_workers=workers > 0, collate_fn=Collate(self.bundles, self.latent))
         return DataLoader(self.train_set, batch_size=self.config.train.batch_size, shuffle=True,
                           drop_last=len(self.train_set) > self.config.train.batch_size,
                           num_workers=workers, persistent_workers=workers > 0, generator=g,
