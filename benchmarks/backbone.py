@@ -44,20 +44,24 @@ DEFAULT_RUNS = {"cpu": ["fp32/2/8/12", "bf16/2/2/2"], "cuda": ["fp32/0/8/20", "b
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One timed comparison: autocast dtype, torch threads (0 = as is), batch size, timed pairs."""
+    """One timed comparison: autocast dtype, torch threads (0 = as is), batch size, timed pairs,
+    and whether both models run under torch.compile (a fifth field ``compile``)."""
 
     dtype: str
     threads: int
     batch: int
     pairs: int
+    compile: bool = False
 
     @classmethod
     def parse(cls, text: str) -> RunSpec:
         try:
-            dtype, threads, batch, pairs = text.split("/")
-            spec = cls(dtype, int(threads), int(batch), int(pairs))
+            dtype, threads, batch, pairs, *rest = text.split("/")
+            if rest not in ([], ["compile"]):
+                raise ValueError
+            spec = cls(dtype, int(threads), int(batch), int(pairs), bool(rest))
         except ValueError:
-            raise SystemExit(f"--runs {text!r}: expected dtype/threads/batch/pairs, e.g. fp32/2/8/12") from None
+            raise SystemExit(f"--runs {text!r}: expected dtype/threads/batch/pairs[/compile], e.g. fp32/2/8/12") from None
         if spec.dtype not in ("fp32", "bf16") or spec.threads < 0 or spec.batch < 1 or spec.pairs < 1:
             raise SystemExit(f"--runs {text!r}: dtype fp32 or bf16, threads >= 0, batch >= 1, pairs >= 1")
         return spec
@@ -178,6 +182,24 @@ def ratio_stats(theirs: list[float], ours: list[float]) -> dict:
             "min": min(ratios), "max": max(ratios), "pairs": ratios}
 
 
+def profile_cuda(step, autocast) -> dict:
+    """One GPU step under torch.profiler: wall time, GPU-busy time (sum of kernel times), kernel
+    launches and aten ops. GPU-busy far below wall means the step is bound by launching work."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with autocast(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    return {"wall_s": wall, "gpu_busy_s": sum(e.self_device_time_total for e in events) / 1e6,
+            "kernel_launches": sum(e.count for e in events if "LaunchKernel" in e.key or "cuLaunch" in e.key),
+            "aten_ops": sum(e.count for e in events if e.key.startswith("aten::")),
+            "syncs": sum(e.count for e in events if "Synchronize" in e.key or "_local_scalar_dense" in e.key)}
+
+
 def profile_split(step, autocast, tries: int = 2) -> dict:
     """Fractions of one step's self CPU time by kind of op (torch.profiler); of ``tries``
     profiled steps the fastest is kept (on a shared machine, the least disturbed one)."""
@@ -212,10 +234,14 @@ def one_run(args, device: str, spec: RunSpec) -> dict:
         return torch.autocast(device, dtype=torch.bfloat16, enabled=spec.dtype == "bf16")
 
     theirs, ours = build(args, device)
-    run_theirs, run_ours, step_theirs, step_ours = step_fns(theirs, ours, make_batch(args, spec.batch, device))
+    batch = make_batch(args, spec.batch, device)
+    run_theirs, run_ours, _, _ = step_fns(theirs, ours, batch)
     with torch.no_grad():
         diff = (run_theirs() - run_ours()).abs().max().item()
     stats = model_stats(ours, {"image": (args.latent // 2) ** 2, "text": args.text_tokens})
+    if spec.compile:  # each library's own modules, compiled the same way (warm-up pairs absorb the compile)
+        theirs, ours = torch.compile(theirs), torch.compile(ours)
+    _, _, step_theirs, step_ours = step_fns(theirs, ours, batch)
     step_flops = stats.train_flops_per_token * stats.tokens * spec.batch
     peak_size, peak_reps = (4096, 10) if device == "cuda" else (1024, 3)
     load_start = os.getloadavg()
@@ -227,6 +253,7 @@ def one_run(args, device: str, spec: RunSpec) -> dict:
     med = {name: statistics.median(t["wall"]) for name, t in times.items()}
     run = {
         "device": device, "dtype": spec.dtype, "threads": torch.get_num_threads() if device == "cpu" else None,
+        "compiled": spec.compile, "model": f"{args.layers} layers, {args.heads} heads, {stats.tokens} tokens",
         "batch": spec.batch, "pairs": spec.pairs, "warmup_pairs": args.warmup,
         "max_abs_output_diff_fp32": diff, "parameters": stats.parameters, "train_flops_per_step": step_flops,
         "matmul_peak_flops": peak, "matmul_peak_flops_before_after": [peak_before, peak_after],
@@ -239,10 +266,15 @@ def one_run(args, device: str, spec: RunSpec) -> dict:
         "diffusers_fraction_of_peak": step_flops / med["diffusers"] / peak,
         "steps": times,
     }
-    if args.profile:
+    if args.profile and device == "cuda":
+        run["profile_cuda"] = {"diffusers": profile_cuda(step_theirs, autocast), "flowcore": profile_cuda(step_ours, autocast)}
+        for name, p in run["profile_cuda"].items():
+            print(f"  {name}: profiled step {p['wall_s'] * 1e3:.1f} ms, GPU busy {p['gpu_busy_s'] * 1e3:.1f} ms, "
+                  f"{p['kernel_launches']} kernel launches, {p['aten_ops']} aten ops, {p['syncs']} syncs", flush=True)
+    elif args.profile:
         run["profile"] = {"diffusers": profile_split(step_theirs, autocast), "flowcore": profile_split(step_ours, autocast)}
     sp = run["speedup"]
-    print(f"{device} {spec.dtype} threads {run['threads']} batch {spec.batch}: diffusers {med['diffusers']:.3f} s  "
+    print(f"{device} {spec.dtype}{' compiled' if spec.compile else ''} threads {run['threads']} batch {spec.batch}: diffusers {med['diffusers']:.3f} s  "
           f"flowcore {med['flowcore']:.3f} s  speedup median {sp['median']:.2f}x (quartiles {sp['q1']:.2f}-{sp['q3']:.2f}, "
           f"range {sp['min']:.2f}-{sp['max']:.2f}; CPU time {run['cpu_time_speedup']['median']:.2f}x)  "
           f"flowcore {run['flowcore_flops'] / 1e9:.1f} GFLOP/s ({100 * run['flowcore_fraction_of_peak']:.0f}% of "
@@ -269,14 +301,14 @@ def main() -> None:
     ap.add_argument("--results-md", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from --out")
     ap.add_argument("--note", action="append", default=[], help="a line for the section's notes (repeatable)")
-    ap.add_argument("--merge", type=Path, help="with --report-only: take this record's runs (e.g. a GPU machine's) "
-                    "in place of --out's runs on the same devices")
+    ap.add_argument("--merge", type=Path, nargs="+", help="with --report-only: take these records' runs (e.g. a GPU "
+                    "machine's) in place of --out's runs on the same devices")
     args = ap.parse_args()
     if args.report_only:
         record = json.loads(args.out.read_text())
         kept = [n for n in record.get("notes", []) if n not in _auto_notes(record)]
         if args.merge:
-            _merge(record, json.loads(args.merge.read_text()))
+            _merge(record, [json.loads(path.read_text()) for path in args.merge])
         record["notes"] = _auto_notes(record) + kept + args.note
         args.out.write_text(json.dumps(record, indent=2) + "\n")
         write_section(record, args.results_md)
@@ -308,15 +340,17 @@ def main() -> None:
     print(f"wrote {args.out} and the backbone section of {args.results_md}")
 
 
-def _merge(record: dict, other: dict) -> None:
-    """Fold another machine's record into ``record``: its runs replace those on the same devices."""
-    devices = {r["device"] for r in other["runs"]}
-    record["runs"] = [r for r in record["runs"] if r["device"] not in devices] + other["runs"]
-    record.setdefault("other_machines", {})
-    for device in devices:
-        record["other_machines"][device] = {"machine": other["machine"], "command": other["command"]}
-    if other["machine"].get("gpu"):
-        record["machine"]["gpu"] = other["machine"]["gpu"]
+def _merge(record: dict, others: list[dict]) -> None:
+    """Fold other records (e.g. a GPU machine's) into ``record``: their runs replace its runs on
+    the same devices."""
+    devices = {r["device"] for other in others for r in other["runs"]}
+    record["runs"] = [r for r in record["runs"] if r["device"] not in devices]
+    record["other_machines"] = [m for m in record.get("other_machines", []) if m["device"] not in devices]
+    for other in others:
+        record["runs"] += other["runs"]
+        for device in sorted({r["device"] for r in other["runs"]}):
+            record["other_machines"].append({"device": device, "machine": other["machine"], "command": other["command"]})
+        record["machine"]["gpu"] = other["machine"].get("gpu") or record["machine"]["gpu"]
 
 
 def write_section(record: dict, path: Path) -> None:
@@ -339,15 +373,16 @@ def write_section(record: dict, path: Path) -> None:
         f"Machine: {m['cpu']} ({m['cpu_cores']} cores, AMX: {'yes' if m['amx'] else 'no'}), GPU: {m['gpu'] or 'none'}; "
         f"torch {m['torch']}.",
         "",
-        "| device | dtype | threads | batch | pairs | diffusers s/step | flowcore s/step | speedup | CPU-time speedup "
+        "| device | model | dtype | threads | batch | pairs | diffusers s/step | flowcore s/step | speedup | CPU-time speedup "
         "| flowcore GFLOP/s | diffusers GFLOP/s | matmul peak GFLOP/s | flowcore / diffusers % of peak | load start/end "
         "| out diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["runs"]:
         sp, cp = r["speedup"], r["cpu_time_speedup"]
         lines.append(
-            f"| {r['device']} | {r['dtype']} | {r['threads'] or '-'} | {r['batch']} | {r['pairs']} | "
+            f"| {r['device']} | {r.get('model', 'as above')} | {r['dtype']}{' compiled' if r.get('compiled') else ''} | "
+            f"{r['threads'] or '-'} | {r['batch']} | {r['pairs']} | "
             f"{r['diffusers_step_s']:.3f} | {r['flowcore_step_s']:.3f} | "
             f"**{sp['median']:.2f}x** [{sp['q1']:.2f}-{sp['q3']:.2f}] ({sp['min']:.2f}-{sp['max']:.2f}) | "
             f"{cp['median']:.2f}x [{cp['q1']:.2f}-{cp['q3']:.2f}] | "
@@ -368,10 +403,23 @@ def write_section(record: dict, path: Path) -> None:
                 lines.append(f"| {r['device']} | {r['dtype']} | {r['threads'] or '-'} | {name} | {p['total_s']:.2f} | "
                              f"{100 * p['matmul']:.0f}% | {100 * p['attention']:.0f}% | {100 * p['optimizer']:.0f}% | "
                              f"{100 * p['other']:.0f}% |")
+    gpu_profiled = [r for r in record["runs"] if "profile_cuda" in r]
+    if gpu_profiled:
+        lines += ["", "GPU steps under torch.profiler (one step each; the profiler adds time): wall, GPU-busy time "
+                  "(sum of kernel times), kernel launches, aten ops, host syncs. Busy far below wall: the step is "
+                  "bound by launching work from Python, not by the GPU.", "",
+                  "| model | dtype | batch | library | wall ms | GPU busy ms | busy % | launches | aten ops | syncs |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in gpu_profiled:
+            for name, p in r["profile_cuda"].items():
+                lines.append(f"| {r['model']} | {r['dtype']}{' compiled' if r['compiled'] else ''} | {r['batch']} | "
+                             f"{name} | {p['wall_s'] * 1e3:.1f} | {p['gpu_busy_s'] * 1e3:.1f} | "
+                             f"{100 * p['gpu_busy_s'] / p['wall_s']:.0f}% | {p['kernel_launches']} | {p['aten_ops']} | "
+                             f"{p['syncs']} |")
     lines += ["", f"Command: `{record['command']}`"]
-    for device, other in record.get("other_machines", {}).items():
+    for other in record.get("other_machines", []):
         om = other["machine"]
-        lines += [f"{device} rows: `{other['command']}` on {om['gpu'] or om['cpu']}, torch {om['torch']}, "
+        lines += [f"{other['device']} rows: `{other['command']}` on {om['gpu'] or om['cpu']}, torch {om['torch']}, "
                   f"diffusers {om['diffusers']}."]
     lines += [""]
     notes = record.get("notes", [])

@@ -2,7 +2,7 @@
 # Every GPU check in one short run, for a lent GPU machine whose python3 already holds torch and
 # triton (no internet there): the backbone vs diffusers, the Triton kernels, and the training
 # pipeline on the GPU. Results go to $OUT (default gpu_out/); fold them in here with
-#   .venv/bin/python benchmarks/backbone.py --report-only --merge gpu_out/backbone_cuda.json
+#   .venv/bin/python benchmarks/backbone.py --report-only --merge gpu_out/backbone_cuda*.json
 #   .venv/bin/python benchmarks/kernels.py --report-only --out gpu_out/kernels.json
 # diffusers (and its one missing dependency) travel as wheels in .whl/ (see docs/kernels.md).
 # Each part has its own time limit, so one that hangs or fails does not cost the others.
@@ -27,10 +27,14 @@ part() {  # part NAME SECONDS CMD...: run CMD with a limit, its log in $OUT/NAME
     grep -v -E "^\s*$|Warning|warn\(" "$OUT/$name.log" | tail -n 25
 }
 
-part backbone "${BACKBONE_LIMIT:-150}" python3 benchmarks/backbone.py --device cuda \
-    --runs fp32/0/8/20 bf16/0/8/20 bf16/0/32/20 --out "$OUT/backbone_cuda.json" --results-md "$OUT/backbone.md"
 part kernels "${KERNELS_LIMIT:-330}" python3 benchmarks/kernels.py --out "$OUT/kernels.json" \
     --results-md "$OUT/kernels.md"
-part pipeline "${PIPELINE_LIMIT:-90}" python3 -m flowcore.cli train examples/configs/toy2d_labeled.yaml \
+part backbone "${BACKBONE_LIMIT:-150}" python3 benchmarks/backbone.py --device cuda --profile \
+    --runs fp32/0/8/20 bf16/0/8/20 bf16/0/32/20 bf16/0/8/10/compile --out "$OUT/backbone_cuda.json" \
+    --results-md "$OUT/backbone.md"
+part backbone_large "${BACKBONE_LARGE_LIMIT:-80}" python3 benchmarks/backbone.py --device cuda --profile \
+    --layers 12 --heads 16 --latent 64 --runs bf16/0/8/10 fp32/0/8/6 --out "$OUT/backbone_cuda_large.json" \
+    --results-md "$OUT/backbone_large.md"
+part pipeline "${PIPELINE_LIMIT:-60}" python3 -m flowcore.cli train examples/configs/toy2d_labeled.yaml \
     --set model.network=transformer --set model.hidden=64 --set train.steps=300 --set train.accelerator=gpu \
     --set out_dir=/tmp/gpu_toy

@@ -8,7 +8,12 @@ Layout. Every op sees its input ``x [..., D]`` as rows ``[n0, n1, n2, D]`` (lead
 padded with 1 or merged), read through its strides, so permuted views such as Flux's
 ``q [B, H, L, Dh]`` sliced out of a fused QKV projection are read in place. Only a
 non-unit stride along D forces a copy. A program handles ``BLOCK_M`` rows of one group
-``(i0, i1)``; outputs are contiguous.
+``(i0, i1)``; outputs are contiguous. Groups and row tiles share grid axis 0 (program
+``g * n_tiles + tile``), whose limit is 2^31 - 1: axes 1 and 2 stop at 65535, which a
+``[B * L, 2, H, Dh]`` QK-norm input would pass.
+
+Launch settings (rows per program, warps, programs per SM for the reducing backwards) live in
+``LAUNCH``; ``benchmarks/kernels.py --sweep`` times the alternatives on a GPU.
 
 Broadcast parameters (shift, scale, gate, weight) are read through their broadcast strides.
 Their gradients are reduced inside the backward kernel over the rows of a group when the
@@ -32,7 +37,17 @@ import triton.language as tl
 from flowcore.errors import DataError
 
 _MAX_BLOCK_D = 65536
-_TILE = 4096  # elements per program tile; rows per program = _TILE // BLOCK_D
+
+#: Per kernel: ``tile`` elements per program (rows per program = tile // BLOCK_D, at least 1),
+#: ``warps`` (0: 4, 8 or 16 by tile size), ``programs_per_sm`` for the backwards that reduce
+#: a shared parameter's gradient over rows (more programs, more partial sums).
+LAUNCH: dict[str, dict[str, int]] = {
+    "norm_fwd": {"tile": 4096, "warps": 0},
+    "norm_bwd": {"tile": 4096, "warps": 0, "programs_per_sm": 4},
+    "rope": {"tile": 4096, "warps": 0},
+    "gated_fwd": {"tile": 4096, "warps": 0},
+    "gated_bwd": {"tile": 4096, "warps": 0, "programs_per_sm": 4},
+}
 
 
 # --------------------------------------------------------------------------- kernels
@@ -40,16 +55,17 @@ _TILE = 4096  # elements per program tile; rows per program = _TILE // BLOCK_D
 
 @triton.jit
 def _norm_fwd(X, SHIFT, SCALE, Y, MEAN, RSTD,
-              n1, n2, D,
+              n1, n2, n_tiles, D,
               sx0, sx1, sx2, sh0, sh1, sh2, sc0, sc1, sc2,
               eps,
               CENTER: tl.constexpr, HAS_SHIFT: tl.constexpr, HAS_SCALE: tl.constexpr,
               SCALE_OFFSET: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """y = x_hat * (SCALE_OFFSET + scale) + shift, x_hat = LayerNorm (CENTER) or RMSNorm of x."""
-    g = tl.program_id(1).to(tl.int64)
+    pid = tl.program_id(0).to(tl.int64)
+    g = pid // n_tiles
     i0 = g // n1
     i1 = g % n1
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = (pid % n_tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_D)
     row_ok = rows < n2
     mask = row_ok[:, None] & (cols < D)[None, :]
@@ -81,11 +97,12 @@ def _norm_bwd(X, SCALE, DY, MEAN, RSTD, DX, DSHIFT, DSCALE,
               BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """dx of the norm; dshift summed over the group's rows when shared; dscale summed or per row.
 
-    Program (c, g) walks row tiles c, c + n_chunks, ... of group g and writes its partial
-    sums to DSHIFT/DSCALE[g, c, :].
+    Program g * n_chunks + c walks row tiles c, c + n_chunks, ... of group g and writes its
+    partial sums to DSHIFT/DSCALE[g, c, :].
     """
-    c = tl.program_id(0).to(tl.int64)
-    g = tl.program_id(1).to(tl.int64)
+    pid = tl.program_id(0).to(tl.int64)
+    c = pid % n_chunks
+    g = pid // n_chunks
     i0 = g // n1
     i1 = g % n1
     cols = tl.arange(0, BLOCK_D)
@@ -132,7 +149,7 @@ def _norm_bwd(X, SCALE, DY, MEAN, RSTD, DX, DSHIFT, DSCALE,
 
 @triton.jit
 def _rope(X, COS, SIN, OUT,
-          n1, n2, D,
+          n1, n2, n_tiles, D,
           sx0, sx1, sx2, sc0, sc1, ss0, ss1,
           SIN_SIGN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """Rotate interleaved pairs (x[2i], x[2i+1]) of x [B, H, L, D] by cos/sin [B, L, D/2].
@@ -141,10 +158,11 @@ def _rope(X, COS, SIN, OUT,
     (reshape to [.., D/2, 2] + split; the pair sits in one thread, so this costs no shuffles).
     SIN_SIGN = -1 rotates by the opposite angle: the backward pass.
     """
-    g = tl.program_id(1).to(tl.int64)
+    pid = tl.program_id(0).to(tl.int64)
+    g = pid // n_tiles
     b = g // n1
     h = g % n1
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = (pid % n_tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < n2
     cols = tl.arange(0, BLOCK_D)
     pairs = tl.arange(0, BLOCK_D // 2)
@@ -161,15 +179,16 @@ def _rope(X, COS, SIN, OUT,
 
 @triton.jit
 def _gated_fwd(X, Y, GATE, OUT,
-               n1, n2, D,
+               n1, n2, n_tiles, D,
                sx0, sx1, sx2, sy0, sy1, sy2, sg0, sg1, sg2,
                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """out = x + gate * y."""
-    g = tl.program_id(1).to(tl.int64)
+    pid = tl.program_id(0).to(tl.int64)
+    g = pid // n_tiles
     i0 = g // n1
     i1 = g % n1
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    rows = (pid % n_tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask = (rows < n2)[:, None] & (cols < D)[None, :]
     x = tl.load(X + (i0 * sx0 + i1 * sx1 + rows * sx2)[:, None] + cols[None, :], mask=mask, other=0.0)
     y = tl.load(Y + (i0 * sy0 + i1 * sy1 + rows * sy2)[:, None] + cols[None, :], mask=mask, other=0.0)
@@ -185,11 +204,12 @@ def _gated_bwd(DO, Y, GATE, DY, DGATE,
                GATE_SHARED: tl.constexpr, NEED_DY: tl.constexpr, NEED_DGATE: tl.constexpr,
                BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """dy = dout * gate; dgate = dout * y, summed over the group's rows when the gate is shared."""
-    c = tl.program_id(0).to(tl.int64)
-    g = tl.program_id(1).to(tl.int64)
+    pid = tl.program_id(0).to(tl.int64)
+    c = pid % n_chunks
+    g = pid // n_chunks
     i0 = g // n1
     i1 = g % n1
-    cols = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < D
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     for start in range(c * BLOCK_M, n2, n_chunks * BLOCK_M):
@@ -279,24 +299,29 @@ def _block_d(d: int, op: str) -> int:
     return block
 
 
-def _block_m(n2: int, block_d: int) -> int:
-    return max(1, min(triton.next_power_of_2(n2), _TILE // block_d))
+def _block_m(n2: int, block_d: int, kernel: str) -> int:
+    return max(1, min(triton.next_power_of_2(n2), LAUNCH[kernel]["tile"] // block_d))
 
 
-def _num_warps(block_m: int, block_d: int) -> int:
+def _num_warps(block_m: int, block_d: int, kernel: str) -> int:
+    if LAUNCH[kernel]["warps"]:
+        return LAUNCH[kernel]["warps"]
     tile = block_m * block_d
     return 4 if tile <= 2048 else 8 if tile <= 8192 else 16
 
 
 @functools.cache
-def _target_programs(device: torch.device) -> int:
-    """Programs that fill the device: a few per SM on a GPU; few in the CPU interpreter, where each costs."""
-    return 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _n_chunks(device: torch.device, n_groups: int, n_tiles: int) -> int:
-    """Programs per group for a reducing backward: enough to fill the GPU, few enough to keep partials small."""
-    return max(1, min(n_tiles, triton.cdiv(_target_programs(device), n_groups)))
+def _n_chunks(device: torch.device, n_groups: int, n_tiles: int, kernel: str) -> int:
+    """Programs per group for a reducing backward: enough to fill the GPU, few enough to keep partials small.
+
+    In the CPU interpreter, where each program costs, two programs in all.
+    """
+    target = LAUNCH[kernel]["programs_per_sm"] * _sm_count(device) if device.type == "cuda" else 2
+    return max(1, min(n_tiles, triton.cdiv(target, n_groups)))
 
 
 def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
@@ -319,16 +344,18 @@ class _Norm(torch.autograd.Function):
         shift4 = p_shift.rows_of(shift) if p_shift else x4
         scale4 = p_scale.rows_of(scale) if p_scale else x4
         block_d = _block_d(d, op)
-        block_m = _block_m(n2, block_d)
+        block_m = _block_m(n2, block_d, "norm_fwd")
+        n_tiles = triton.cdiv(n2, block_m)
         y = torch.empty(x.shape, device=x.device, dtype=x.dtype)
         mean = torch.empty(n0 * n1 * n2, device=x.device, dtype=torch.float32) if centered else None
         rstd = torch.empty(n0 * n1 * n2, device=x.device, dtype=torch.float32)
-        _norm_fwd[(triton.cdiv(n2, block_m), n0 * n1)](
+        _norm_fwd[(n_tiles * n0 * n1,)](
             x4, shift4, scale4, y, mean if centered else rstd, rstd,
-            n1, n2, d, *_strides3(x4), *_strides3(shift4), *_strides3(scale4),
+            n1, n2, n_tiles, d, *_strides3(x4), *_strides3(shift4), *_strides3(scale4),
             eps,
             CENTER=centered, HAS_SHIFT=p_shift is not None, HAS_SCALE=p_scale is not None,
-            SCALE_OFFSET=scale_offset, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
+            SCALE_OFFSET=scale_offset, BLOCK_M=block_m, BLOCK_D=block_d,
+            num_warps=_num_warps(block_m, block_d, "norm_fwd"),
         )
         ctx.save_for_backward(x4, scale4 if p_scale else None, mean, rstd)
         ctx.p_shift, ctx.p_scale = p_shift, p_scale
@@ -344,17 +371,17 @@ class _Norm(torch.autograd.Function):
         n0, n1, n2, d = x4.shape
         n_groups = n0 * n1
         block_d = _block_d(d, ctx.op)
-        block_m = _block_m(n2, block_d)
+        block_m = _block_m(n2, block_d, "norm_bwd")
         # A per-row shift gradient is dy itself: only a shared one needs the kernel's sums.
         kernel_dshift = need_dshift and p_shift.shared
         n_tiles = triton.cdiv(n2, block_m)
         reducing = kernel_dshift or (need_dscale and p_scale.shared)
-        n_chunks = _n_chunks(x4.device, n_groups, n_tiles) if reducing else n_tiles
+        n_chunks = _n_chunks(x4.device, n_groups, n_tiles, "norm_bwd") if reducing else n_tiles
         dx = torch.empty(dy.shape, device=dy.device, dtype=x4.dtype) if need_dx else None
         dshift = p_shift.grad_buffer(n_groups, n_chunks, dy.device) if kernel_dshift else None
         dscale = p_scale.grad_buffer(n_groups, n_chunks, dy.device) if need_dscale else None
         if need_dx or kernel_dshift or need_dscale:
-            _norm_bwd[(n_chunks, n_groups)](
+            _norm_bwd[(n_chunks * n_groups,)](
                 x4, scale4 if scale4 is not None else x4, dy4, mean if mean is not None else rstd, rstd,
                 dx if need_dx else x4, dshift if kernel_dshift else x4, dscale if need_dscale else x4,
                 n1, n2, d, n_chunks,
@@ -362,7 +389,7 @@ class _Norm(torch.autograd.Function):
                 CENTER=ctx.centered, HAS_SCALE=p_scale is not None, SCALE_OFFSET=ctx.scale_offset,
                 SHIFT_SHARED=kernel_dshift, SCALE_SHARED=bool(p_scale and p_scale.shared),
                 NEED_DX=need_dx, NEED_DSHIFT=kernel_dshift, NEED_DSCALE=need_dscale,
-                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
+                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d, "norm_bwd"),
             )
         if need_dshift:
             dshift = p_shift.fold(dshift if kernel_dshift else dy)
@@ -391,10 +418,12 @@ def _launch_rope(x4: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sin_sig
     b, h, l, dh = x4.shape
     out = torch.empty(x4.shape, device=x4.device, dtype=x4.dtype)
     block_d = _block_d(dh, "apply_rope")
-    block_m = _block_m(l, block_d)
-    _rope[(triton.cdiv(l, block_m), b * h)](
-        x4, cos, sin, out, h, l, dh, *_strides3(x4), cos.stride(0), cos.stride(1), sin.stride(0), sin.stride(1),
-        SIN_SIGN=sin_sign, BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
+    block_m = _block_m(l, block_d, "rope")
+    n_tiles = triton.cdiv(l, block_m)
+    _rope[(n_tiles * b * h,)](
+        x4, cos, sin, out, h, l, n_tiles, dh, *_strides3(x4), cos.stride(0), cos.stride(1), sin.stride(0),
+        sin.stride(1), SIN_SIGN=sin_sign, BLOCK_M=block_m, BLOCK_D=block_d,
+        num_warps=_num_warps(block_m, block_d, "rope"),
     )
     return out
 
@@ -447,9 +476,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 # --------------------------------------------------------------------------- gated residual
 
 
-def _elementwise_blocks(n2: int, d: int) -> tuple[int, int]:
+def _elementwise_blocks(n2: int, d: int, kernel: str) -> tuple[int, int]:
     block_d = min(triton.next_power_of_2(d), 1024)
-    return _block_m(n2, block_d), block_d
+    return _block_m(n2, block_d, kernel), block_d
 
 
 class _GatedResidual(torch.autograd.Function):
@@ -462,10 +491,11 @@ class _GatedResidual(torch.autograd.Function):
         n0, n1, n2, d = x4.shape
         out_dtype = torch.promote_types(x.dtype, torch.promote_types(y.dtype, gate.dtype))
         out = torch.empty(x.shape, device=x.device, dtype=out_dtype)
-        block_m, block_d = _elementwise_blocks(n2, d)
-        _gated_fwd[(triton.cdiv(n2, block_m), n0 * n1, triton.cdiv(d, block_d))](
-            x4, y4, gate4, out, n1, n2, d, *_strides3(x4), *_strides3(y4), *_strides3(gate4),
-            BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
+        block_m, block_d = _elementwise_blocks(n2, d, "gated_fwd")
+        n_tiles = triton.cdiv(n2, block_m)
+        _gated_fwd[(n_tiles * n0 * n1, triton.cdiv(d, block_d))](
+            x4, y4, gate4, out, n1, n2, n_tiles, d, *_strides3(x4), *_strides3(y4), *_strides3(gate4),
+            BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d, "gated_fwd"),
         )
         ctx.save_for_backward(y4, gate4)
         ctx.p_gate, ctx.x_dtype = p_gate, x.dtype
@@ -478,17 +508,17 @@ class _GatedResidual(torch.autograd.Function):
         need_dx, need_dy, need_dgate = ctx.needs_input_grad
         do4 = _rows(dout)
         n0, n1, n2, d = y4.shape
-        block_m, block_d = _elementwise_blocks(n2, d)
+        block_m, block_d = _elementwise_blocks(n2, d, "gated_bwd")
         n_tiles = triton.cdiv(n2, block_m)
-        n_chunks = _n_chunks(y4.device, n0 * n1, n_tiles) if need_dgate and p_gate.shared else n_tiles
+        n_chunks = _n_chunks(y4.device, n0 * n1, n_tiles, "gated_bwd") if need_dgate and p_gate.shared else n_tiles
         dy = torch.empty(dout.shape, device=dout.device, dtype=y4.dtype) if need_dy else None
         dgate = p_gate.grad_buffer(n0 * n1, n_chunks, dout.device) if need_dgate else None
         if need_dy or need_dgate:
-            _gated_bwd[(n_chunks, n0 * n1, triton.cdiv(d, block_d))](
+            _gated_bwd[(n_chunks * n0 * n1, triton.cdiv(d, block_d))](
                 do4, y4, gate4, dy if need_dy else do4, dgate if need_dgate else do4,
                 n1, n2, d, n_chunks, *_strides3(do4), *_strides3(y4), *_strides3(gate4),
                 GATE_SHARED=p_gate.shared, NEED_DY=need_dy, NEED_DGATE=need_dgate,
-                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d),
+                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d, "gated_bwd"),
             )
         dx = dout.to(ctx.x_dtype) if need_dx else None
         return dx, dy, p_gate.fold(dgate) if need_dgate else None
