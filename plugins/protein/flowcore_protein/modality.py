@@ -126,11 +126,15 @@ class Protein(Modality):
       tm_samples         at most this many samples per side enter the pairwise TM-score
       aux_weight         weight of the auxiliary backbone losses (0 = off; see ``auxiliary_loss``)
       aux_t_max          they apply to samples with t < aux_t_max (near the data)
+      rotation_schedule  "linear" or "exp": how sampling moves rotations (the core's
+                         ``QuaternionPath(schedule=...)``; training is the same either way)
+      rotation_rate      the exp schedule's rate (FrameFlow, ReQFlow: 10)
     """
 
     def __init__(self, translation_scale: float = 10.0, length: int = 128, chains: Sequence[str] | None = None,
                  residue: str = "GLY", metrics: Sequence[str] | None = None, tm_samples: int = 32,
-                 aux_weight: float = 0.0, aux_t_max: float = 0.25):
+                 aux_weight: float = 0.0, aux_t_max: float = 0.25, rotation_schedule: str = "linear",
+                 rotation_rate: float = 10.0):
         from flowcore_protein.metrics import METRICS
 
         self.codec = ProteinCodec(chains, residue)
@@ -143,6 +147,10 @@ class Protein(Modality):
         if aux_weight < 0 or not 0 < aux_t_max <= 1:
             raise DataError(f"protein: aux_weight must be >= 0 and 0 < aux_t_max <= 1, got {aux_weight}, {aux_t_max}")
         self.aux_weight, self.aux_t_max = float(aux_weight), float(aux_t_max)
+        if rotation_schedule not in ("linear", "exp") or not rotation_rate > 0:
+            raise DataError(f"protein: rotation_schedule must be 'linear' or 'exp' and rotation_rate > 0, "
+                            f"got {rotation_schedule!r}, {rotation_rate!r}")
+        self.rotation_schedule, self.rotation_rate = rotation_schedule, float(rotation_rate)
 
     @property
     def tokenizer(self) -> FrameTokenizer:
@@ -152,7 +160,8 @@ class Protein(Modality):
     def path(self):
         from flowcore.flow.path import LinearPath, ProductPath, QuaternionPath
 
-        return ProductPath([(QuaternionPath(), 4), (LinearPath(centre=True), 3)])
+        rotations = QuaternionPath(schedule=self.rotation_schedule, rate=self.rotation_rate)
+        return ProductPath([(rotations, 4), (LinearPath(centre=True), 3)])
 
     def auxiliary_loss(self, predicted: Tokens, target: Tokens, t: torch.Tensor) -> torch.Tensor | None:
         """FrameDiff's auxiliary losses on the predicted clean backbone, per chain [B].

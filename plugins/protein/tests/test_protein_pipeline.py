@@ -13,7 +13,7 @@ from flowcore_protein.pdbio import read_backbones
 
 TRANSFORMER = {"network": "transformer",
                "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 0, "depth_single": 1}}
-#: the plugin's own network, with the auxiliary losses and cropped windows it is meant for
+#: the plugin's own network, with the auxiliary losses, length-bucketed whole chains and the exp rotation schedule
 FRAMENET = {"network": "flowcore_protein.network:FrameNet", "options": {"hidden": 32, "depth": 1, "heads": 2}}
 
 
@@ -24,12 +24,13 @@ def test_train_sample_eval_on_generated_backbones(tmp_path, registry, model):
     cfg_path = tmp_path / "protein.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "seed": 0, "out_dir": str(tmp_path / "run"),
-        "modalities": {"protein": {"size": [30, 45], "tm_samples": 3, "aux_weight": 1.0 if framenet else 0.0}},
+        "modalities": {"protein": {"size": [30, 45], "tm_samples": 3, "aux_weight": 1.0 if framenet else 0.0,
+                                   "rotation_schedule": "exp" if framenet else "linear"}},
         "data": {"dataset": "protein_ideal", "options": {"size": 16, "min_length": 25, "max_length": 50,
-                                                          "crop": 20 if framenet else None}},
+                                                          "crop": None if framenet else 20}},
         "model": model,
-        "train": {"steps": 4, "batch_size": 4, "ema": 0, "checkpoint_every": 4, "progress_bar": False,
-                  "cpu_threads": 1},
+        "train": {"steps": 4, "batch_size": 4, "batch_tokens": 120 if framenet else None, "ema": 0,
+                  "checkpoint_every": 4, "progress_bar": False, "cpu_threads": 1},
         "eval": {"split": "val", "count": 4, "batch_size": 4},
     }))
     cfg = load_config(cfg_path, registry=registry)

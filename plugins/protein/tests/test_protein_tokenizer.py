@@ -54,6 +54,14 @@ def test_path_is_the_cores_so3_x_r3_product():
     path = Protein().path
     assert isinstance(path, ProductPath)
     assert [(type(p), c) for p, c in path.parts] == [(QuaternionPath, 4), (LinearPath, 3)]
+    assert path.parts[0][0].schedule == "linear"
+
+
+def test_rotation_schedule_option_reaches_the_cores_path():
+    rotations = Protein(rotation_schedule="exp", rotation_rate=5.0).path.parts[0][0]
+    assert (rotations.schedule, rotations.rate) == ("exp", 5.0)
+    with pytest.raises(DataError, match="rotation_schedule"):
+        Protein(rotation_schedule="cosine")
 
 
 def test_translation_prior_matches_the_data_scale(ideal_samples):
