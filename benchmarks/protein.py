@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/protein.py --train examples/configs/protein_chains.yaml   # train, then measure
     .venv/bin/python benchmarks/protein.py --run runs/protein_chains [--quick]          # measure a trained run
+    python benchmarks/protein.py --run RUN --speed-only --device cuda --out gpu.json      # seconds per backbone on a GPU
+    .venv/bin/python benchmarks/protein.py --run RUN --gpu-speed gpu.json                 # ... added to the record
 
 ``--train`` trains the config in this process first (resuming if its run exists) and records
 the training's wall time, process CPU time and load average in ``<run>/training_time.json``,
@@ -21,6 +23,8 @@ On a shared CPU, times are what this machine gave at that moment: the load avera
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import platform
@@ -37,14 +41,22 @@ TRAINING_TIME = "training_time.json"
 
 
 def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str = "euler",
-                    shift: float = 1.0) -> list[torch.Tensor]:
-    """Backbones (frames [L, 7]) of the given lengths from a loaded run, by the core's sampler."""
+                    shift: float = 1.0, device: str = "cpu", schedule: str | None = None) -> list[torch.Tensor]:
+    """Backbones (frames [L, 7]) of the given lengths from a loaded run, by the core's sampler.
+
+    schedule: the rotation schedule to sample with ("linear", "exp"; None: the run's own).
+    """
     from flowcore.train.sampling import generate
 
-    bundle = run.bundles["protein"]
+    bundles = dict(run.bundles)
+    bundle = bundles["protein"]
+    if schedule is not None:
+        modality = copy.copy(bundle.modality)
+        modality.rotation_schedule = schedule
+        bundle = bundles["protein"] = dataclasses.replace(bundle, modality=modality, path=modality.path)
     bundle.config.size = lengths  # the tokenizer lays out these lengths, in turn
-    out = generate(run.module.sampler_net, run.bundles, ["protein"], {}, len(lengths), steps=steps,
-                   solver=solver, seed=seed, shift=shift, device="cpu")
+    out = generate(run.module.sampler_net, bundles, ["protein"], {}, len(lengths), steps=steps,
+                   solver=solver, seed=seed, shift=shift, device=device)
     return bundle.samples(out["protein"])
 
 
@@ -69,7 +81,8 @@ def quality(run, count: int, steps: int, shift: float, reference: list[torch.Ten
         "helix within 0.15": abs(gen["helix_fraction"] - real["helix_fraction"]) <= 0.15,
         "strand within 0.15": abs(gen["strand_fraction"] - real["strand_fraction"]) <= 0.15,
     }
-    return {"count": count, "steps": steps, "shift": shift, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
+    return {"count": count, "steps": steps, "shift": shift, "schedule": modality.rotation_schedule,
+            "rotation_rate": modality.rotation_rate, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
             "generated": gen, "training_set": real, "per_length": lengths_table, "metrics": metrics, "goals": goals, "pdb_dir": str(pdb_dir)}
 
 
@@ -102,28 +115,32 @@ def per_length_from_pdb(record_path: Path, pdb_dir: Path, results_md: Path) -> N
     write_results_md(record, results_md)
 
 
-def sampler_variants(run, variants: list[tuple[int, float]], count: int = 10) -> list[dict]:
-    """The backbone report of ``count`` backbones (lengths 60-256 in turn) per (Euler steps, time shift)."""
+def sampler_variants(run, variants: list[tuple[int, float, str]], count: int = 10) -> list[dict]:
+    """The backbone report of ``count`` backbones (lengths 60-256 in turn) per (Euler steps, time shift,
+    rotation schedule)."""
     from flowcore_protein.metrics import backbone_report
 
     lengths = [QUALITY_LENGTHS[i % len(QUALITY_LENGTHS)] for i in range(count)]
     rows = []
-    for steps, shift in variants:
-        report = backbone_report(generate_frames(run, lengths, steps, seed=0, shift=shift), 8)
-        rows.append({"steps": steps, "shift": shift, **{k: report[k] for k in (
+    for steps, shift, schedule in variants:
+        report = backbone_report(generate_frames(run, lengths, steps, seed=0, shift=shift, schedule=schedule), 8)
+        rows.append({"steps": steps, "shift": shift, "schedule": schedule, **{k: report[k] for k in (
             "ca_ca_valid", "ca_ca_mean", "ca_ca_std", "clash_rate", "helix_fraction", "strand_fraction")}})
-        print(f"variant {steps} steps, shift {shift:g}: CA-CA valid {report['ca_ca_valid']:.3f}, "
-              f"clash {report['clash_rate']:.3f}", flush=True)
+        print(f"variant {steps} steps, shift {shift:g}, {schedule} rotations: CA-CA valid "
+              f"{report['ca_ca_valid']:.3f}, clash {report['clash_rate']:.3f}", flush=True)
     return rows
 
 
-def speed(run, lengths: list[int], steps_list: list[int], shift: float) -> list[dict]:
+def speed(run, lengths: list[int], steps_list: list[int], shift: float, device: str = "cpu") -> list[dict]:
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     rows = []
     for length in lengths:
         for steps in steps_list:
-            generate_frames(run, [length], 2, seed=0)  # warm-up: allocations, first-call paths
+            generate_frames(run, [length], 2, seed=0, device=device)  # warm-up: allocations, first-call paths
+            sync()
             started = time.perf_counter()
-            generate_frames(run, [length], steps, seed=1, shift=shift)
+            generate_frames(run, [length], steps, seed=1, shift=shift, device=device)
+            sync()
             rows.append({"length": length, "steps": steps, "seconds": time.perf_counter() - started})
             print(f"length {length} steps {steps}: {rows[-1]['seconds']:.2f} s", flush=True)
     return rows
@@ -140,8 +157,10 @@ def write_results_md(record: dict, path: Path) -> None:
         lines += [f"Run `{record['run']}`: {t}", ""]
     if q:
         g, r = q["generated"], q["training_set"]
+        schedule = q.get("schedule", "linear")
+        rotations = f"exp rotation schedule, rate {q['rotation_rate']:g}" if schedule == "exp" else "linear rotations"
         lines += [f"Quality: {q['count']} backbones, lengths {q['lengths']} in turn, {q['steps']} Euler steps "
-                  f"(time shift {q['shift']:g}), "
+                  f"(time shift {q['shift']:g}, {rotations}), "
                   f"against {int(r['samples'])} training chains.", "",
                   "| | generated | training set | goal |", "| --- | ---: | ---: | --- |",
                   f"| consecutive CA-CA in 3.8 +/- 0.2 A | {g['ca_ca_valid']:.3f} | {r['ca_ca_valid']:.3f} | >= 0.90 "
@@ -168,9 +187,10 @@ def write_results_md(record: dict, path: Path) -> None:
         lines.append("")
     if record.get("variants"):
         lines += ["Sampler settings (10 backbones each, lengths as above, same noise):", "",
-                  "| Euler steps | time shift | CA-CA in 3.8 +/- 0.2 | CA-CA mean +/- std | clash rate | helix | strand |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {v['steps']} | {v['shift']:g} | {v['ca_ca_valid']:.3f} | {v['ca_ca_mean']:.2f} +/- "
+                  "| Euler steps | time shift | rotations | CA-CA in 3.8 +/- 0.2 | CA-CA mean +/- std | clash rate | helix "
+                  "| strand |", "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {v['steps']} | {v['shift']:g} | {v.get('schedule', 'linear')} | {v['ca_ca_valid']:.3f} | "
+                  f"{v['ca_ca_mean']:.2f} +/- "
                   f"{v['ca_ca_std']:.2f} | {v['clash_rate']:.3f} | {v['helix_fraction']:.3f} | "
                   f"{v['strand_fraction']:.3f} |" for v in record["variants"]]
         lines.append("")
@@ -182,8 +202,19 @@ def write_results_md(record: dict, path: Path) -> None:
         for length in record["config"]["lengths"]:
             cells = [f"{r['seconds']:.2f}" for r in record["speed"] if r["length"] == length]
             lines.append(f"| {length} | " + " | ".join(cells) + " |")
-        lines += ["", f"ReQFlow (paper): {REQFLOW_GPU_S['seconds']} s per backbone at {REQFLOW_GPU_S['steps']} steps, "
-                  f"length {REQFLOW_GPU_S['length']}, on a GPU, with a much larger network; no GPU run here yet.", ""]
+        lines.append("")
+        gpu = record.get("speed_gpu")
+        if gpu:
+            lines += [f"The same on a GPU ({gpu['device']}, torch {gpu['torch']}; `{gpu['command']}`):", "",
+                      "| length | " + " | ".join(f"{s} steps" for s in gpu["steps"]) + " |",
+                      "| ---: | " + " | ".join("---:" for _ in gpu["steps"]) + " |"]
+            for length in gpu["lengths"]:
+                cells = [f"{r['seconds']:.3f}" for r in gpu["speed"] if r["length"] == length]
+                lines.append(f"| {length} | " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += [f"ReQFlow (paper): {REQFLOW_GPU_S['seconds']} s per backbone at {REQFLOW_GPU_S['steps']} steps, "
+                  f"length {REQFLOW_GPU_S['length']}, on a GPU, with a much larger network"
+                  + ("." if gpu else "; no GPU run here yet."), ""]
     lines += [f"Full numbers in `{record['json']}`.", ""]
     section = "\n".join(lines)
     replace_section(path, "protein", section)
@@ -235,6 +266,21 @@ def describe_training(t: dict) -> str:
             f"{t['load_start']} at the start, {t['load_end']} at the end.")
 
 
+def speed_only(args) -> None:
+    """The speed table alone on ``args.device`` (a GPU machine needs no dataset or biotite for it)."""
+    from flowcore.train.checkpoint import load_run
+
+    torch.set_num_threads(args.threads)
+    run = load_run(args.run, device=args.device)
+    lengths, steps_list = ([100], [20]) if args.quick else ([100, 200, 300], [20, 50, 100])
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    record = {"command": f"python benchmarks/protein.py --run {args.run} --speed-only --device {args.device}",
+              "device": device, "torch": torch.__version__, "lengths": lengths, "steps": steps_list,
+              "speed": speed(run, lengths, steps_list, args.shift, args.device)}
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="run directory of a trained protein flow (default: --train's out_dir)")
@@ -246,10 +292,15 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=50, help="backbones generated for the quality check")
     ap.add_argument("--steps", type=int, default=50, help="Euler steps for the quality check")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--variants", default="", help="extra (steps:shift,...) sampler settings to compare, e.g. 50:1,100:0.5")
+    ap.add_argument("--variants", default="", help="extra steps:shift[:rotation schedule] sampler settings to "
+                    "compare, e.g. 50:1,100:0.5:linear (default schedule: the run's)")
     ap.add_argument("--per-length-from", type=Path, metavar="PDB_DIR",
                     help="only add the per-length table to --out's record from the PDB files of its run")
     ap.add_argument("--quick", action="store_true", help="speed at length 100 and 20 steps only")
+    ap.add_argument("--device", default="cpu", help="where the speed table is measured (cpu, cuda)")
+    ap.add_argument("--speed-only", action="store_true", help="only the speed table, written to --out (no RESULTS.md)")
+    ap.add_argument("--gpu-speed", type=Path, metavar="JSON",
+                    help="add the speed table of a --speed-only --device cuda record to --out's record and RESULTS.md")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed table")
     ap.add_argument("--training", default="", help="a sentence on how the run was trained (goes in the report)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "protein.json")
@@ -262,6 +313,15 @@ def main() -> None:
 
     if args.per_length_from:
         per_length_from_pdb(args.out, args.per_length_from, args.results_md)
+        return
+    if args.gpu_speed:
+        record = json.loads(args.out.read_text())
+        record["speed_gpu"] = json.loads(args.gpu_speed.read_text())
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        write_results_md(record, args.results_md)
+        return
+    if args.speed_only:
+        speed_only(args)
         return
     training = train_timed(args.train, args.set, args.train_minutes) if args.train else None
     if args.train_only:
@@ -299,8 +359,9 @@ def main() -> None:
     record["quality"] = quality(run, args.count, args.steps, args.shift, reference, pdb_dir)
     print(json.dumps(record["quality"]["goals"]), flush=True)
     if args.variants:
-        pairs = [v.split(":") for v in args.variants.split(",")]
-        record["variants"] = sampler_variants(run, [(int(a), float(b)) for a, b in pairs])
+        default = run.bundles["protein"].modality.rotation_schedule
+        parts = [(v.split(":") + [default])[:3] for v in args.variants.split(",")]
+        record["variants"] = sampler_variants(run, [(int(a), float(b), c) for a, b, c in parts])
     if not args.no_speed:
         record["speed"] = speed(run, lengths, steps_list, args.shift)
     record["machine"]["load_end"] = round(os.getloadavg()[0], 2)
