@@ -263,3 +263,22 @@ def test_backbone_with_the_triton_kernels_matches_the_reference_path(ops, backen
     torch.testing.assert_close(loss, ref_loss)
     for got, want in zip(grads, ref_grads):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("settings", [
+    {"tile": 64, "warps": 4, "programs_per_sm": 4, "prefetch": 1},
+    {"tile": 64, "warps": 4, "programs_per_sm": 4, "prefetch": 0},
+    {"tile": 8192, "warps": 8, "programs_per_sm": 16, "prefetch": 1},
+])
+def test_every_launch_setting_gives_the_reference(ops, settings, monkeypatch):
+    """Rows per program, warps and prefetching change how the work is split, never the result.
+    A 64-element tile makes each reducing backward program loop over ten row tiles."""
+    launch = {name: {k: v for k, v in settings.items() if k in current} for name, current in ops.LAUNCH.items()}
+    monkeypatch.setattr(ops, "LAUNCH", launch)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 37, 32, generator=g)
+    _check(ops.modulated_layer_norm, reference.modulated_layer_norm,
+           [x, torch.randn(1, 1, 32, generator=g), torch.randn(1, 1, 32, generator=g)], torch.float32)
+    _check(ops.rms_norm, reference.rms_norm, [x, torch.randn(32, generator=g)], torch.float32)
+    _check(ops.gated_residual, reference.gated_residual,
+           [x, torch.randn(1, 37, 32, generator=g), torch.randn(1, 1, 32, generator=g)], torch.float32)
