@@ -199,12 +199,11 @@ def _grid(**axes) -> list[dict]:
 # The forward kernels are chosen first, so the backward ones are timed behind the chosen forward.
 SWEEP = {
     "norm_fwd": ([("modulated_layer_norm", False), ("rms_norm", False)], _grid(tile=(4096, 8192), warps=(2, 4, 8))),
-    "rope": ([("apply_rope", False)], _grid(tile=(1024, 2048, 4096), warps=(4, 8))),
+    "rope": ([("apply_rope", False), ("apply_rope", True)], _grid(tile=(1024, 2048, 4096), warps=(4, 8))),
     "gated_fwd": ([("gated_residual", False)], _grid(tile=(4096, 8192), warps=(4, 8))),
     "norm_bwd": ([("modulated_layer_norm", True), ("rms_norm", True)],
-                 _grid(tile=(4096, 8192), warps=(2, 4, 8), programs_per_sm=(16,), prefetch=(0, 1))),
-    "gated_bwd": ([("gated_residual", True)], _grid(tile=(4096, 8192), warps=(4, 8), programs_per_sm=(4,),
-                                                   prefetch=(0, 1))),
+                 _grid(tile=(4096, 8192), warps=(4, 8, 16), programs_per_sm=(4, 16))),
+    "gated_bwd": ([("gated_residual", True)], _grid(tile=(4096, 8192), warps=(4, 8), programs_per_sm=(4, 16))),
 }
 
 
@@ -479,6 +478,7 @@ def write_results_md(record: dict, path: Path) -> None:
         lines += ["", "Largest GPU-time shares in one eager Triton step: " + ", ".join(
             f"{r['kernel'][:48]} {100 * r['share']:.0f}%" for r in b["profile_eager_triton_top_kernels"][:6]) + "."]
     lines += ["", "Full numbers in `benchmarks/results/kernels.json`.", ""]
+    lines += [f"- {note}" for note in record.get("notes", [])] + ([""] if record.get("notes") else [])
     section = "\n".join(lines)
     replace_section(path, "kernels", section)
 
@@ -498,10 +498,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "kernels.json")
     ap.add_argument("--results-md", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from --out")
+    ap.add_argument("--note", action="append", default=[], help="with --report-only: a line for the notes (repeatable)")
     args = ap.parse_args()
     if args.report_only:
         record = json.loads(args.out.read_text())
         recount_bytes(record)
+        record["notes"] = record.get("notes", []) + args.note
         args.out.write_text(json.dumps(record, indent=1) + "\n")
         write_results_md(record, args.results_md)
         return

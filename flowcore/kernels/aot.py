@@ -48,8 +48,7 @@ def variants(quick: bool = False) -> Iterator[Variant]:
     for center, shift_shared, scale_shared, need_dx, need_dshift, need_dscale in _bools(6):
         yield ops._norm_bwd, {"X": "*bf16", "DY": "*bf16", "DX": "*bf16"}, dict(
             CENTER=center, HAS_SCALE=True, SCALE_OFFSET=1.0, SHIFT_SHARED=shift_shared, SCALE_SHARED=scale_shared,
-            NEED_DX=need_dx, NEED_DSHIFT=need_dshift, NEED_DSCALE=need_dscale, BLOCK_M=32, BLOCK_D=128,
-            PREFETCH=center)
+            NEED_DX=need_dx, NEED_DSHIFT=need_dshift, NEED_DSCALE=need_dscale, BLOCK_M=32, BLOCK_D=128)
         if quick:
             break
     for sign in (1.0, -1.0):
@@ -57,8 +56,7 @@ def variants(quick: bool = False) -> Iterator[Variant]:
     yield ops._gated_fwd, {"X": "*bf16", "Y": "*bf16", "OUT": "*bf16"}, dict(BLOCK_M=4, BLOCK_D=1024)
     for shared, need_dy, need_dgate in _bools(3):
         yield ops._gated_bwd, {"DO": "*bf16", "Y": "*bf16", "DY": "*bf16"}, dict(
-            GATE_SHARED=shared, NEED_DY=need_dy, NEED_DGATE=need_dgate, BLOCK_M=4, BLOCK_D=1024,
-            PREFETCH=shared)
+            GATE_SHARED=shared, NEED_DY=need_dy, NEED_DGATE=need_dgate, BLOCK_M=4, BLOCK_D=1024)
         if quick:
             break
 

@@ -40,14 +40,13 @@ _MAX_BLOCK_D = 65536
 
 #: Per kernel: ``tile`` elements per program (rows per program = tile // BLOCK_D, at least 1),
 #: ``warps`` (0: 4, 8 or 16 by tile size), ``programs_per_sm`` for the backwards that reduce
-#: a shared parameter's gradient over rows (more programs, more partial sums), and ``prefetch``
-#: (1: those backwards load the next row tile while working on this one).
+#: a shared parameter's gradient over rows (more programs, more partial sums).
 LAUNCH: dict[str, dict[str, int]] = {  # chosen by benchmarks/kernels.py's sweep on an H200 (RESULTS.md)
     "norm_fwd": {"tile": 4096, "warps": 4},
-    "norm_bwd": {"tile": 4096, "warps": 8, "programs_per_sm": 16, "prefetch": 0},
+    "norm_bwd": {"tile": 4096, "warps": 8, "programs_per_sm": 16},
     "rope": {"tile": 2048, "warps": 8},
     "gated_fwd": {"tile": 4096, "warps": 8},
-    "gated_bwd": {"tile": 8192, "warps": 8, "programs_per_sm": 4, "prefetch": 0},
+    "gated_bwd": {"tile": 8192, "warps": 8, "programs_per_sm": 4},
 }
 
 
@@ -89,27 +88,17 @@ def _norm_fwd(X, SHIFT, SCALE, Y, MEAN, RSTD,
 
 
 @triton.jit
-def _load_rows(A, B, base_a, base_b, stride_a, stride_b, rows, n2, cols, col_ok):
-    """Rows ``rows`` of two row-major operands (masked past n2 and D), in their own dtypes."""
-    mask = (rows < n2)[:, None] & col_ok[None, :]
-    a = tl.load(A + (base_a + rows * stride_a)[:, None] + cols[None, :], mask=mask, other=0.0)
-    b = tl.load(B + (base_b + rows * stride_b)[:, None] + cols[None, :], mask=mask, other=0.0)
-    return a, b
-
-
-@triton.jit
 def _norm_bwd(X, SCALE, DY, MEAN, RSTD, DX, DSHIFT, DSCALE,
               n1, n2, D, n_chunks,
               sx0, sx1, sx2, sc0, sc1, sc2, sd0, sd1, sd2,
               CENTER: tl.constexpr, HAS_SCALE: tl.constexpr, SCALE_OFFSET: tl.constexpr,
               SHIFT_SHARED: tl.constexpr, SCALE_SHARED: tl.constexpr,
               NEED_DX: tl.constexpr, NEED_DSHIFT: tl.constexpr, NEED_DSCALE: tl.constexpr,
-              BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, PREFETCH: tl.constexpr):
+              BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
     """dx of the norm; dshift summed over the group's rows when shared; dscale summed or per row.
 
     Program g * n_chunks + c walks row tiles c, c + n_chunks, ... of group g and writes its
-    partial sums to DSHIFT/DSCALE[g, c, :]. PREFETCH loads the next tile's x and dy before
-    working on this one, so their memory latency overlaps the row reductions.
+    partial sums to DSHIFT/DSCALE[g, c, :].
     """
     pid = tl.program_id(0).to(tl.int64)
     c = pid % n_chunks
@@ -118,26 +107,14 @@ def _norm_bwd(X, SCALE, DY, MEAN, RSTD, DX, DSHIFT, DSCALE,
     i1 = g % n1
     cols = tl.arange(0, BLOCK_D)
     col_ok = cols < D
-    # Summed across rows only once, after the loop: per tile it would cost a cross-warp reduction.
-    acc_shift = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    acc_scale = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    step = n_chunks * BLOCK_M
-    base_x = i0 * sx0 + i1 * sx1
-    base_dy = i0 * sd0 + i1 * sd1
-    if PREFETCH:
-        x_next, dy_next = _load_rows(X, DY, base_x, base_dy, sx2, sd2, c * BLOCK_M + tl.arange(0, BLOCK_M), n2, cols,
-                                     col_ok)
-    for start in range(c * BLOCK_M, n2, step):
+    acc_shift = tl.zeros([BLOCK_D], dtype=tl.float32)
+    acc_scale = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for start in range(c * BLOCK_M, n2, n_chunks * BLOCK_M):
         rows = start + tl.arange(0, BLOCK_M)
         row_ok = rows < n2
         mask = row_ok[:, None] & col_ok[None, :]
-        if PREFETCH:
-            x, dy = x_next, dy_next
-            x_next, dy_next = _load_rows(X, DY, base_x, base_dy, sx2, sd2, rows + step, n2, cols, col_ok)
-        else:
-            x, dy = _load_rows(X, DY, base_x, base_dy, sx2, sd2, rows, n2, cols, col_ok)
-        x = x.to(tl.float32)
-        dy = dy.to(tl.float32)
+        x = tl.load(X + (i0 * sx0 + i1 * sx1 + rows * sx2)[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + (i0 * sd0 + i1 * sd1 + rows * sd2)[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         rstd = tl.load(RSTD + g * n2 + rows, mask=row_ok, other=0.0)
         if CENTER:
             mean = tl.load(MEAN + g * n2 + rows, mask=row_ok, other=0.0)
@@ -155,19 +132,19 @@ def _norm_bwd(X, SCALE, DY, MEAN, RSTD, DX, DSHIFT, DSCALE,
             dx = dx * rstd[:, None]
             tl.store(DX + (g * n2 + rows)[:, None] * D + cols[None, :], dx.to(DX.dtype.element_ty), mask=mask)
         if NEED_DSHIFT:
-            acc_shift += dy
+            acc_shift += tl.sum(dy, 0)
         if NEED_DSCALE:
             if SCALE_SHARED:
-                acc_scale += dy * x_hat
+                acc_scale += tl.sum(dy * x_hat, 0)
             else:
                 tl.store(DSCALE + (g * n2 + rows)[:, None] * D + cols[None, :],
                          (dy * x_hat).to(DSCALE.dtype.element_ty), mask=mask)
     if NEED_DSHIFT:
         if SHIFT_SHARED:
-            tl.store(DSHIFT + (g * n_chunks + c) * D + cols, tl.sum(acc_shift, 0), mask=col_ok)
+            tl.store(DSHIFT + (g * n_chunks + c) * D + cols, acc_shift, mask=col_ok)
     if NEED_DSCALE:
         if SCALE_SHARED:
-            tl.store(DSCALE + (g * n_chunks + c) * D + cols, tl.sum(acc_scale, 0), mask=col_ok)
+            tl.store(DSCALE + (g * n_chunks + c) * D + cols, acc_scale, mask=col_ok)
 
 
 @triton.jit
@@ -225,11 +202,8 @@ def _gated_bwd(DO, Y, GATE, DY, DGATE,
                n1, n2, D, n_chunks,
                so0, so1, so2, sy0, sy1, sy2, sg0, sg1, sg2,
                GATE_SHARED: tl.constexpr, NEED_DY: tl.constexpr, NEED_DGATE: tl.constexpr,
-               BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, PREFETCH: tl.constexpr):
-    """dy = dout * gate; dgate = dout * y, summed over the group's rows when the gate is shared.
-
-    PREFETCH loads the next row tile's dout and y while this one is worked on (as in _norm_bwd).
-    """
+               BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """dy = dout * gate; dgate = dout * y, summed over the group's rows when the gate is shared."""
     pid = tl.program_id(0).to(tl.int64)
     c = pid % n_chunks
     g = pid // n_chunks
@@ -237,35 +211,25 @@ def _gated_bwd(DO, Y, GATE, DY, DGATE,
     i1 = g % n1
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < D
-    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)  # summed across rows after the loop
-    step = n_chunks * BLOCK_M
-    base_do = i0 * so0 + i1 * so1
-    base_y = i0 * sy0 + i1 * sy1
-    if PREFETCH:
-        do_next, y_next = _load_rows(DO, Y, base_do, base_y, so2, sy2, c * BLOCK_M + tl.arange(0, BLOCK_M), n2, cols,
-                                     col_ok)
-    for start in range(c * BLOCK_M, n2, step):
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for start in range(c * BLOCK_M, n2, n_chunks * BLOCK_M):
         rows = start + tl.arange(0, BLOCK_M)
         mask = (rows < n2)[:, None] & col_ok[None, :]
-        if PREFETCH:
-            do, y = do_next, y_next
-            do_next, y_next = _load_rows(DO, Y, base_do, base_y, so2, sy2, rows + step, n2, cols, col_ok)
-        else:
-            do, y = _load_rows(DO, Y, base_do, base_y, so2, sy2, rows, n2, cols, col_ok)
-        do = do.to(tl.float32)
+        do = tl.load(DO + (i0 * so0 + i1 * so1 + rows * so2)[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         if NEED_DY:
             gate = tl.load(GATE + (i0 * sg0 + i1 * sg1 + rows * sg2)[:, None] + cols[None, :], mask=mask, other=0.0)
             tl.store(DY + (g * n2 + rows)[:, None] * D + cols[None, :],
                      (do * gate.to(tl.float32)).to(DY.dtype.element_ty), mask=mask)
         if NEED_DGATE:
+            y = tl.load(Y + (i0 * sy0 + i1 * sy1 + rows * sy2)[:, None] + cols[None, :], mask=mask, other=0.0)
             dgate = do * y.to(tl.float32)
             if GATE_SHARED:
-                acc += dgate
+                acc += tl.sum(dgate, 0)
             else:
                 tl.store(DGATE + (g * n2 + rows)[:, None] * D + cols[None, :], dgate.to(DGATE.dtype.element_ty), mask=mask)
     if NEED_DGATE:
         if GATE_SHARED:
-            tl.store(DGATE + (g * n_chunks + c) * D + cols, tl.sum(acc, 0), mask=col_ok)
+            tl.store(DGATE + (g * n_chunks + c) * D + cols, acc, mask=col_ok)
 
 
 # --------------------------------------------------------------------------- launch helpers
@@ -425,8 +389,7 @@ class _Norm(torch.autograd.Function):
                 CENTER=ctx.centered, HAS_SCALE=p_scale is not None, SCALE_OFFSET=ctx.scale_offset,
                 SHIFT_SHARED=kernel_dshift, SCALE_SHARED=bool(p_scale and p_scale.shared),
                 NEED_DX=need_dx, NEED_DSHIFT=kernel_dshift, NEED_DSCALE=need_dscale,
-                BLOCK_M=block_m, BLOCK_D=block_d, PREFETCH=bool(LAUNCH["norm_bwd"]["prefetch"]),
-                num_warps=_num_warps(block_m, block_d, "norm_bwd"),
+                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d, "norm_bwd"),
             )
         if need_dshift:
             dshift = p_shift.fold(dshift if kernel_dshift else dy)
@@ -555,8 +518,7 @@ class _GatedResidual(torch.autograd.Function):
                 do4, y4, gate4, dy if need_dy else do4, dgate if need_dgate else do4,
                 n1, n2, d, n_chunks, *_strides3(do4), *_strides3(y4), *_strides3(gate4),
                 GATE_SHARED=p_gate.shared, NEED_DY=need_dy, NEED_DGATE=need_dgate,
-                BLOCK_M=block_m, BLOCK_D=block_d, PREFETCH=bool(LAUNCH["gated_bwd"]["prefetch"]),
-                num_warps=_num_warps(block_m, block_d, "gated_bwd"),
+                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d, "gated_bwd"),
             )
         dx = dout.to(ctx.x_dtype) if need_dx else None
         return dx, dy, p_gate.fold(dgate) if need_dgate else None
