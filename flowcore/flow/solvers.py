@@ -26,7 +26,8 @@ import torch
 
 from flowcore.errors import ConfigError, DataError
 from flowcore.flow.path import LinearPath, ProbabilityPath
-from flowcore.flow.timesteps import build_by_name, shift_time
+from flowcore.flow.names import build_by_name
+from flowcore.flow.timesteps import shift_time
 
 State = dict[str, torch.Tensor]
 Velocity = Callable[[State, torch.Tensor], State]

@@ -16,13 +16,12 @@ diffusers ``training_utils.py``) and Flux (``sampling.py``):
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, TypeVar
+from typing import Callable
 
 import torch
 
-from flowcore.errors import ConfigError, UnknownNameError
-
-T = TypeVar("T")
+from flowcore.errors import ConfigError
+from flowcore.flow.names import build_by_name, lookup
 
 
 class TimestepSampler:
@@ -110,22 +109,6 @@ SAMPLERS: dict[str, type[TimestepSampler]] = {
 def make_timestep_sampler(name: str, **kwargs) -> TimestepSampler:
     """``"uniform"``, ``"logit_normal"`` (m, s), ``"mode"`` (s) or ``"grid"`` (k, shift)."""
     return build_by_name(SAMPLERS, "timestep sampler", name, **kwargs)
-
-
-def lookup(table: Mapping[str, T], kind: str, name: str) -> T:
-    """``table[name]``; an unknown name raises UnknownNameError listing the ``kind``'s choices."""
-    if name not in table:
-        raise UnknownNameError(f"unknown {kind} {name!r}; choose one of {sorted(table)}")
-    return table[name]
-
-
-def build_by_name(table: Mapping[str, Callable[..., T]], kind: str, name: str, **options) -> T:
-    """``table[name](**options)``; options the factory does not take raise ConfigError."""
-    factory = lookup(table, kind, name)
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise ConfigError(f"{kind} {name!r}: bad options {options}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- loss weights
