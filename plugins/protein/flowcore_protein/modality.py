@@ -176,25 +176,34 @@ class Protein(Modality):
         """
         if self.aux_weight == 0:
             return None
-        near = (t < self.aux_t_max).to(predicted.values.dtype)
-        pred, true = self._atoms(predicted), self._atoms(target)  # [B, 3L, 3]
-        real = target.mask.repeat_interleave(3, 1).to(pred.dtype)  # [B, 3L]
+        loss = predicted.values.new_zeros(t.shape[0])
+        # only the chains near the data count: compute on those, cut to their longest real chain
+        # (the pair terms are quadratic in L; most of a batch has t >= aux_t_max)
+        near = (t < self.aux_t_max).nonzero().squeeze(1)
+        if near.numel() == 0:
+            return loss
+        mask = target.mask[near]
+        length = int(mask.sum(1).max())
+        mask = mask[:, :length]
+        pred = self._atoms(predicted.values[near, :length])  # [N, 3L, 3]
+        true = self._atoms(target.values[near, :length])
+        real = mask.repeat_interleave(3, 1).to(pred.dtype)  # [N, 3L]
         atom = (((pred - true) ** 2).sum(-1) * real).sum(1) / real.sum(1).clamp_min(1)
         d_pred, d_true = torch.cdist(pred, pred), torch.cdist(true, true)
         close = 6.0 / self.tokenizer.translation_scale
         pairs = ((d_true < close) | (d_pred < close)).to(pred.dtype) * real[:, :, None] * real[:, None, :]
         pairs = pairs * (1 - torch.eye(pairs.shape[1], dtype=pairs.dtype, device=pairs.device))
         dist = (((d_pred - d_true) ** 2) * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp_min(1)
-        return self.aux_weight * near * (atom + dist)
+        return loss.index_put((near,), self.aux_weight * (atom + dist))
 
-    def _atoms(self, tokens: Tokens) -> torch.Tensor:
+    def _atoms(self, values: torch.Tensor) -> torch.Tensor:
         """Token values [B, L, 7] -> N, CA, C of every residue [B, 3L, 3] in token units."""
         from flowcore.flow import so3
 
-        rotation = so3.to_matrix(tokens.values[..., :4])
-        local = tokens.values.new_tensor([geometry.IDEAL_N, geometry.IDEAL_CA, geometry.IDEAL_C])
+        rotation = so3.to_matrix(values[..., :4])
+        local = values.new_tensor([geometry.IDEAL_N, geometry.IDEAL_CA, geometry.IDEAL_C])
         local = local / self.tokenizer.translation_scale
-        atoms = (rotation.unsqueeze(-3) @ local[:, :, None]).squeeze(-1) + tokens.values[..., None, 4:]
+        atoms = (rotation.unsqueeze(-3) @ local[:, :, None]).squeeze(-1) + values[..., None, 4:]
         return atoms.flatten(1, 2)
 
     def collate(self, samples: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
