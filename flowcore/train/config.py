@@ -21,6 +21,7 @@ import yaml
 from flowcore.errors import ConfigError
 
 Role = Literal["generate", "condition", "any"]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: keys of a ``modalities.<name>`` section that the core reads; the rest go to the modality's factory
 MODALITY_KEYS = ("role", "dropout", "size", "loss_weight", "autoencoder")
 
@@ -100,6 +101,11 @@ class TrainConfig:
     log_every: int = 10
     progress_bar: bool = True
     cpu_threads: int | None = None
+    #: torch.compile the trained network: false, true (torch's default mode) or a mode name,
+    #: e.g. "reduce-overhead" (CUDA graphs: for small models whose steps are bound by launches)
+    compile: Union[bool, str] = False
+    #: the torch.compile backend ("inductor"; "aot_eager" traces without generating code)
+    compile_backend: str = "inductor"
 
 
 @dataclass
@@ -318,6 +324,9 @@ def check(config: Config, registry=None) -> None:
     if config.model.options and net in ("mlp", "transformer"):
         raise ConfigError(f"{src}: model.options: only for a plugin network ('package.module:attr'); "
                           f"network {net!r} takes its own keys")
+    if isinstance(config.train.compile, str) and config.train.compile not in COMPILE_MODES:
+        raise ConfigError(f"{src}: train.compile must be true, false or one of {list(COMPILE_MODES)}, "
+                          f"got {config.train.compile!r}")
     if not 0 <= config.train.ema < 1:
         raise ConfigError(f"{src}: train.ema is a decay in [0, 1) (0 turns EMA off), got {config.train.ema}")
     if config.stage == "reflow":

@@ -89,6 +89,11 @@ class FlowModule(L.LightningModule):
                                            if b.autoencoder is not None})
         self.net = build_network(self.config, {n: b.modality for n, b in self.bundles.items()})
         self.ema = EMA(self.net, self.config.train.ema) if self.config.train.ema > 0 else None
+        tr = self.config.train
+        if tr.compile is not False:
+            # In place (Module.compile), after the EMA copy: parameter names and checkpoints stay
+            # those of the eager network, and sampling runs the EMA network eagerly.
+            self.net.compile(backend=tr.compile_backend, mode=None if tr.compile is True else tr.compile)
         self.latent = set(latent_names(self.config, self.bundles))  # batches that arrive encoded
         flow = self.config.flow
         self.timesteps = make_timestep_sampler(flow.timesteps, **flow.timestep_options)
