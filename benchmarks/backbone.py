@@ -406,8 +406,9 @@ def write_section(record: dict, path: Path) -> None:
     gpu_profiled = [r for r in record["runs"] if "profile_cuda" in r]
     if gpu_profiled:
         lines += ["", "GPU steps under torch.profiler (one step each; the profiler adds time): wall, GPU-busy time "
-                  "(sum of kernel times), kernel launches, aten ops, host syncs. Busy far below wall: the step is "
-                  "bound by launching work from Python, not by the GPU.", "",
+                  "(the profiler's device times summed: an upper bound, some kernels count twice), kernel launches, aten "
+                  "ops, host syncs. Busy far below wall: the step is bound by launching work from Python, not by the "
+                  "GPU.", "",
                   "| model | dtype | batch | library | wall ms | GPU busy ms | busy % | launches | aten ops | syncs |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in gpu_profiled:
