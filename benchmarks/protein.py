@@ -205,7 +205,8 @@ def write_results_md(record: dict, path: Path) -> None:
         lines.append("")
         gpu = record.get("speed_gpu")
         if gpu:
-            lines += [f"The same on a GPU ({gpu['device']}, torch {gpu['torch']}; `{gpu['command']}`):", "",
+            note = f" {gpu['note']}" if gpu.get("note") else ""
+            lines += [f"The same on a GPU ({gpu['device']}, torch {gpu['torch']}; `{gpu['command']}`).{note}", "",
                       "| length | " + " | ".join(f"{s} steps" for s in gpu["steps"]) + " |",
                       "| ---: | " + " | ".join("---:" for _ in gpu["steps"]) + " |"]
             for length in gpu["lengths"]:
