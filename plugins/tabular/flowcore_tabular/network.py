@@ -8,6 +8,10 @@ stand in for ``model.network: mlp``; :meth:`RecTableMLP.velocity` is the bare
 token values are projected to ``time_dim`` and the time embedding is added; then GLU blocks
 ``a(h) * sigmoid(b(h))`` of widths ``hidden`` (RecTable: 1024-2048-1024-1024); then a linear
 head back to the input width, started at zero so a fresh network predicts v = 0.
+
+The default widths are RecTable's (a GPU budget of 30,000 steps). The blocks have no residual
+path, so depth learns slowly on a few hundred CPU steps: there ``hidden=(128, 128)`` with lr
+3e-3 learns the tables' column pairs faster (docs/plugins/tabular.md, "GLU-MLP sizes").
 """
 
 from __future__ import annotations
