@@ -348,13 +348,17 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
                 rows, clock = train_flowcore(name, network, steps, count, work)
                 label = f"{steps} steps x {BATCH[network]} ({steps * BATCH[network] / n:.0f} epochs)"
             else:
-                peer_epochs = slope_epochs or (QUICK_PEER_EPOCHS if args.quick else PEER_EPOCHS[name])
+                peer_epochs = slope_epochs or args.peer_epochs or (QUICK_PEER_EPOCHS if args.quick else PEER_EPOCHS[name])
                 rows, clock = train_peer(model, table, peer_epochs, count)
                 label = f"{peer_epochs} epochs x 500"
             with threadpool_limits(1):
                 metrics = evaluate(table, rows)
-            key = f"{model} ({slope_epochs} epochs)" if slope_epochs else model if args.epochs == EPOCHS or \
-                not model.startswith("flowcore") else f"{model} ({args.epochs:g} epochs)"
+            if slope_epochs or (peer_epochs and args.peer_epochs and peer_epochs != PEER_EPOCHS[name]):
+                key = f"{model} ({peer_epochs} epochs)"
+            elif args.epochs == EPOCHS or not model.startswith("flowcore"):
+                key = model
+            else:
+                key = f"{model} ({args.epochs:g} epochs)"
             res["models"][key] = {"budget": label, **clock.record(), "metrics": metrics}
             if peer_epochs is not None:
                 res["models"][key]["peer_epochs"] = peer_epochs
@@ -498,6 +502,8 @@ def main() -> int:
     parser.add_argument("--tables", nargs="+", default=list(PEER_EPOCHS), choices=list(PEER_EPOCHS))
     parser.add_argument("--models", nargs="+", default=["flowcore-glu", "flowcore-transformer", "ctgan", "tvae"])
     parser.add_argument("--epochs", type=float, default=EPOCHS, help=f"flowcore's epoch budget (default {EPOCHS})")
+    parser.add_argument("--peer-epochs", type=int, help="the peers' epochs for these tables, in place of "
+                        f"{PEER_EPOCHS}; their rows are named e.g. 'tvae (300 epochs)' (with --merge: beside the others)")
     parser.add_argument("--impute", action="store_true", help="the imputation benchmark (titanic) instead")
     parser.add_argument("--impute-epochs", type=float, default=16, help="epoch budget of the imputation models")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script runs")
