@@ -395,28 +395,24 @@ def write_section(record: dict, path: Path) -> None:
         tries = profiled[0]["profile"]["flowcore"].get("profiled_steps", 1)
         which = "one profiled step" if tries == 1 else f"the faster of {tries} profiled steps"
         lines += ["", f"Where a step's time goes (torch.profiler: self CPU time by kind of op, {which} per model; "
-                  "the profiler itself adds some time):", "",
-                  "| device | dtype | threads | model | step s (profiled) | matmul | attention | optimizer | other |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in profiled:
-            for name, p in r["profile"].items():
-                lines.append(f"| {r['device']} | {r['dtype']} | {r['threads'] or '-'} | {name} | {p['total_s']:.2f} | "
-                             f"{100 * p['matmul']:.0f}% | {100 * p['attention']:.0f}% | {100 * p['optimizer']:.0f}% | "
-                             f"{100 * p['other']:.0f}% |")
+                  "the profiler itself adds some time):", ""]
+        lines += _table(["device", "dtype", "threads", "model", "step s (profiled)", "matmul", "attention",
+                         "optimizer", "other"],
+                        [[r["device"], r["dtype"], r["threads"] or "-", name, f"{p['total_s']:.2f}",
+                          *(f"{100 * p[k]:.0f}%" for k in ("matmul", "attention", "optimizer", "other"))]
+                         for r in profiled for name, p in r["profile"].items()])
     gpu_profiled = [r for r in record["runs"] if "profile_cuda" in r]
     if gpu_profiled:
         lines += ["", "GPU steps under torch.profiler (one step each; the profiler adds time): wall, GPU-busy time "
                   "(the profiler's device times summed: an upper bound, some kernels count twice), kernel launches, aten "
                   "ops, host syncs. Busy far below wall: the step is bound by launching work from Python, not by the "
-                  "GPU.", "",
-                  "| model | dtype | batch | library | wall ms | GPU busy ms | busy % | launches | aten ops | syncs |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in gpu_profiled:
-            for name, p in r["profile_cuda"].items():
-                lines.append(f"| {r['model']} | {r['dtype']}{' compiled' if r['compiled'] else ''} | {r['batch']} | "
-                             f"{name} | {p['wall_s'] * 1e3:.1f} | {p['gpu_busy_s'] * 1e3:.1f} | "
-                             f"{100 * p['gpu_busy_s'] / p['wall_s']:.0f}% | {p['kernel_launches']} | {p['aten_ops']} | "
-                             f"{p['syncs']} |")
+                  "GPU.", ""]
+        lines += _table(["model", "dtype", "batch", "library", "wall ms", "GPU busy ms", "busy %", "launches",
+                         "aten ops", "syncs"],
+                        [[r["model"], r["dtype"] + (" compiled" if r["compiled"] else ""), r["batch"], name,
+                          f"{p['wall_s'] * 1e3:.1f}", f"{p['gpu_busy_s'] * 1e3:.1f}",
+                          f"{100 * p['gpu_busy_s'] / p['wall_s']:.0f}%", p["kernel_launches"], p["aten_ops"], p["syncs"]]
+                         for r in gpu_profiled for name, p in r["profile_cuda"].items()])
     lines += ["", f"Command: `{record['command']}`"]
     for other in record.get("other_machines", []):
         om = other["machine"]
@@ -426,6 +422,12 @@ def write_section(record: dict, path: Path) -> None:
     notes = record.get("notes", [])
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     replace_section(path, "backbone", "\n".join(lines))
+
+
+def _table(columns: list[str], rows: list[list]) -> list[str]:
+    """A markdown table's lines."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(str(v) for v in row) + " |" for row in rows)]
 
 
 def _auto_notes(record: dict) -> list[str]:

@@ -52,7 +52,7 @@ def test_compiled_network_matches_eager_and_keeps_parameter_names(tmp_path, regi
         torch.testing.assert_close(g_c, g, rtol=1e-4, atol=1e-6)
 
 
-def test_a_compiled_run_trains_and_resumes_eagerly(tmp_path, registry):
+def test_a_compiled_runs_checkpoint_loads_into_an_eager_module(tmp_path, registry):
     cfg = config(tmp_path, registry, compile=True, compile_backend="aot_eager")
     train(cfg, registry)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"

@@ -13,7 +13,7 @@ non-unit stride along D forces a copy. A program handles ``BLOCK_M`` rows of one
 ``[B * L, 2, H, Dh]`` QK-norm input would pass.
 
 Launch settings (rows per program, warps, programs per SM for the reducing backwards) live in
-``LAUNCH``; ``benchmarks/kernels.py --sweep`` times the alternatives on a GPU.
+``LAUNCH``; ``benchmarks/kernels.py`` times the alternatives on a GPU before its timings.
 
 Broadcast parameters (shift, scale, gate, weight) are read through their broadcast strides.
 Their gradients are reduced inside the backward kernel over the rows of a group when the
@@ -39,7 +39,7 @@ from flowcore.errors import DataError
 _MAX_BLOCK_D = 65536
 
 #: Per kernel: ``tile`` elements per program (rows per program = tile // BLOCK_D, at least 1),
-#: ``warps`` (0: 4, 8 or 16 by tile size), ``programs_per_sm`` for the backwards that reduce
+#: ``warps``, ``programs_per_sm`` for the backwards that reduce
 #: a shared parameter's gradient over rows (more programs, more partial sums).
 LAUNCH: dict[str, dict[str, int]] = {  # chosen by benchmarks/kernels.py's sweep on an H200 (RESULTS.md)
     "norm_fwd": {"tile": 4096, "warps": 4},
@@ -303,13 +303,6 @@ def _block_m(n2: int, block_d: int, kernel: str) -> int:
     return max(1, min(triton.next_power_of_2(n2), LAUNCH[kernel]["tile"] // block_d))
 
 
-def _num_warps(block_m: int, block_d: int, kernel: str) -> int:
-    if LAUNCH[kernel]["warps"]:
-        return LAUNCH[kernel]["warps"]
-    tile = block_m * block_d
-    return 4 if tile <= 2048 else 8 if tile <= 8192 else 16
-
-
 @functools.cache
 def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
@@ -355,7 +348,7 @@ class _Norm(torch.autograd.Function):
             eps,
             CENTER=centered, HAS_SHIFT=p_shift is not None, HAS_SCALE=p_scale is not None,
             SCALE_OFFSET=scale_offset, BLOCK_M=block_m, BLOCK_D=block_d,
-            num_warps=_num_warps(block_m, block_d, "norm_fwd"),
+            num_warps=LAUNCH["norm_fwd"]["warps"],
         )
         ctx.save_for_backward(x4, scale4 if p_scale else None, mean, rstd)
         ctx.p_shift, ctx.p_scale = p_shift, p_scale
@@ -389,7 +382,7 @@ class _Norm(torch.autograd.Function):
                 CENTER=ctx.centered, HAS_SCALE=p_scale is not None, SCALE_OFFSET=ctx.scale_offset,
                 SHIFT_SHARED=kernel_dshift, SCALE_SHARED=bool(p_scale and p_scale.shared),
                 NEED_DX=need_dx, NEED_DSHIFT=kernel_dshift, NEED_DSCALE=need_dscale,
-                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d, "norm_bwd"),
+                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=LAUNCH["norm_bwd"]["warps"],
             )
         if need_dshift:
             dshift = p_shift.fold(dshift if kernel_dshift else dy)
@@ -423,7 +416,7 @@ def _launch_rope(x4: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sin_sig
     _rope[(n_tiles * b * h,)](
         x4, cos, sin, out, h, l, n_tiles, dh, *_strides3(x4), cos.stride(0), cos.stride(1), sin.stride(0),
         sin.stride(1), SIN_SIGN=sin_sign, BLOCK_M=block_m, BLOCK_D=block_d,
-        num_warps=_num_warps(block_m, block_d, "rope"),
+        num_warps=LAUNCH["rope"]["warps"],
     )
     return out
 
@@ -495,7 +488,7 @@ class _GatedResidual(torch.autograd.Function):
         n_tiles = triton.cdiv(n2, block_m)
         _gated_fwd[(n_tiles * n0 * n1, triton.cdiv(d, block_d))](
             x4, y4, gate4, out, n1, n2, n_tiles, d, *_strides3(x4), *_strides3(y4), *_strides3(gate4),
-            BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d, "gated_fwd"),
+            BLOCK_M=block_m, BLOCK_D=block_d, num_warps=LAUNCH["gated_fwd"]["warps"],
         )
         ctx.save_for_backward(y4, gate4)
         ctx.p_gate, ctx.x_dtype = p_gate, x.dtype
@@ -518,7 +511,7 @@ class _GatedResidual(torch.autograd.Function):
                 do4, y4, gate4, dy if need_dy else do4, dgate if need_dgate else do4,
                 n1, n2, d, n_chunks, *_strides3(do4), *_strides3(y4), *_strides3(gate4),
                 GATE_SHARED=p_gate.shared, NEED_DY=need_dy, NEED_DGATE=need_dgate,
-                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=_num_warps(block_m, block_d, "gated_bwd"),
+                BLOCK_M=block_m, BLOCK_D=block_d, num_warps=LAUNCH["gated_bwd"]["warps"],
             )
         dx = dout.to(ctx.x_dtype) if need_dx else None
         return dx, dy, p_gate.fold(dgate) if need_dgate else None

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NoReturn, Sequence
 
 import numpy as np
 import torch
@@ -72,7 +72,9 @@ def collate(schema: Schema, rows: Sequence[Mapping[str, Any]]) -> TableBatch:
                 missing[i, col_index[col.name]] = True
             else:
                 index = lookup[j].get(v) if col.kind != "boolean" else int(bool(v))
-                category[i, j] = index if index is not None else _unseen(col, v, f"row {i}")
+                if index is None:
+                    _unseen(col, v, f"row {i}")
+                category[i, j] = index
     return {"numeric": torch.from_numpy(numeric), "category": torch.from_numpy(category),
             "missing": torch.from_numpy(missing)}
 
@@ -83,7 +85,7 @@ def _category_lookup(col: Column) -> dict[Any, int]:
     return {c: i for i, c in enumerate(col.categories)}
 
 
-def _unseen(col: Column, value: Any, where: str) -> int:
+def _unseen(col: Column, value: Any, where: str) -> NoReturn:
     raise DataError(f"{where}, column {col.name!r}: category {value!r} was not seen when the schema was "
                     f"fitted ({len(col.categories)} known, e.g. {list(col.categories[:5])})")
 
