@@ -96,6 +96,21 @@ def test_pairs_round_trip_through_shards(tmp_path):
     assert not torch.allclose(PairDataset(tmp_path / "other").eps["a"], ds.eps["a"])
 
 
+def test_prior_noise_is_centred_over_the_real_tokens_only():
+    # A centred prior (protein CA translations) must be centred where sampling centres it:
+    # over the real tokens, whatever the padding holds.
+    from flowcore.flow.path import LinearPath
+    mask = torch.tensor([True] * 5 + [False] * 3)
+    noise = prior_noise({"a": (8, 3)}, {"a": LinearPath(prior_scale=10.0, centre=True)}, {"a": mask})
+    eps = noise(4, torch.Generator().manual_seed(0))["a"]
+    assert eps.shape == (4, 8, 3)
+    assert torch.allclose(eps[:, :5].mean(1), torch.zeros(4, 3), atol=1e-5)
+    assert eps[:, :5].std() > 5.0  # the prior's scale, not collapsed by the centring
+    # and an uncentred path's noise is exactly its prior draw
+    plain = prior_noise({"a": (8, 3)}, {"a": LinearPath()}, {"a": mask})(4, torch.Generator().manual_seed(0))["a"]
+    assert torch.equal(plain, torch.randn((4, 8, 3), generator=torch.Generator().manual_seed(0)))
+
+
 def test_pair_dataset_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="pairs.json"):
         PairDataset(tmp_path)

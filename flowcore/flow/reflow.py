@@ -107,13 +107,24 @@ def ot_coupling(x0: torch.Tensor | State, eps: torch.Tensor | State, method: str
 
 
 def prior_noise(shapes: Mapping[str, tuple[int, ...]],
-                paths: Mapping[str, ProbabilityPath] | None = None) -> NoiseFn:
-    """``noise(batch_size, generator) -> {m: [B, *shapes[m]]}`` from each modality's path prior."""
-    paths = paths or {}
+                paths: Mapping[str, ProbabilityPath] | None = None,
+                masks: Mapping[str, torch.Tensor] | None = None) -> NoiseFn:
+    """``noise(batch_size, generator) -> {m: [B, *shapes[m]]}`` from each modality's path prior.
+
+    masks: each modality's real tokens ``[L]`` (default: all real). The noise is drawn as
+    training and sampling draw it, through ``masked_prior``, so a prior centred over the real
+    tokens (``LinearPath(centre=True)``) is centred over the same tokens in the pairs.
+    """
+    paths, masks = paths or {}, masks or {}
 
     def noise(batch_size: int, generator: torch.Generator) -> State:
-        return {m: (paths.get(m) or LinearPath()).prior((batch_size, *shape), generator=generator)
-                for m, shape in shapes.items()}
+        out = {}
+        for m, shape in shapes.items():
+            mask = masks.get(m)
+            mask = torch.ones(shape[0], dtype=torch.bool) if mask is None else mask
+            out[m] = (paths.get(m) or LinearPath()).masked_prior(
+                (batch_size, *shape), mask.expand(batch_size, -1), generator=generator)
+        return out
 
     return noise
 

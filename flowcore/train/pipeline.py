@@ -340,8 +340,9 @@ def prepare_reflow(config: Config, registry) -> Path:
     make = config.names("generate", "any")
     net, bundles = teacher.net, teacher.bundles
     device = next(net.parameters()).device
-    shapes = {m: tuple(bundles[m].layout(1).values.shape[1:]) for m in make}
-    noise = prior_noise(shapes, {m: bundles[m].path for m in make})
+    layouts = {m: bundles[m].layout(1) for m in make}
+    shapes = {m: tuple(layouts[m].values.shape[1:]) for m in make}
+    noise = prior_noise(shapes, {m: bundles[m].path for m in make}, {m: layouts[m].mask[0].cpu() for m in make})
 
     def noise_on_device(b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         return {m: v.to(device) for m, v in noise(b, g).items()}
