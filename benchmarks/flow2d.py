@@ -1,6 +1,6 @@
 """flow2d: flowcore's rectified flow vs torchcfm and flow_matching on 2-D toy data.
 
-Same data (toy2d train split), same network (MLP [x, y, t] -> 3 x 128 SiLU -> [vx, vy]), same
+Same data (toy2d train split), same network (PointMLP [x, y, t] -> 3 x 128 SiLU -> [vx, vy]), same
 optimiser (Adam), batch, learning rate and number of training steps, one run, one process.
 Every model is sampled from the same 2000 noise points with Euler at 1, 2, 4, 8 and 32
 velocity evaluations (NFE), using each library's own ODE solver, and scored against the
@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from flowcore.builtins.toy2d import mmd, sample_points, sliced_wasserstein
+from flowcore.builtins.toy2d import PointMLP, mmd, point_field, sample_points, sliced_wasserstein
 from flowcore.flow.inversion import generate
 from flowcore.flow.reflow import PairDataset, data_draw, fit, generate_pairs, prior_noise
 from flowcore.registry import get_registry
@@ -50,20 +50,7 @@ NFES = (1, 2, 4, 8, 32)
 Sampler = Callable[[torch.Tensor, int], torch.Tensor]  # (noise [N, 2], nfe) -> samples [N, 2]
 
 
-class MLP(torch.nn.Module):
-    """The one network every method trains: [x, y, t] -> [vx, vy]."""
-
-    def __init__(self, hidden: int = 128) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(3, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, 2))
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([x, t.reshape(-1, 1).expand(x.shape[0], 1)], -1))
-
-
-def _adam_loop(model: MLP, loss_fn: Callable[[torch.Generator], torch.Tensor], steps: int, lr: float, seed: int) -> None:
+def _adam_loop(model: PointMLP, loss_fn: Callable[[torch.Generator], torch.Tensor], steps: int, lr: float, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
@@ -87,7 +74,7 @@ def train_torchcfm(data, args, exact_ot: bool) -> Sampler:
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)  # torchcfm's OT plan sampler draws from numpy's global RNG
-    model = MLP(args.hidden)
+    model = PointMLP(args.hidden)
     matcher = ExactOptimalTransportConditionalFlowMatcher(sigma=0.0) if exact_ot else ConditionalFlowMatcher(sigma=0.0)
 
     def loss_fn(g):
@@ -121,7 +108,7 @@ def train_flow_matching(data, args) -> Sampler:
     from flow_matching.utils import ModelWrapper
 
     torch.manual_seed(args.seed)
-    model = MLP(args.hidden)
+    model = PointMLP(args.hidden)
     path = CondOTProbPath()
 
     def loss_fn(g):
@@ -149,18 +136,8 @@ def train_flow_matching(data, args) -> Sampler:
 # ----------------------------------------------------------------------------- flowcore
 
 
-def _as_field(model: MLP):
-    """flowcore's velocity(x: {"toy2d": [B, 1, 2]}, t [B]) -> dict over the shared MLP."""
-
-    def velocity(x, t):
-        v = x["toy2d"]
-        return {"toy2d": model(v.reshape(-1, 2), t).reshape(v.shape)}
-
-    return velocity
-
-
-def _flowcore_sampler(model: MLP) -> Sampler:
-    field = _as_field(model)
+def _flowcore_sampler(model: PointMLP) -> Sampler:
+    field = point_field(model)
 
     def sample(noise, nfe):
         with torch.no_grad():
@@ -169,10 +146,10 @@ def _flowcore_sampler(model: MLP) -> Sampler:
     return sample
 
 
-def train_flowcore(data, args, coupling: str | None = None, steps: int | None = None) -> tuple[Sampler, MLP]:
+def train_flowcore(data, args, coupling: str | None = None, steps: int | None = None) -> tuple[Sampler, PointMLP]:
     torch.manual_seed(args.seed)
-    model = MLP(args.hidden)
-    fit(_as_field(model), model.parameters(), data_draw({"toy2d": data[:, None, :]}, args.batch, coupling=coupling),
+    model = PointMLP(args.hidden)
+    fit(point_field(model), model.parameters(), data_draw({"toy2d": data[:, None, :]}, args.batch, coupling=coupling),
         steps or args.steps, lr=args.lr, seed=args.seed)
     return _flowcore_sampler(model), model
 
@@ -181,11 +158,11 @@ def train_flowcore_2rf(data, args, coupling: str | None = None) -> Sampler:
     base_steps = (2 * args.steps) // 3
     _, model = train_flowcore(data, args, coupling=coupling, steps=base_steps)
     with tempfile.TemporaryDirectory() as tmp:
-        generate_pairs(_as_field(model), prior_noise({"toy2d": (1, 2)}), args.pairs, tmp, steps=32, solver="rk4",
+        generate_pairs(point_field(model), prior_noise({"toy2d": (1, 2)}), args.pairs, tmp, steps=32, solver="rk4",
                        seed=args.seed + 1)
         pairs = PairDataset(tmp)
     model = copy.deepcopy(model)
-    fit(_as_field(model), model.parameters(), pairs.draw(args.batch), args.steps - base_steps, lr=args.lr / 2,
+    fit(point_field(model), model.parameters(), pairs.draw(args.batch), args.steps - base_steps, lr=args.lr / 2,
         seed=args.seed + 2)
     return _flowcore_sampler(model)
 
@@ -265,7 +242,7 @@ def write_results_md(payload: dict, path: Path) -> None:
              f"flowcore vs torchcfm vs flow_matching on toy2d; `{payload['command']}`; "
              f"{payload['machine']['cpu']} ({payload['machine']['threads']} thread), torch {payload['machine']['torch']}, "
              f"torchcfm {payload['machine']['torchcfm']}, flow_matching {payload['machine']['flow_matching']}. "
-             f"Same MLP, Adam lr {payload['config']['lr']}, batch {payload['config']['batch']}, "
+             f"Same PointMLP, Adam lr {payload['config']['lr']}, batch {payload['config']['batch']}, "
              f"{payload['config']['steps']} steps for every method; Euler sampling from the same noise. "
              "Sliced W2 to the test split, lower is better. "
              "Full numbers (MMD too) in `benchmarks/results/flow2d.json`.", ""]

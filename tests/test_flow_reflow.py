@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 
-from flowcore.builtins.toy2d import mmd, sliced_wasserstein
+from flowcore.builtins.toy2d import PointMLP, mmd, point_field, sliced_wasserstein
 from flowcore.errors import DataError
 from flowcore.flow.inversion import generate
 from flowcore.flow.reflow import (PairDataset, data_draw, fit, generate_pairs, ot_coupling,
@@ -124,20 +124,6 @@ def test_pair_dataset_errors_name_the_file(tmp_path):
 # ----------------------------------------------------------------------------- toy2d
 
 
-class MLP(torch.nn.Module):
-    """v(x, t) for one toy2d token: [x, y, t] -> 3 SiLU layers -> [vx, vy]."""
-
-    def __init__(self, hidden: int = 128) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(3, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, 2))
-
-    def forward(self, x, t):
-        v = x["toy2d"]
-        return {"toy2d": self.net(torch.cat([v, t.reshape(-1, 1, 1).expand(-1, v.shape[1], 1)], -1))}
-
-
 def _score(model, test, steps):
     eps = {"toy2d": torch.randn(2000, 1, 2, generator=torch.Generator().manual_seed(123))}
     with torch.no_grad():
@@ -151,8 +137,9 @@ def test_toy2d_flow_learns_moons_and_reflow_straightens_it(tmp_path):
     train = registry.dataset("moons").build("train").points[:, None, :]
     test = registry.dataset("moons").build("test").points
     torch.manual_seed(0)
-    model = MLP()
-    fit(model, model.parameters(), data_draw({"toy2d": train}, 256), 400, lr=2e-3, seed=0)
+    mlp = PointMLP()
+    model = point_field(mlp)
+    fit(model, mlp.parameters(), data_draw({"toy2d": train}, 256), 400, lr=2e-3, seed=0)
     sw32, mmd32 = _score(model, test, 32)
     sw1_before, _ = _score(model, test, 1)
     assert sw32 < 0.22 and mmd32 < 0.09, (sw32, mmd32)  # N(0, I) scores 0.35 / 0.16
@@ -160,13 +147,13 @@ def test_toy2d_flow_learns_moons_and_reflow_straightens_it(tmp_path):
 
     generate_pairs(model, prior_noise({"toy2d": (1, 2)}), 2000, tmp_path, steps=16, solver="rk4", seed=1)
     pairs = PairDataset(tmp_path)
-    fit(model, model.parameters(), pairs.draw(256), 300, lr=1e-3, seed=1)
+    fit(model, mlp.parameters(), pairs.draw(256), 300, lr=1e-3, seed=1)
     sw1_after, mmd1_after = _score(model, test, 1)
     assert sw1_after < 0.4 * sw1_before and sw1_after < 0.25, (sw1_before, sw1_after)
     assert mmd1_after < 0.1
 
     # distillation to 1 step trains only at t = 1 on the same pairs and keeps the 1-step quality
-    fit(model, model.parameters(), pairs.draw(256), 150, lr=5e-4, seed=2,
+    fit(model, mlp.parameters(), pairs.draw(256), 150, lr=5e-4, seed=2,
         timesteps=make_timestep_sampler("grid", k=1))
     sw1_distilled, _ = _score(model, test, 1)
     assert sw1_distilled < 0.25, sw1_distilled

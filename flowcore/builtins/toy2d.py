@@ -211,6 +211,33 @@ class PointTokenizer(Tokenizer):
         return self.encode(torch.zeros(batch_size, 2))
 
 
+class PointMLP(torch.nn.Module):
+    """A small velocity network for 2-D points: [x, y, t] -> 3 SiLU layers -> [vx, vy].
+
+    points ``[N, 2]``, t ``[N]`` or one time ``[1]``; the network the toy2d benchmark and the
+    reflow tests train, so their figures are for one architecture.
+    """
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(3, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
+            torch.nn.Linear(hidden, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, 2))
+
+    def forward(self, points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([points, t.reshape(-1, 1).expand(points.shape[0], 1)], -1))
+
+
+def point_field(model: PointMLP):
+    """flowcore's ``velocity({"toy2d": [B, 1, 2]}, t [B]) -> {"toy2d": [B, 1, 2]}`` over a PointMLP."""
+
+    def velocity(x: dict[str, torch.Tensor], t: torch.Tensor) -> dict[str, torch.Tensor]:
+        v = x["toy2d"]
+        return {"toy2d": model(v.reshape(-1, 2), t.repeat_interleave(v.shape[1])).reshape(v.shape)}
+
+    return velocity
+
+
 def sliced_wasserstein(real: Sequence, generated: Sequence, projections: int = 256, seed: int = 0) -> float:
     """Sliced Wasserstein-2 distance: W2 of 1-D projections on random directions, averaged.
 
