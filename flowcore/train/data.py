@@ -301,13 +301,45 @@ class LengthBatches(Sampler[list[int]]):
             batches.append(batch)
         return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    @property
+    def sampler(self) -> LengthBatches:
+        """Itself: Lightning calls ``set_epoch`` on ``batch_sampler.sampler`` at each epoch start."""
+        return self
+
     def __iter__(self):
-        batches = self.plan(self.epoch)
-        self.epoch += 1
-        return iter(batches)
+        # A generator: the plan is drawn at the first batch, after Lightning has set the epoch
+        # (it creates the iterator before that), so a resumed run gets its epoch's plan.
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        yield from self.plan(epoch)
 
     def __len__(self) -> int:
         return len(self.plan(self.epoch))
+
+
+class EpochShuffle(Sampler[int]):
+    """Item indices in an order that follows from (seed, epoch), like ``LengthBatches``' plans.
+
+    Lightning calls ``set_epoch`` at each epoch start, so a run resumed from a checkpoint sees
+    the orders of the epochs it resumes in, not epoch 0's again (a seeded ``RandomSampler``
+    restarts its generator).
+    """
+
+    def __init__(self, count: int, seed: int = 0):
+        self.count, self.seed, self.epoch = int(count), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        yield from torch.randperm(self.count, generator=g).tolist()
+
+    def __len__(self) -> int:
+        return self.count
 
 
 def item_lengths(dataset: Dataset, where: str) -> list[int]:
@@ -339,7 +371,6 @@ class FlowDataModule(L.LightningDataModule):
             self.train_set = train
 
     def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.config.seed)
         workers = self.config.data.num_workers
         tokens = self.config.train.batch_tokens
         if tokens is not None:
@@ -347,9 +378,10 @@ class FlowDataModule(L.LightningDataModule):
             batches = LengthBatches(lengths, tokens, self.config.train.batch_size, seed=self.config.seed)
             return DataLoader(self.train_set, batch_sampler=batches, num_workers=workers,
                               persistent_workers=workers > 0, collate_fn=Collate(self.bundles, self.latent))
-        return DataLoader(self.train_set, batch_size=self.config.train.batch_size, shuffle=True,
+        return DataLoader(self.train_set, batch_size=self.config.train.batch_size,
+                          sampler=EpochShuffle(len(self.train_set), self.config.seed),
                           drop_last=len(self.train_set) > self.config.train.batch_size,
-                          num_workers=workers, persistent_workers=workers > 0, generator=g,
+                          num_workers=workers, persistent_workers=workers > 0,
                           collate_fn=Collate(self.bundles, self.latent))
 
 
