@@ -126,6 +126,8 @@ class Protein(Modality):
       tm_samples         at most this many samples per side enter the pairwise TM-score
       aux_weight         weight of the auxiliary backbone losses (0 = off; see ``auxiliary_loss``)
       aux_t_max          they apply to samples with t < aux_t_max (near the data)
+      clash_weight       weight of the auxiliary clash hinge on every CA pair |i - j| > 2 (0 = off)
+      clash_distance     the hinge's distance in A (3.8: a pair closer than this and than in the data pays)
       rotation_schedule  "linear" or "exp": how sampling moves rotations (the core's
                          ``QuaternionPath(schedule=...)``; training is the same either way)
       rotation_rate      the exp schedule's rate (FrameFlow, ReQFlow: 10)
@@ -134,7 +136,7 @@ class Protein(Modality):
     def __init__(self, translation_scale: float = 10.0, length: int = 128, chains: Sequence[str] | None = None,
                  residue: str = "GLY", metrics: Sequence[str] | None = None, tm_samples: int = 32,
                  aux_weight: float = 0.0, aux_t_max: float = 0.25, rotation_schedule: str = "linear",
-                 rotation_rate: float = 10.0):
+                 rotation_rate: float = 10.0, clash_weight: float = 0.0, clash_distance: float = 3.8):
         from flowcore_protein.metrics import METRICS
 
         self.codec = ProteinCodec(chains, residue)
@@ -147,6 +149,10 @@ class Protein(Modality):
         if aux_weight < 0 or not 0 < aux_t_max <= 1:
             raise DataError(f"protein: aux_weight must be >= 0 and 0 < aux_t_max <= 1, got {aux_weight}, {aux_t_max}")
         self.aux_weight, self.aux_t_max = float(aux_weight), float(aux_t_max)
+        if clash_weight < 0 or not clash_distance > 0:
+            raise DataError(f"protein: clash_weight must be >= 0 and clash_distance > 0, got {clash_weight}, "
+                            f"{clash_distance}")
+        self.clash_weight, self.clash_distance = float(clash_weight), float(clash_distance)
         if rotation_schedule not in ("linear", "exp") or not rotation_rate > 0:
             raise DataError(f"protein: rotation_schedule must be 'linear' or 'exp' and rotation_rate > 0, "
                             f"got {rotation_schedule!r}, {rotation_rate!r}")
@@ -172,9 +178,12 @@ class Protein(Modality):
         * atoms: mean squared error of the N, CA, C positions (ideal residue in each frame);
         * distances: mean squared error of the distances between those atoms over the pairs
           closer than 6 A in the data (FrameDiff) or in the prediction (which also
-          penalises clashes the data does not have).
+          penalises clashes the data does not have);
+        * clash (``clash_weight``, in A^2, not scaled by aux_weight): per chain, the mean over its
+          residues i of sum_j max(0, min(clash_distance, d_true) - d_pred)^2 over the CA pairs
+          |i - j| > 2: a pair pays only where it is closer than clash_distance and than in the data.
         """
-        if self.aux_weight == 0:
+        if self.aux_weight == 0 and self.clash_weight == 0:
             return None
         loss = predicted.values.new_zeros(t.shape[0])
         # only the chains near the data count: compute on those, cut to their longest real chain
@@ -194,7 +203,23 @@ class Protein(Modality):
         pairs = ((d_true < close) | (d_pred < close)).to(pred.dtype) * real[:, :, None] * real[:, None, :]
         pairs = pairs * (1 - torch.eye(pairs.shape[1], dtype=pairs.dtype, device=pairs.device))
         dist = (((d_pred - d_true) ** 2) * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp_min(1)
-        return loss.index_put((near,), self.aux_weight * (atom + dist))
+        total = self.aux_weight * (atom + dist)
+        if self.clash_weight:
+            total = total + self.clash_weight * self._clash(pred[:, 1::3], true[:, 1::3], mask)
+        return loss.index_put((near,), total)
+
+    def _clash(self, pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The clash hinge per chain [N] from CA [N, L, 3] (token units) and mask [N, L], in A^2."""
+        scale = self.tokenizer.translation_scale
+        # pairwise differences, not cdist: its gradient is NaN where two points coincide (padding)
+        d_pred = ((pred[:, :, None] - pred[:, None, :]).pow(2).sum(-1) + 1e-12).sqrt() * scale
+        d_true = torch.cdist(true, true) * scale
+        index = torch.arange(pred.shape[1], device=pred.device)
+        far = (index[:, None] - index[None, :]).abs() > 2
+        real = mask.to(pred.dtype)
+        pairs = far * real[:, :, None] * real[:, None, :]
+        hinge = (torch.clamp(d_true, max=self.clash_distance) - d_pred).clamp_min(0) ** 2
+        return (hinge * pairs).sum((1, 2)) / real.sum(1).clamp_min(1)
 
     def _atoms(self, values: torch.Tensor) -> torch.Tensor:
         """Token values [B, L, 7] -> N, CA, C of every residue [B, 3L, 3] in token units."""

@@ -17,6 +17,13 @@ ReQFlow, at a fraction of the cost:
     net({"protein": Tokens(values [B, L, 7], positions [B, L, 1], mask [B, L])}, {"protein": t [B]})
       -> {"protein": v [B, L, 7]}, zero at padded residues
 
+Self-conditioning (``self_condition=True``, FrameFlow): the network also sees a clean CA
+estimate x0_hat (the CA its own velocity points back to, x_t - t v): in training, for half the
+batches, from a first pass without it (no gradient); in sampling, from the previous call of
+the same generation (``SelfCondition``); zeros with a flag 0 otherwise. It enters as invariant
+features (x0_hat of residues i +- 1..K and of i itself, relative to x0_hat_i / x_i, in residue
+i's frame) and as one more distance bias per head on |x0_hat_i - x0_hat_j|^2.
+
 Select it in a config with ``model.network: flowcore_protein.network:FrameNet`` and its
 options under ``model.options`` (docs/plugins/protein.md).
 """
@@ -24,6 +31,7 @@ options under ``model.options`` (docs/plugins/protein.md).
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Mapping
 
 import torch
@@ -34,6 +42,7 @@ from flowcore.errors import ConfigError, DataError
 from flowcore.flow import so3
 from flowcore.modality import Tokens
 from flowcore.train.networks import timestep_embedding
+from flowcore_protein.guidance import BackboneGuidance
 
 #: consecutive CA-CA distance (Angstrom): local geometry is measured in this unit
 CA_CA = 3.8
@@ -77,6 +86,56 @@ class NeighbourFeatures(nn.Module):
         return torch.cat(feats, -1)
 
 
+class SelfConditionFeatures(nn.Module):
+    """Invariant features [B, L, F] of a clean CA estimate x0_hat [B, L, 3] (A / 3.8), seen from frames.
+
+    Per offset k: R_i^T (x0_hat_{i+k} - x0_hat_i) and its presence; then R_i^T (x0_hat_i - x_i) and
+    a flag, 1 where an estimate is given (the features of a missing one are all zero).
+    """
+
+    def __init__(self, neighbours: int):
+        super().__init__()
+        self.offsets = [k for k in range(-neighbours, neighbours + 1) if k]
+        self.dim = 4 * len(self.offsets) + 4
+
+    def forward(self, estimate: torch.Tensor, x: torch.Tensor, rotation: torch.Tensor, mask: torch.Tensor,
+                given: torch.Tensor) -> torch.Tensor:
+        b, length = mask.shape
+        index = torch.arange(length, device=mask.device)
+        on = (mask & given[:, None]).unsqueeze(-1).to(x.dtype)  # [B, L, 1]
+        feats = []
+        for k in self.offsets:
+            j = (index + k).clamp(0, length - 1)
+            present = ((index + k >= 0) & (index + k < length))[None, :] & mask & mask[:, j]
+            p = present.unsqueeze(-1).to(x.dtype) * on
+            feats += [local_vectors(rotation, estimate[:, j] - estimate) * p, p]
+        feats += [local_vectors(rotation, estimate - x) * on, on]
+        return torch.cat(feats, -1)
+
+
+class SelfCondition:
+    """The clean CA estimate of a network's previous call, offered to its next call in sampling.
+
+    Kept per generation: an estimate is reused only by a call with the very same mask tensor
+    (the sampler's layout, held by weak reference) at a time t no later than the one it was made
+    at (solvers walk from t = 1 to 0); any other call (a new generation, a training batch)
+    starts without one.
+    """
+
+    def __init__(self):
+        self._mask: weakref.ref | None = None
+        self._t: torch.Tensor | None = None
+        self._estimate: torch.Tensor | None = None
+
+    def get(self, mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
+        if self._mask is None or self._mask() is not mask or self._t.shape != t.shape or bool((t > self._t).any()):
+            return None
+        return self._estimate
+
+    def put(self, mask: torch.Tensor, t: torch.Tensor, estimate: torch.Tensor) -> None:
+        self._mask, self._t, self._estimate = weakref.ref(mask), t.detach().clone(), estimate.detach()
+
+
 class Modulation(nn.Module):
     """adaLN-Zero: conditioning c [B, D] -> n (shift, scale, gate) triples [B, 1, D], zero at init."""
 
@@ -97,7 +156,7 @@ class GeometricAttention(nn.Module):
     distances, key_bias [B, 1, 1, L] (0 at real residues, -inf at padding) -> [B, L, D].
     """
 
-    def __init__(self, hidden: int, heads: int, max_offset: int):
+    def __init__(self, hidden: int, heads: int, max_offset: int, self_condition: bool = False):
         super().__init__()
         if hidden % heads:
             raise ConfigError(f"FrameNet: hidden {hidden} must be a multiple of heads {heads}")
@@ -108,13 +167,17 @@ class GeometricAttention(nn.Module):
         weights = torch.logspace(math.log10(0.02), math.log10(2.0), heads)
         self.distance_weight = nn.Parameter(torch.log(torch.expm1(weights)))
         self.out = nn.Linear(hidden + 4 * heads, hidden)
+        #: per head, the weight of -|x0_hat_i - x0_hat_j|^2 (self-conditioning); zero: no effect at init
+        self.estimate_weight = nn.Parameter(torch.zeros(heads)) if self_condition else None
 
-    def forward(self, h, x, rotation, d2, key_bias):
+    def forward(self, h, x, rotation, d2, key_bias, d2_estimate=None):
         b, length, _ = h.shape
         q, k, v = self.qkv(h).reshape(b, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         offsets = torch.arange(length, device=h.device)
         rel = (offsets[None, :] - offsets[:, None]).clamp(-self.max_offset, self.max_offset) + self.max_offset
         bias = self.offset_bias[:, rel] - F.softplus(self.distance_weight)[:, None, None] * d2.unsqueeze(1)
+        if d2_estimate is not None:
+            bias = bias - self.estimate_weight[:, None, None] * d2_estimate.unsqueeze(1)
         # the CA coordinates ride along as 3 extra value channels: the same weights give sum_j a_ij x_j
         v = torch.cat([v, x.unsqueeze(1).expand(b, self.heads, length, 3)], -1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias + key_bias)  # [B, H, L, dh + 3]
@@ -128,18 +191,18 @@ class GeometricAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm geometric attention and MLP, each gated and modulated by the time (adaLN-Zero)."""
 
-    def __init__(self, hidden: int, heads: int, mlp_ratio: float, max_offset: int):
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float, max_offset: int, self_condition: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False)
-        self.attn = GeometricAttention(hidden, heads, max_offset)
+        self.attn = GeometricAttention(hidden, heads, max_offset, self_condition)
         self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False)
         width = int(hidden * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(hidden, width), nn.GELU(approximate="tanh"), nn.Linear(width, hidden))
         self.modulation = Modulation(hidden, 2)
 
-    def forward(self, h, c, x, rotation, d2, key_bias):
+    def forward(self, h, c, x, rotation, d2, key_bias, d2_estimate=None):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)
-        h = h + gate1 * self.attn(self.norm1(h) * (1 + scale1) + shift1, x, rotation, d2, key_bias)
+        h = h + gate1 * self.attn(self.norm1(h) * (1 + scale1) + shift1, x, rotation, d2, key_bias, d2_estimate)
         return h + gate2 * self.mlp(self.norm2(h) * (1 + scale2) + shift2)
 
 
@@ -151,20 +214,28 @@ class FrameNet(nn.Module):
     neighbours         K: residues i +- 1..K enter residue i's input features
     max_offset         sequence offsets |j - i| beyond this share one attention bias
     modality           the name of the protein modality in the config
+    self_condition     feed the network its own clean CA estimate (module docstring; FrameFlow)
+    guidance           sampling only (eval mode): steric / bond guidance weights {clash, bond, t_max,
+                       clash_distance} (``guidance.BackboneGuidance``); None or zero weights: off
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], translation_scale: float = 10.0, hidden: int = 128,
                  depth: int = 4, heads: int = 4, mlp_ratio: float = 2.0, neighbours: int = 3, max_offset: int = 32,
-                 time_dim: int = 64, modality: str = "protein"):
+                 time_dim: int = 64, modality: str = "protein", self_condition: bool = False,
+                 guidance: Mapping[str, float] | None = None):
         super().__init__()
         if set(shapes) != {modality} or shapes[modality][1] != 7:
             raise ConfigError(f"FrameNet generates one protein modality {modality!r} of 7-channel frames; the "
                               f"config has {dict(shapes)} (set model.options.modality to its name)")
         self.modality, self.scale, self.time_dim = modality, float(translation_scale) / CA_CA, time_dim
         self.features = NeighbourFeatures(neighbours)
-        self.embed = nn.Linear(self.features.dim, hidden)
+        self.self_condition = bool(self_condition)
+        self.estimate_features = SelfConditionFeatures(neighbours) if self.self_condition else None
+        self.embed = nn.Linear(self.features.dim + (self.estimate_features.dim if self.self_condition else 0), hidden)
+        self.previous = SelfCondition()
+        self.guidance = BackboneGuidance.from_options(guidance, "model.options.guidance")
         self.time = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        self.blocks = nn.ModuleList(Block(hidden, heads, mlp_ratio, max_offset) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(hidden, heads, mlp_ratio, max_offset, self_condition) for _ in range(depth))
         self.final_norm = nn.LayerNorm(hidden, elementwise_affine=False)
         self.final_modulation = Modulation(hidden, 1)
         self.head = nn.Linear(hidden, 6)
@@ -174,23 +245,51 @@ class FrameNet(nn.Module):
     def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if set(tokens) != {self.modality}:
             raise DataError(f"FrameNet takes tokens of {self.modality!r} only, got {sorted(tokens)}")
-        tok = tokens[self.modality]
+        tok, time = tokens[self.modality], t[self.modality]
+        if self.training:
+            estimate = None
+            if self.self_condition and torch.rand(()) < 0.5:  # FrameFlow: half the batches learn to use one
+                with torch.no_grad():
+                    estimate = self.estimate(tok, time, self.velocity(tok, time))
+            return {self.modality: self.velocity(tok, time, estimate)}
+        if not self.self_condition:
+            v = self.velocity(tok, time)
+        else:
+            v = self.velocity(tok, time, self.previous.get(tok.mask, time))
+            self.previous.put(tok.mask, time, self.estimate(tok, time, v))
+        if self.guidance is not None:
+            ca = self.guidance.velocity(tok.values[..., 4:], v[..., 4:], time, tok.mask, self.scale * CA_CA)
+            v = torch.cat([v[..., :4], ca], -1)
+        return {self.modality: v}
+
+    def estimate(self, tok: Tokens, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The clean CA [B, L, 3] (A / 3.8) that velocity v [B, L, 7] at tokens and time t [B] points back to."""
+        return (tok.values[..., 4:] - t[:, None, None].to(v.dtype) * v[..., 4:]) * self.scale
+
+    def velocity(self, tok: Tokens, t: torch.Tensor, estimate: torch.Tensor | None = None) -> torch.Tensor:
+        """v [B, L, 7] at tokens and time t [B]; estimate: a clean CA [B, L, 3] (A / 3.8) or None."""
         mask = tok.mask
         q = so3.canonical(tok.values[..., :4])
         x = tok.values[..., 4:] * self.scale  # CA in units of the CA-CA bond
         rotation = so3.to_matrix(q)
-        h = self.embed(self.features(q, x, rotation, mask))
-        c = self.time(timestep_embedding(t[self.modality], self.time_dim).to(h.dtype))
+        features = self.features(q, x, rotation, mask)
+        d2_estimate = None
+        if self.self_condition:
+            given = torch.full((mask.shape[0],), estimate is not None, device=mask.device)
+            estimate = torch.zeros_like(x) if estimate is None else estimate.to(x.dtype)
+            features = torch.cat([features, self.estimate_features(estimate, x, rotation, mask, given)], -1)
+            d2_estimate = torch.cdist(estimate, estimate) ** 2
+        h = self.embed(features)
+        c = self.time(timestep_embedding(t, self.time_dim).to(h.dtype))
         d2 = torch.cdist(x, x) ** 2
         # a chain with no real residue would softmax over nothing: let it attend freely (zeroed below)
         key_mask = (mask | ~mask.any(1, keepdim=True))[:, None, None, :]
         key_bias = torch.zeros(key_mask.shape, dtype=h.dtype, device=h.device).masked_fill(~key_mask, float("-inf"))
         for block in self.blocks:
-            h = block(h, c, x, rotation, d2, key_bias)
+            h = block(h, c, x, rotation, d2, key_bias, d2_estimate)
         shift, scale, _ = self.final_modulation(c)
         out = self.head(self.final_norm(h) * (1 + scale) + shift)
         u, w = out[..., :3], out[..., 3:]
         v_translation = (rotation @ u.unsqueeze(-1)).squeeze(-1)
         v_rotation = so3.multiply(q, F.pad(w, (1, 0)))
-        v = torch.cat([v_rotation, v_translation], -1) * mask.unsqueeze(-1).to(out.dtype)
-        return {self.modality: v}
+        return torch.cat([v_rotation, v_translation], -1) * mask.unsqueeze(-1).to(out.dtype)

@@ -13,8 +13,11 @@ from flowcore_protein.pdbio import read_backbones
 
 TRANSFORMER = {"network": "transformer",
                "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 0, "depth_single": 1}}
-#: the plugin's own network, with the auxiliary losses, length-bucketed whole chains and the exp rotation schedule
-FRAMENET = {"network": "flowcore_protein.network:FrameNet", "options": {"hidden": 32, "depth": 1, "heads": 2}}
+#: the plugin's own network, self-conditioned and guided, with the auxiliary and clash losses, length-bucketed
+#: whole chains and the exp rotation schedule
+FRAMENET = {"network": "flowcore_protein.network:FrameNet",
+            "options": {"hidden": 32, "depth": 1, "heads": 2, "self_condition": True,
+                        "guidance": {"clash": 1.0, "bond": 1.0, "t_max": 0.3}}}
 
 
 @pytest.mark.slow
@@ -25,6 +28,7 @@ def test_train_sample_eval_on_generated_backbones(tmp_path, registry, model):
     cfg_path.write_text(yaml.safe_dump({
         "seed": 0, "out_dir": str(tmp_path / "run"),
         "modalities": {"protein": {"size": [30, 45], "tm_samples": 3, "aux_weight": 1.0 if framenet else 0.0,
+                                   "clash_weight": 0.1 if framenet else 0.0,
                                    "rotation_schedule": "exp" if framenet else "linear"}},
         "data": {"dataset": "protein_ideal", "options": {"size": 16, "min_length": 25, "max_length": 50,
                                                           "crop": None if framenet else 20}},
