@@ -14,7 +14,14 @@ Two steps, kept apart because only the first is exact:
      normal with ``n_quantiles = max(min(N / 30, 1000), 10)``; if the column has missing
      values, one more dim: a missing indicator, +1 missing / -1 present (the value dim is 0);
    - a categorical/boolean column -> one-hot scaled to {-1, +1}, with one extra slot for
-     "missing" when the column has missing values.
+     "missing" when the column has missing values;
+   - with ``integer_levels = K > 0`` (not RecTable's), an integer column with at most K
+     distinct training values -> one-hot over those values, as a categorical (a value
+     the training rows lack encodes as the nearest of them). A quantile-normal dim holds
+     such a column as a few point masses that decoding must round to exactly; one-hot
+     slots let the network tie each value to other columns' categories (Adult's
+     education_num is a relabelling of education). CTGAN's mode-specific normalisation
+     gives such columns one mode per value to the same end.
 
    Columns keep schema order; :attr:`TableEncoder.blocks` gives each column's dims, and
    :attr:`TableEncoder.gaussian` says which dims have the N(0, 1) prior (quantile-normal
@@ -22,7 +29,8 @@ Two steps, kept apart because only the first is exact:
 
 Decoding inverts each step: inverse quantile (the fitted range's ends exactly), rounded
 to the column's decimals / to an integer / to its datetime resolution; argmax for one-hot
-blocks; a positive missing indicator (or the missing slot's argmax) gives ``None``.
+blocks (an integer column's one-hot block: the value of its slot); a positive missing
+indicator (or the missing slot's argmax) gives ``None``.
 """
 
 from __future__ import annotations
@@ -181,30 +189,41 @@ class QuantileNormal:
 class TableEncoder:
     """The fitted RecTable map between a :data:`TableBatch` and ``x [B, D]`` (see module doc)."""
 
-    def __init__(self, schema: Schema, rows: Sequence[Mapping[str, Any]], seed: int = 0):
+    def __init__(self, schema: Schema, rows: Sequence[Mapping[str, Any]], seed: int = 0, integer_levels: int = 0):
         if not rows:
             raise DataError("the tabular encoder needs training rows to fit its quantiles")
+        if integer_levels < 0:
+            raise DataError(f"tabular option integer_levels: {integer_levels}; use a count >= 0 (0 turns it off)")
         self.schema = schema
         batch = collate(schema, rows)
         self.cont, self.disc = continuous_columns(schema), discrete_columns(schema)
         self.quantiles: dict[str, QuantileNormal] = {}
+        #: integer columns encoded one-hot: {name: their sorted training values [K]}
+        self.levels: dict[str, np.ndarray] = {}
         col_index = {c.name: i for i, c in enumerate(schema.columns)}
         for j, col in enumerate(self.cont):
             present = ~batch["missing"][:, col_index[col.name]].numpy()
             values = batch["numeric"][:, j].numpy()[present]
             if values.size == 0:
                 raise DataError(f"column {col.name!r} has no values in the training rows; drop it or give it a kind")
-            self.quantiles[col.name] = QuantileNormal(values, seed)
+            distinct = np.unique(values)
+            if col.kind == "integer" and len(distinct) <= integer_levels:
+                self.levels[col.name] = distinct
+            else:
+                self.quantiles[col.name] = QuantileNormal(values, seed)
         blocks, start = [], 0
         for col in schema.columns:
-            width = (1 + col.has_missing) if col.continuous else self.n_slots(col)
+            if col.name in self.levels:
+                width = len(self.levels[col.name]) + col.has_missing
+            else:
+                width = (1 + col.has_missing) if col.continuous else self.n_slots(col)
             blocks.append(Block(col, start, width))
             start += width
         self.blocks: list[Block] = blocks
         self.dim = start
         gaussian = torch.zeros(self.dim, dtype=torch.bool)
         for b in blocks:
-            if b.column.continuous:
+            if b.column.name in self.quantiles:
                 gaussian[b.start] = True
         #: [D] True where the dim is a quantile-normal value (N(0, 1) prior), else ±1-valued (U(-1, 1))
         self.gaussian = gaussian
@@ -222,7 +241,10 @@ class TableEncoder:
         ci = di = 0
         for k, block in enumerate(self.blocks):
             col, miss = block.column, missing[:, k].cpu()
-            if col.continuous:
+            if col.name in self.levels:
+                self._one_hot(x, block, self._level_index(col.name, numeric[:, ci]), miss)
+                ci += 1
+            elif col.continuous:
                 z = self.quantiles[col.name].forward(numeric[:, ci].double().cpu().numpy())
                 z = torch.from_numpy(z).float().masked_fill(miss, 0.0)
                 x[:, block.start] = z
@@ -230,14 +252,29 @@ class TableEncoder:
                     x[:, block.start + 1] = torch.where(miss, 1.0, -1.0)
                 ci += 1
             else:
-                idx = category[:, di].cpu().clone()
-                if miss.any():
-                    idx[miss] = block.width - 1
-                if idx.numel() and (idx.min() < 0 or idx.max() >= block.width):
-                    raise DataError(f"column {col.name!r}: category index outside [0, {block.width})")
-                x[torch.arange(b), block.start + idx] = 1.0
+                self._one_hot(x, block, category[:, di], miss)
                 di += 1
         return x
+
+    @staticmethod
+    def _one_hot(x: torch.Tensor, block: Block, index: torch.Tensor, miss: torch.Tensor) -> None:
+        """Set ``block``'s slot ``index [B]`` of x to +1 (the last slot where ``miss``)."""
+        idx = index.cpu().clone()
+        if miss.any():
+            idx[miss] = block.width - 1
+        if idx.numel() and (idx.min() < 0 or idx.max() >= block.width):
+            raise DataError(f"column {block.column.name!r}: category index outside [0, {block.width})")
+        x[torch.arange(x.shape[0]), block.start + idx] = 1.0
+
+    def _level_index(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        """values [B] of a one-hot integer column -> the index of the nearest training value [B]."""
+        levels = self.levels[name]
+        v = values.double().cpu().numpy()
+        right = np.clip(np.searchsorted(levels, v), 1, max(len(levels) - 1, 1))
+        left = right - 1
+        nearest = np.where(np.abs(v - levels[left]) <= np.abs(levels[np.minimum(right, len(levels) - 1)] - v),
+                           left, np.minimum(right, len(levels) - 1))
+        return torch.from_numpy(nearest.astype(np.int64))
 
     def decode(self, x: torch.Tensor) -> TableBatch:
         """x [B, D] -> a :data:`TableBatch` of values typed and rounded as the schema says."""
@@ -249,7 +286,13 @@ class TableEncoder:
         ci = di = 0
         for k, block in enumerate(self.blocks):
             col = block.column
-            if col.continuous:
+            if col.name in self.levels:
+                idx = x[:, block.start:block.stop].argmax(-1)
+                miss = (idx == block.width - 1) if col.has_missing else torch.zeros(b, dtype=torch.bool)
+                values = torch.from_numpy(self.levels[col.name][idx.masked_fill(miss, 0).numpy()])
+                numeric[:, ci] = values.masked_fill(miss, 0.0)
+                ci += 1
+            elif col.continuous:
                 miss = x[:, block.start + 1] > 0 if col.has_missing else torch.zeros(b, dtype=torch.bool)
                 values = _round(col, self.quantiles[col.name].inverse(x[:, block.start].double().numpy()))
                 numeric[:, ci] = torch.from_numpy(values).masked_fill(miss, 0.0)

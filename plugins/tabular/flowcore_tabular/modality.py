@@ -15,6 +15,9 @@ Options (the config's ``modalities.tabular`` section):
 ``seed``       the split seed of ``dataset``, also the quantile fit's seed
 ``masking``    share of training rows that get random known columns (0 = off): trains
                the network for imputation as well (flag channels, MaskedColumnPath)
+``integer_levels``  K > 0: an integer column with at most K distinct training values is
+               one-hot encoded over them instead of quantile-normal (not RecTable's;
+               ``flowcore_tabular.encoding``); 0 (default) = off
 =============  =================================================================
 
 The encoder is fitted at build time from these options alone (deterministically), so the
@@ -44,7 +47,7 @@ class Tabular(Modality):
 
     def __init__(self, dataset: str | None = None, csv: str | None = None, schema: Mapping[str, str] | None = None,
                  missing: Sequence[str] | None = None, tokenizer: str = "row", target: str | None = None,
-                 seed: int = 0, masking: float = 0.0):
+                 seed: int = 0, masking: float = 0.0, integer_levels: int = 0):
         if (dataset is None) == (csv is None):
             raise DataError("the tabular modality needs exactly one of the options `dataset: NAME` (adult, "
                             "titanic, german_credit, wine, breast_cancer) or `csv: PATH`: its rows fit the encoder")
@@ -64,7 +67,7 @@ class Tabular(Modality):
         self.train_rows = rows
         self.target = target or default_target
         self.schema[self.target]  # names an existing column, or a DataError listing them
-        self.encoder = TableEncoder(fitted, rows, seed=seed)
+        self.encoder = TableEncoder(fitted, rows, seed=seed, integer_levels=int(integer_levels))
         if not 0.0 <= masking <= 1.0:
             raise DataError(f"tabular option masking: {masking}; use a share in [0, 1] (0 turns masking off)")
         self.masking = float(masking)

@@ -49,14 +49,39 @@ class GLUBlock(nn.Module):
         return self.dropout(self.a(h) * torch.sigmoid(self.b(h)))
 
 
+class ResidualGLUBlock(nn.Module):
+    """h [B, d] -> h + out(GLU(LayerNorm(h))) [B, d], GLU width ``inner``; ``out`` starts at zero.
+
+    Not RecTable's: a plain GLU block shrinks a unit-variance signal (about 0.3x per block at
+    PyTorch's initialisation), so a stack of them starts near zero and learns slowly; this
+    pre-norm residual form starts as the identity and keeps the signal's scale at any depth.
+    """
+
+    def __init__(self, d: int, inner: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.glu = GLUBlock(d, inner, dropout)
+        self.out = nn.Linear(inner, d)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.out(self.glu(self.norm(h)))
+
+
 class RecTableMLP(nn.Module):
     """GLU MLP over the concatenated, flattened token values of fixed-length modalities.
 
-    shapes  {modality: (L, C)}: the token count and channels of each modality it sees
+    shapes    {modality: (L, C)}: the token count and channels of each modality it sees
+    hidden    the GLU blocks' widths
+    residual  False: RecTable's plain stack of GLU blocks. True (a departure from RecTable):
+              a residual stream of width ``time_dim``, each block ``h + out(GLU(LayerNorm(h)))``
+              with GLU width ``hidden[i]`` (:class:`ResidualGLUBlock`), then a LayerNorm before
+              the head
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], hidden: Sequence[int] = RECTABLE_HIDDEN,
-                 time_dim: int = 128, dropout: float = 0.0):
+                 time_dim: int = 128, dropout: float = 0.0, residual: bool = False):
         super().__init__()
         if not shapes or not hidden:
             raise DataError("RecTableMLP needs at least one modality shape and one hidden width")
@@ -66,9 +91,17 @@ class RecTableMLP(nn.Module):
         self.proj = nn.Linear(width, time_dim)
         self.time = nn.Sequential(nn.Linear(time_dim * len(self.shapes), time_dim), nn.SiLU(),
                                   nn.Linear(time_dim, time_dim))
-        dims = [time_dim, *hidden]
-        self.blocks = nn.ModuleList(GLUBlock(a, b, dropout) for a, b in zip(dims[:-1], dims[1:]))
-        self.head = nn.Linear(dims[-1], width)
+        self.residual = residual
+        if residual:
+            self.blocks = nn.ModuleList(ResidualGLUBlock(time_dim, w, dropout) for w in hidden)
+            self.norm: nn.Module = nn.LayerNorm(time_dim)
+            out_dim = time_dim
+        else:
+            dims = [time_dim, *hidden]
+            self.blocks = nn.ModuleList(GLUBlock(a, b, dropout) for a, b in zip(dims[:-1], dims[1:]))
+            self.norm = nn.Identity()
+            out_dim = dims[-1]
+        self.head = nn.Linear(out_dim, width)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -79,7 +112,7 @@ class RecTableMLP(nn.Module):
         h = self.proj(x) + temb
         for block in self.blocks:
             h = block(h)
-        return self.head(h)
+        return self.head(self.norm(h))
 
     def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         parts = []

@@ -162,3 +162,36 @@ def test_a_batch_cast_to_float32_is_rounded_back_to_the_columns_precision(titani
     back = split(table.schema, cast)
     assert [r["fare"] for r in back] == [r["fare"] for r in rows]  # 4 decimals: float32 keeps them
     assert [r["sibsp"] for r in back] == [r["sibsp"] for r in rows]
+
+
+def test_integer_levels_encode_few_valued_integers_one_hot(titanic):
+    table, _ = titanic
+    rows = table.splits["train"]
+    enc = TableEncoder(table.schema, rows, integer_levels=20)
+    # titanic's sibsp and parch have under 20 values; age and fare are numeric, not integer
+    assert set(enc.levels) == {"sibsp", "parch"}
+    sibsp = next(b for b in enc.blocks if b.column.name == "sibsp")
+    assert sibsp.width == len({r["sibsp"] for r in rows})
+    assert not enc.gaussian[sibsp.start:sibsp.stop].any()  # U(-1, 1) prior, like a category
+    x = enc.encode(collate(table.schema, rows[:200]))
+    part = x[:, sibsp.start:sibsp.stop]
+    assert set(part.unique().tolist()) == {-1.0, 1.0}
+    assert [enc.levels["sibsp"][i] for i in part.argmax(1).tolist()] == [r["sibsp"] for r in rows[:200]]
+    back = split(table.schema, enc.decode(x))
+    assert [(r["sibsp"], r["parch"]) for r in back] == [(r["sibsp"], r["parch"]) for r in rows[:200]]
+    assert all(isinstance(r["sibsp"], int) for r in back)
+    # a value the training rows lack encodes as the nearest they have (sibsp: 0-5 and 8)
+    unseen = enc.encode(collate(table.schema, [{**rows[0], "sibsp": 7}, {**rows[0], "sibsp": 40}]))
+    assert split(table.schema, enc.decode(unseen))[0]["sibsp"] == 8
+    assert split(table.schema, enc.decode(unseen))[1]["sibsp"] == 8
+
+
+def test_integer_levels_keep_missing_values(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("n,c\n1,a\n,b\n2,a\n1,\n30,b\n")
+    schema, rows = read_table(path)
+    enc = TableEncoder(schema, rows, integer_levels=3)
+    block = enc.blocks[0]
+    assert list(enc.levels["n"]) == [1, 2, 30] and block.width == 4  # three values + the missing slot
+    assert split(schema, enc.decode(enc.encode(collate(schema, rows)))) == rows
+    assert TableEncoder(schema, rows, integer_levels=2).levels == {}  # more values than allowed: quantile-normal

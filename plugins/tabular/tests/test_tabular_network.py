@@ -1,7 +1,7 @@
 import torch
 
 from flowcore.modality import Tokens
-from flowcore_tabular.network import GLUBlock, RecTableMLP
+from flowcore_tabular.network import GLUBlock, RecTableMLP, ResidualGLUBlock
 
 
 def test_glu_block_is_linear_times_sigmoid_gate():
@@ -20,3 +20,33 @@ def test_rectable_mlp_speaks_the_pipeline_call_and_starts_at_zero():
     assert out["tabular"].shape == (4, 1, 19) and out["label"].shape == (4, 1, 3)
     assert not out["tabular"].any()  # zero-initialised head
     assert [b.a.out_features for b in net.blocks] == [32, 64, 32]
+
+
+def _std_through(blocks, h):
+    with torch.no_grad():
+        for block in blocks:
+            h = block(h)
+    return float(h.std())
+
+
+def test_residual_glu_blocks_keep_the_signal_scale_that_plain_blocks_lose():
+    # docs/plugins/tabular.md: plain GLU blocks shrink a unit-variance signal block by block
+    # (about 0.3x each); the residual option keeps it, whatever its out-projections hold
+    torch.manual_seed(0)
+    h = torch.randn(2048, 128)
+    plain = [GLUBlock(128, 128) for _ in range(4)]
+    residual = [ResidualGLUBlock(128, 128) for _ in range(4)]
+    for block in residual:  # trained-like out projections, not the zero start
+        torch.nn.init.normal_(block.out.weight, std=128 ** -0.5)
+    assert _std_through(plain, h) < 0.05
+    assert 0.8 < _std_through(residual, h) < 2.0
+
+
+def test_residual_rectable_mlp_starts_at_zero_velocity_and_identity_blocks():
+    torch.manual_seed(0)
+    net = RecTableMLP({"tabular": (1, 19)}, hidden=(64, 64, 64), time_dim=32, residual=True)
+    x = torch.randn(5, 19)
+    h = torch.randn(5, 32)
+    assert all(torch.equal(block(h), h) for block in net.blocks)  # zero-initialised out projections
+    assert not net.velocity(x, torch.rand(5)).any()
+    assert [b.glu.a.out_features for b in net.blocks] == [64, 64, 64]
