@@ -41,12 +41,16 @@ TRAINING_TIME = "training_time.json"
 
 
 def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str = "euler",
-                    shift: float = 1.0, device: str = "cpu", schedule: str | None = None) -> list[torch.Tensor]:
+                    shift: float = 1.0, device: str = "cpu", schedule: str | None = None,
+                    guidance: dict | None = None) -> list[torch.Tensor]:
     """Backbones (frames [L, 7]) of the given lengths from a loaded run, by the core's sampler.
 
     schedule: the rotation schedule to sample with ("linear", "exp"; None: the run's own).
+    guidance: steric / bond guidance weights for this call ({clash, bond, t_max}; FrameNet's
+    ``guidance`` option), None: the run's own (the config's ``model.options.guidance``).
     """
     from flowcore.train.sampling import generate
+    from flowcore_protein.guidance import BackboneGuidance
 
     bundles = dict(run.bundles)
     bundle = bundles["protein"]
@@ -55,22 +59,42 @@ def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str 
         modality.rotation_schedule = schedule
         bundle = bundles["protein"] = dataclasses.replace(bundle, modality=modality, path=modality.path)
     bundle.config.size = lengths  # the tokenizer lays out these lengths, in turn
-    out = generate(run.module.sampler_net, bundles, ["protein"], {}, len(lengths), steps=steps,
-                   solver=solver, seed=seed, shift=shift, device=device)
+    net = run.module.sampler_net
+    own = net.guidance
+    if guidance is not None:
+        net.guidance = BackboneGuidance.from_options(guidance, "--guidance")
+    try:
+        out = generate(net, bundles, ["protein"], {}, len(lengths), steps=steps,
+                       solver=solver, seed=seed, shift=shift, device=device)
+    finally:
+        net.guidance = own
     return bundle.samples(out["protein"])
 
 
-def quality(run, count: int, steps: int, shift: float, reference: list[torch.Tensor], pdb_dir: Path) -> dict:
+def parse_guidance(spec: str) -> dict:
+    """``clash:bond:t_max`` -> FrameNet's guidance options; ``0:0:1`` is no guidance."""
+    try:
+        clash, bond, t_max = (float(x) for x in spec.split(":"))
+    except ValueError as exc:
+        raise SystemExit(f"--guidance wants clash:bond:t_max (e.g. 10:10:0.3), got {spec!r}") from exc
+    return {"clash": clash, "bond": bond, "t_max": t_max}
+
+
+def quality(run, count: int, steps: int, shift: float, reference: list[torch.Tensor], pdb_dir: Path,
+            guidance: dict | None = None, pdb_count: int | None = None) -> dict:
+    """The quality report of ``count`` backbones; guidance as in ``generate_frames`` (None: off, whatever
+    the run's config says, so the model alone is measured); the first ``pdb_count`` (None: all) are written."""
     from flowcore_protein.metrics import backbone_report
 
     lengths = [QUALITY_LENGTHS[i % len(QUALITY_LENGTHS)] for i in range(count)]
     started = time.perf_counter()
     generated: list[torch.Tensor] = []
     for start in range(0, count, 10):
-        generated += generate_frames(run, lengths[start:start + 10], steps, seed=start, shift=shift)
+        generated += generate_frames(run, lengths[start:start + 10], steps, seed=start, shift=shift,
+                                     guidance=guidance or {})
     gen_s = time.perf_counter() - started
     modality = run.bundles["protein"].modality
-    modality.codec.write_all(generated, pdb_dir, stem="backbone")
+    modality.codec.write_all(generated[:pdb_count], pdb_dir, stem="backbone")
     modality.preview(generated[:10], pdb_dir / "preview.pdb")
     gen, real = backbone_report(generated, 16), backbone_report(reference, 16)
     lengths_table = per_length(generated, (real["rg_a"], real["rg_b"]))
@@ -81,7 +105,7 @@ def quality(run, count: int, steps: int, shift: float, reference: list[torch.Ten
         "helix within 0.15": abs(gen["helix_fraction"] - real["helix_fraction"]) <= 0.15,
         "strand within 0.15": abs(gen["strand_fraction"] - real["strand_fraction"]) <= 0.15,
     }
-    return {"count": count, "steps": steps, "shift": shift, "schedule": modality.rotation_schedule,
+    return {"count": count, "steps": steps, "shift": shift, "guidance": guidance, "schedule": modality.rotation_schedule,
             "rotation_rate": modality.rotation_rate, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
             "generated": gen, "training_set": real, "per_length": lengths_table, "metrics": metrics, "goals": goals, "pdb_dir": str(pdb_dir)}
 
@@ -157,33 +181,61 @@ def write_results_md(record: dict, path: Path) -> None:
         lines += [f"Run `{record['run']}`: {t}", ""]
     if q:
         g, r = q["generated"], q["training_set"]
+        qg = record.get("quality_guided")
         schedule = q.get("schedule", "linear")
         rotations = f"exp rotation schedule, rate {q['rotation_rate']:g}" if schedule == "exp" else "linear rotations"
         lines += [f"Quality: {q['count']} backbones, lengths {q['lengths']} in turn, {q['steps']} Euler steps "
                   f"(time shift {q['shift']:g}, {rotations}), "
-                  f"against {int(r['samples'])} training chains.", "",
-                  "| | generated | training set | goal |", "| --- | ---: | ---: | --- |",
-                  f"| consecutive CA-CA in 3.8 +/- 0.2 A | {g['ca_ca_valid']:.3f} | {r['ca_ca_valid']:.3f} | >= 0.90 "
-                  f"({'met' if q['goals']['ca_ca_valid >= 0.90'] else 'not met'}) |",
-                  f"| CA-CA mean +/- std (A) | {g['ca_ca_mean']:.2f} +/- {g['ca_ca_std']:.2f} | "
-                  f"{r['ca_ca_mean']:.2f} +/- {r['ca_ca_std']:.2f} | 3.80 |",
-                  f"| clash rate (residues) | {g['clash_rate']:.3f} | {r['clash_rate']:.3f} | < 0.02 "
-                  f"({'met' if q['goals']['clash_rate < 0.02'] else 'not met'}) |",
-                  f"| helix fraction (P-SEA) | {g['helix_fraction']:.3f} | {r['helix_fraction']:.3f} | within 0.15 "
-                  f"({'met' if q['goals']['helix within 0.15'] else 'not met'}) |",
-                  f"| strand fraction (P-SEA) | {g['strand_fraction']:.3f} | {r['strand_fraction']:.3f} | within 0.15 "
-                  f"({'met' if q['goals']['strand within 0.15'] else 'not met'}) |",
-                  f"| Rg = a L^b | {g['rg_a']:.2f} L^{g['rg_b']:.2f} | {r['rg_a']:.2f} L^{r['rg_b']:.2f} | |",
-                  f"| mean pairwise TM-score (16 each) | {g['pairwise_tm']:.3f} | {r['pairwise_tm']:.3f} | |",
-                  "", "Modality metrics (generated vs training set): " + ", ".join(
-                      f"{k} {v:.3f}" for k, v in q["metrics"].items()) + ".", ""]
+                  f"against {int(r['samples'])} training chains."]
+        if qg:
+            w = qg["guidance"]
+            lines += [f"\"Model only\" is the network's own flow; \"with guidance\" adds the opt-in steric / bond "
+                      f"guidance of the sampler (clash {w['clash']:g}, bond {w['bond']:g}, t < {w['t_max']:g}; "
+                      f"docs/plugins/protein.md) to the same noise. The #9 goals are read on the model-only column; "
+                      f"the guided one is a sampling aid beside it."]
+        columns = [("generated, model only", q)] + ([("with guidance", qg)] if qg else [])
+        lines += ["", "| | " + " | ".join(c for c, _ in columns) + " | training set | goal |",
+                  "| --- | " + " | ".join("---:" for _ in columns) + " | ---: | --- |"]
+
+        def row(label, cell, real, goal_key=None, goal=""):
+            cells = []
+            for _, qq in columns:
+                text = cell(qq["generated"])
+                if goal_key:
+                    text += f" ({'met' if qq['goals'][goal_key] else 'not met'})"
+                cells.append(text)
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {real} | {goal} |")
+
+        row("consecutive CA-CA in 3.8 +/- 0.2 A", lambda x: f"{x['ca_ca_valid']:.3f}", f"{r['ca_ca_valid']:.3f}",
+            "ca_ca_valid >= 0.90", ">= 0.90")
+        row("CA-CA mean +/- std (A)", lambda x: f"{x['ca_ca_mean']:.2f} +/- {x['ca_ca_std']:.2f}",
+            f"{r['ca_ca_mean']:.2f} +/- {r['ca_ca_std']:.2f}", goal="3.80")
+        row("clash rate (residues)", lambda x: f"{x['clash_rate']:.3f}", f"{r['clash_rate']:.3f}",
+            "clash_rate < 0.02", "< 0.02")
+        row("helix fraction (P-SEA)", lambda x: f"{x['helix_fraction']:.3f}", f"{r['helix_fraction']:.3f}",
+            "helix within 0.15", "within 0.15")
+        row("strand fraction (P-SEA)", lambda x: f"{x['strand_fraction']:.3f}", f"{r['strand_fraction']:.3f}",
+            "strand within 0.15", "within 0.15")
+        row("Rg = a L^b", lambda x: f"{x['rg_a']:.2f} L^{x['rg_b']:.2f}", f"{r['rg_a']:.2f} L^{r['rg_b']:.2f}")
+        row("mean pairwise TM-score (16 each)", lambda x: f"{x['pairwise_tm']:.3f}", f"{r['pairwise_tm']:.3f}")
+        lines += ["", "Modality metrics (generated, model only, vs training set): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in q["metrics"].items()) + "."]
+        if qg:
+            lines += ["With guidance: " + ", ".join(f"{k} {v:.3f}" for k, v in qg["metrics"].items()) + "."]
+        lines.append("")
     if q and q.get("per_length"):
         source = q.get("per_length_source", "")
-        lines += [f"Per generated length{source}:", "",
-                  "| length | backbones | CA-CA in 3.8 +/- 0.2 | clash rate | mean Rg (A) | training-set fit a L^b (A) |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['length']} | {r['count']} | {r['ca_ca_valid']:.3f} | {r['clash_rate']:.3f} | "
-                  f"{r['rg_mean']:.1f} | {r['rg_training_fit']:.1f} |" for r in q["per_length"]]
+        guided = {r["length"]: r for r in (record.get("quality_guided") or {}).get("per_length", [])}
+        extra = " | CA-CA, guided | clash, guided | mean Rg, guided" if guided else ""
+        lines += [f"Per generated length{source} (model only" + (", then with guidance" if guided else "") + "):", "",
+                  f"| length | backbones | CA-CA in 3.8 +/- 0.2 | clash rate | mean Rg (A){extra} | "
+                  "training-set fit a L^b (A) |",
+                  "| ---: | ---: | ---: | ---: | ---: | " + ("---: | ---: | ---: | " if guided else "") + "---: |"]
+        for r in q["per_length"]:
+            gr = guided.get(r["length"])
+            more = f" | {gr['ca_ca_valid']:.3f} | {gr['clash_rate']:.3f} | {gr['rg_mean']:.1f}" if gr else ""
+            lines.append(f"| {r['length']} | {r['count']} | {r['ca_ca_valid']:.3f} | {r['clash_rate']:.3f} | "
+                         f"{r['rg_mean']:.1f}{more} | {r['rg_training_fit']:.1f} |")
         lines.append("")
     if record.get("variants"):
         lines += ["Sampler settings (10 backbones each, lengths as above, same noise):", "",
@@ -293,6 +345,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=50, help="backbones generated for the quality check")
     ap.add_argument("--steps", type=int, default=50, help="Euler steps for the quality check")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--guidance", help="clash:bond:t_max: also measure the quality with steric / bond guidance "
+                    "(reported beside the model-only figures, same noise; e.g. 10:10:0.3)")
     ap.add_argument("--variants", default="", help="extra steps:shift[:rotation schedule] sampler settings to "
                     "compare, e.g. 50:1,100:0.5:linear (default schedule: the run's)")
     ap.add_argument("--per-length-from", type=Path, metavar="PDB_DIR",
@@ -346,6 +400,7 @@ def main() -> None:
                         f"--train-minutes {args.train_minutes:g}" if args.train_minutes else "",
                         f"--run {args.run}" if args.run else "", f"--count {args.count}",
                         f"--steps {args.steps}", f"--shift {args.shift:g}", f"--threads {args.threads}",
+                        f"--guidance {args.guidance}" if args.guidance else "",
                         f"--variants {args.variants}" if args.variants else "",
                         "--quick" if args.quick else "", "--no-speed" if args.no_speed else ""] if a),
         "run": str(run_dir),
@@ -358,7 +413,12 @@ def main() -> None:
     }
     pdb_dir = args.out.with_name(args.out.stem + "_pdb")  # results/protein.json -> results/protein_pdb/
     record["quality"] = quality(run, args.count, args.steps, args.shift, reference, pdb_dir)
-    print(json.dumps(record["quality"]["goals"]), flush=True)
+    print("model only:", json.dumps(record["quality"]["goals"]), flush=True)
+    if args.guidance:
+        guided_dir = args.out.with_name(args.out.stem + "_guided_pdb")
+        record["quality_guided"] = quality(run, args.count, args.steps, args.shift, reference, guided_dir,
+                                           guidance=parse_guidance(args.guidance), pdb_count=10)
+        print("with guidance:", json.dumps(record["quality_guided"]["goals"]), flush=True)
     if args.variants:
         default = run.bundles["protein"].modality.rotation_schedule
         parts = [(v.split(":") + [default])[:3] for v in args.variants.split(",")]
