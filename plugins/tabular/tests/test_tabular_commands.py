@@ -9,7 +9,7 @@ import pytest
 from flowcore.cli import main
 from flowcore.errors import ConfigError
 from flowcore.train.checkpoint import run_config
-from flowcore_tabular.budget import epoch_steps
+from flowcore_tabular.budget import epoch_steps, rows_batch, scaled_lr
 from flowcore_tabular.codec import TableCsv
 from flowcore_tabular.datasets import load_table
 
@@ -23,6 +23,14 @@ def test_epoch_steps_count_passes_over_the_rows():
     assert epoch_steps(800, 8, 256, min_steps=1) == 25
     with pytest.raises(ConfigError, match="epochs"):
         epoch_steps(800, 0, 256)
+
+
+def test_rows_batch_is_the_power_of_two_nearest_rows_over_32_within_256_to_1024():
+    # german credit, titanic (train splits), 12k rows, Adult, a million rows
+    assert [rows_batch(n) for n in (800, 1765, 12000, 32561, 10**6)] == [256, 256, 512, 1024, 1024]
+    assert math.isclose(scaled_lr(3e-3, 1024), 6e-3) and math.isclose(scaled_lr(3e-3, 256), 3e-3)
+    with pytest.raises(ConfigError, match="rows"):
+        rows_batch(0)
 
 
 @pytest.mark.slow
