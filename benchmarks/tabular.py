@@ -381,7 +381,7 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
                 res["models"]["real (test split)"] = {"budget": "-", "train_seconds": None,
                                                       "metrics": real_reference(table)}
         jobs = [(model, None) for model in args.models]
-        if "ctgan" in args.models and name in SLOPE_EPOCHS and not args.quick:
+        if "ctgan" in args.models and name in SLOPE_EPOCHS and not args.quick and not args.peer_epochs:
             jobs.append(("ctgan", SLOPE_EPOCHS[name]))  # the second run for CTGAN's time per epoch
         for model, slope_epochs in jobs:
             print(f"[{name}] {model} ...", flush=True)
@@ -589,7 +589,8 @@ def main() -> int:
     }
     if (args.merge or args.impute) and saved.exists():
         previous = json.loads(saved.read_text())
-        keep = {k: previous[k] for k in ("tables", "imputation", "notes", "command", "date") if k in previous}
+        keep = {k: previous[k] for k in ("tables", "imputation", "impute_command", "impute_date", "notes", "command",
+                                         "date") if k in previous}
         results.update(keep)
         if not args.impute:
             results["command"] = " ; ".join(c for c in (previous.get("command"), command) if c)
