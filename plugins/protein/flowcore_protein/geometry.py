@@ -39,12 +39,27 @@ C_N_CA_ANGLE = 121.7
 N_CA_BOND = math.hypot(IDEAL_N[0], IDEAL_N[1])
 CA_C_BOND = IDEAL_C[0]
 N_CA_C_ANGLE = math.degrees(math.atan2(IDEAL_N[1], IDEAL_N[0]))
+#: consecutive CA-CA distance of a trans peptide (Angstrom)
+CA_CA = 3.80
 #: psi of the virtual residue after the last one (extended), only used to place the last O
 TERMINAL_PSI = 180.0
 
 
 def _normalize(v: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return v / v.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def nonlocal_pairs(ca: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CA-CA distances [B, L, L] of ca [B, L, 3] and the pairs a clash counts on [B, L, L]: both
+    residues real (mask [B, L]) and |i - j| > 2.
+
+    Pairwise differences, not cdist: cdist's gradient is NaN where two points coincide (padding).
+    """
+    dist = ((ca[:, :, None] - ca[:, None, :]).pow(2).sum(-1) + 1e-12).sqrt()
+    index = torch.arange(ca.shape[1], device=ca.device)
+    real = mask.to(ca.dtype)
+    pairs = ((index[:, None] - index[None, :]).abs() > 2) * real[:, :, None] * real[:, None, :]
+    return dist, pairs
 
 
 def frames_from_atoms(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

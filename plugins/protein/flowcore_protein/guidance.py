@@ -23,9 +23,7 @@ from typing import Any, Mapping
 import torch
 
 from flowcore.errors import ConfigError
-
-#: the ideal consecutive CA-CA distance (A)
-CA_CA = 3.8
+from flowcore_protein.geometry import CA_CA, nonlocal_pairs
 
 
 @dataclass(frozen=True)
@@ -62,13 +60,9 @@ class BackboneGuidance:
         real = mask.to(ca.dtype)
         energy = ca.new_zeros(ca.shape[0])
         if self.clash:
-            index = torch.arange(ca.shape[1], device=ca.device)
-            far = ((index[:, None] - index[None, :]).abs() > 2) * real[:, :, None] * real[:, None, :]
-            # pairwise differences, not cdist: its gradient is NaN where two points coincide
-            diff = ca[:, :, None] - ca[:, None, :]
-            dist = (diff.pow(2).sum(-1) + 1e-12).sqrt()
+            dist, pairs = nonlocal_pairs(ca, mask)
             hinge = (self.clash_distance - dist).clamp_min(0) ** 2
-            energy = energy + self.clash / 4 * (hinge * far).sum((1, 2))  # each pair counted twice
+            energy = energy + self.clash / 4 * (hinge * pairs).sum((1, 2))  # each pair counted twice
         if self.bond:
             bond = (ca[:, 1:] - ca[:, :-1]).norm(dim=-1) - CA_CA
             both = real[:, 1:] * real[:, :-1]

@@ -29,7 +29,7 @@ import torch
 from flowcore.modality import Metric
 from flowcore_protein import geometry
 
-CA_CA_IDEAL = 3.80
+CA_CA_IDEAL = geometry.CA_CA
 CA_CA_TOLERANCE = 0.2
 CLASH_DISTANCE = 3.0
 #: exponent of Rg ~ L^b for compact globular proteins, used when lengths cannot fit one

@@ -211,15 +211,10 @@ class Protein(Modality):
     def _clash(self, pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The clash hinge per chain [N] from CA [N, L, 3] (token units) and mask [N, L], in A^2."""
         scale = self.tokenizer.translation_scale
-        # pairwise differences, not cdist: its gradient is NaN where two points coincide (padding)
-        d_pred = ((pred[:, :, None] - pred[:, None, :]).pow(2).sum(-1) + 1e-12).sqrt() * scale
+        d_pred, pairs = geometry.nonlocal_pairs(pred * scale, mask)
         d_true = torch.cdist(true, true) * scale
-        index = torch.arange(pred.shape[1], device=pred.device)
-        far = (index[:, None] - index[None, :]).abs() > 2
-        real = mask.to(pred.dtype)
-        pairs = far * real[:, :, None] * real[:, None, :]
         hinge = (torch.clamp(d_true, max=self.clash_distance) - d_pred).clamp_min(0) ** 2
-        return (hinge * pairs).sum((1, 2)) / real.sum(1).clamp_min(1)
+        return (hinge * pairs).sum((1, 2)) / mask.to(pred.dtype).sum(1).clamp_min(1)
 
     def _atoms(self, values: torch.Tensor) -> torch.Tensor:
         """Token values [B, L, 7] -> N, CA, C of every residue [B, 3L, 3] in token units."""

@@ -42,10 +42,8 @@ from flowcore.errors import ConfigError, DataError
 from flowcore.flow import so3
 from flowcore.modality import Tokens
 from flowcore.train.networks import timestep_embedding
+from flowcore_protein.geometry import CA_CA  # local geometry is measured in this unit
 from flowcore_protein.guidance import BackboneGuidance
-
-#: consecutive CA-CA distance (Angstrom): local geometry is measured in this unit
-CA_CA = 3.8
 
 
 def local_vectors(rotation: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
