@@ -268,12 +268,9 @@ class TableEncoder:
 
     def _level_index(self, name: str, values: torch.Tensor) -> torch.Tensor:
         """values [B] of a one-hot integer column -> the index of the nearest training value [B]."""
-        levels = self.levels[name]
+        levels = self.levels[name]  # at most integer_levels values: a [B, K] table is cheap
         v = values.double().cpu().numpy()
-        right = np.clip(np.searchsorted(levels, v), 1, max(len(levels) - 1, 1))
-        left = right - 1
-        nearest = np.where(np.abs(v - levels[left]) <= np.abs(levels[np.minimum(right, len(levels) - 1)] - v),
-                           left, np.minimum(right, len(levels) - 1))
+        nearest = np.abs(v[:, None] - levels[None, :]).argmin(1)  # a tie goes to the lower value
         return torch.from_numpy(nearest.astype(np.int64))
 
     def decode(self, x: torch.Tensor) -> TableBatch:
