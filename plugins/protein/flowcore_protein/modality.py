@@ -128,6 +128,8 @@ class Protein(Modality):
       aux_t_max          they apply to samples with t < aux_t_max (near the data)
       clash_weight       weight of the auxiliary clash hinge on every CA pair |i - j| > 2 (0 = off)
       clash_distance     the hinge's distance in A (3.8: a pair closer than this and than in the data pays)
+      clash_t_max        the hinge applies for t < clash_t_max (None = aux_t_max), at full weight up to
+                         aux_t_max and tapering linearly to 0 at clash_t_max above it
       rotation_schedule  "linear" or "exp": how sampling moves rotations (the core's
                          ``QuaternionPath(schedule=...)``; training is the same either way)
       rotation_rate      the exp schedule's rate (FrameFlow, ReQFlow: 10)
@@ -136,7 +138,8 @@ class Protein(Modality):
     def __init__(self, translation_scale: float = 10.0, length: int = 128, chains: Sequence[str] | None = None,
                  residue: str = "GLY", metrics: Sequence[str] | None = None, tm_samples: int = 32,
                  aux_weight: float = 0.0, aux_t_max: float = 0.25, rotation_schedule: str = "linear",
-                 rotation_rate: float = 10.0, clash_weight: float = 0.0, clash_distance: float = 3.8):
+                 rotation_rate: float = 10.0, clash_weight: float = 0.0, clash_distance: float = 3.8,
+                 clash_t_max: float | None = None):
         from flowcore_protein.metrics import METRICS
 
         self.codec = ProteinCodec(chains, residue)
@@ -153,6 +156,10 @@ class Protein(Modality):
             raise DataError(f"protein: clash_weight must be >= 0 and clash_distance > 0, got {clash_weight}, "
                             f"{clash_distance}")
         self.clash_weight, self.clash_distance = float(clash_weight), float(clash_distance)
+        clash_t_max = self.aux_t_max if clash_t_max is None else clash_t_max
+        if not 0 < clash_t_max <= 1:
+            raise DataError(f"protein: clash_t_max must be in (0, 1] (or null = aux_t_max), got {clash_t_max!r}")
+        self.clash_t_max = float(clash_t_max)
         if rotation_schedule not in ("linear", "exp") or not rotation_rate > 0:
             raise DataError(f"protein: rotation_schedule must be 'linear' or 'exp' and rotation_rate > 0, "
                             f"got {rotation_schedule!r}, {rotation_rate!r}")
@@ -170,32 +177,64 @@ class Protein(Modality):
         return ProductPath([(rotations, 4), (LinearPath(centre=True), 3)])
 
     def auxiliary_loss(self, predicted: Tokens, target: Tokens, t: torch.Tensor) -> torch.Tensor | None:
-        """FrameDiff's auxiliary losses on the predicted clean backbone, per chain [B].
+        """FrameDiff's auxiliary losses and the clash hinge on the predicted clean backbone, per chain [B].
 
-        Both in token units (Angstrom / translation_scale), over real residues, for chains with
+        In token units (Angstrom / translation_scale), over real residues, for chains with
         t < aux_t_max, times aux_weight (FrameDiff: t < 0.25 in this time convention):
 
         * atoms: mean squared error of the N, CA, C positions (ideal residue in each frame);
         * distances: mean squared error of the distances between those atoms over the pairs
           closer than 6 A in the data (FrameDiff) or in the prediction (which also
-          penalises clashes the data does not have);
-        * clash (``clash_weight``, in A^2, not scaled by aux_weight): per chain, the mean over its
-          residues i of sum_j max(0, min(clash_distance, d_true) - d_pred)^2 over the CA pairs
-          |i - j| > 2: a pair pays only where it is closer than clash_distance and than in the data.
+          penalises clashes the data does not have).
+
+        The clash hinge (``clash_weight``, in A^2, not scaled by aux_weight) has its own window,
+        t < clash_t_max, times ``clash_time_weight(t)``: per chain, the mean over its residues i of
+        sum_j max(0, min(clash_distance, d_true) - d_pred)^2 over the CA pairs |i - j| > 2: a pair
+        pays only where it is closer than clash_distance and than in the data.
         """
         if self.aux_weight == 0 and self.clash_weight == 0:
             return None
         loss = predicted.values.new_zeros(t.shape[0])
-        # only the chains near the data count: compute on those, cut to their longest real chain
-        # (the pair terms are quadratic in L; most of a batch has t >= aux_t_max)
-        near = (t < self.aux_t_max).nonzero().squeeze(1)
-        if near.numel() == 0:
-            return loss
-        mask = target.mask[near]
+        if self.aux_weight:
+            near = (t < self.aux_t_max).nonzero().squeeze(1)
+            if near.numel():
+                pred, true, mask = self._rows(predicted, target, near)
+                loss = loss.index_put((near,), self.aux_weight * self._backbone(pred, true, mask))
+        if self.clash_weight:
+            weight = self.clash_time_weight(t)
+            rows = (weight > 0).nonzero().squeeze(1)
+            if rows.numel():
+                pred, true, mask = self._rows(predicted, target, rows)
+                clash = self._clash(pred[:, 1::3], true[:, 1::3], mask)
+                loss = loss.index_add(0, rows, self.clash_weight * weight[rows] * clash)
+        return loss
+
+    def clash_time_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """The clash hinge's weight per chain [B] at times t [B]: 1 for t < min(aux_t_max, clash_t_max),
+        then linear down to 0 at clash_t_max.
+
+        Clashes form in the clean CA estimate well above aux_t_max (long-range pairs, by t ~ 0.3,
+        docs/plugins/protein.md), so the hinge may reach further than the backbone losses. The taper:
+        at large t the clean estimate is a posterior mean over many chains, shrunk towards their
+        centre, so its pairs may be legitimately closer than in any one chain; the hinge should bite
+        fully only where that estimate is close to a single structure.
+        """
+        full = min(self.aux_t_max, self.clash_t_max)
+        if self.clash_t_max <= full:
+            return (t < self.clash_t_max).to(t.dtype)
+        return ((self.clash_t_max - t) / (self.clash_t_max - full)).clamp(0, 1) * (t < self.clash_t_max)
+
+    def _rows(self, predicted: Tokens, target: Tokens, rows: torch.Tensor):
+        """N, CA, C of the chains ``rows`` [N, 3L, 3] (prediction, data) and their mask [N, L], cut to
+        their longest real chain (the pair terms are quadratic in L; most of a batch is elsewhere)."""
+        mask = target.mask[rows]
         length = int(mask.sum(1).max())
-        mask = mask[:, :length]
-        pred = self._atoms(predicted.values[near, :length])  # [N, 3L, 3]
-        true = self._atoms(target.values[near, :length])
+        pred = self._atoms(predicted.values[rows, :length])
+        true = self._atoms(target.values[rows, :length])
+        return pred, true, mask[:, :length]
+
+    def _backbone(self, pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """FrameDiff's atom + local-distance losses per chain [N] from N, CA, C [N, 3L, 3] and mask [N, L]."""
         real = mask.repeat_interleave(3, 1).to(pred.dtype)  # [N, 3L]
         atom = (((pred - true) ** 2).sum(-1) * real).sum(1) / real.sum(1).clamp_min(1)
         d_pred, d_true = torch.cdist(pred, pred), torch.cdist(true, true)
@@ -203,10 +242,7 @@ class Protein(Modality):
         pairs = ((d_true < close) | (d_pred < close)).to(pred.dtype) * real[:, :, None] * real[:, None, :]
         pairs = pairs * (1 - torch.eye(pairs.shape[1], dtype=pairs.dtype, device=pairs.device))
         dist = (((d_pred - d_true) ** 2) * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp_min(1)
-        total = self.aux_weight * (atom + dist)
-        if self.clash_weight:
-            total = total + self.clash_weight * self._clash(pred[:, 1::3], true[:, 1::3], mask)
-        return loss.index_put((near,), total)
+        return atom + dist
 
     def _clash(self, pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The clash hinge per chain [N] from CA [N, L, 3] (token units) and mask [N, L], in A^2."""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from flowcore.errors import ConfigError
+from flowcore.errors import ConfigError, DataError
 from flowcore.flow import so3
 from flowcore.modality import Tokens
 from flowcore_protein.guidance import BackboneGuidance
@@ -127,6 +127,31 @@ def test_clash_loss_of_two_residues_pushed_together():
     assert float(modality.auxiliary_loss(_tokens([close], modality), _tokens([close], modality), t)[0]) < 1e-6
     loss = modality.auxiliary_loss(_tokens([nearer], modality), _tokens([close], modality), t)
     assert torch.allclose(loss, torch.tensor([1.5 * 2 * 0.5 ** 2 / 10]), atol=1e-4)
+
+
+def test_clash_window_reaches_past_the_backbone_losses_and_tapers():
+    """The same built clash (last CA 2 A from the first, hinge 2 (3.8 - 2)^2 / L at full weight) at
+    t = 0.5: nothing with the default window (t < aux_t_max = 0.25); with clash_t_max 0.7 the taper
+    from 0.25 to 0.7 gives it weight (0.7 - 0.5) / (0.7 - 0.25); a chain without clashes pays nothing."""
+    true = _line(10)
+    moved = true.clone()
+    moved[9, 4:] = torch.tensor([0.0, 2.0, 0.0])
+    full = 2 * 1.8 ** 2 / 10
+    t = torch.tensor([0.5, 0.1, 0.5, 0.8])
+    default = Protein(clash_weight=1.0)
+    target, predicted = _tokens([true] * 4, default), _tokens([moved, moved, true, moved], default)
+    assert torch.allclose(default.auxiliary_loss(predicted, target, t), torch.tensor([0.0, full, 0.0, 0.0]), atol=1e-5)
+    wide = Protein(clash_weight=1.0, clash_t_max=0.7)
+    expected = torch.tensor([full * 0.2 / 0.45, full, 0.0, 0.0])
+    assert torch.allclose(wide.auxiliary_loss(predicted, target, t), expected, atol=1e-5)
+    # the backbone losses keep their own window: a shifted chain at t = 0.5 costs them nothing
+    shifted = true.clone()
+    shifted[:, 4] += 1.0
+    both = Protein(aux_weight=1.0, clash_weight=1.0, clash_t_max=0.7)
+    loss = both.auxiliary_loss(_tokens([shifted, shifted], both), _tokens([true, true], both), torch.tensor([0.5, 0.1]))
+    assert float(loss[0]) == 0.0 and float(loss[1]) == pytest.approx((1.0 / 10) ** 2, rel=1e-4)
+    with pytest.raises(DataError, match="clash_t_max"):
+        Protein(clash_t_max=1.5)
 
 
 # -- steric / bond guidance ------------------------------------------------------------------
