@@ -130,3 +130,50 @@ class RecTableMLP(nn.Module):
             out[name] = flat[:, start:start + length * channels].reshape(-1, length, channels)
             start += length * channels
         return out
+
+
+class ColumnTransformer(nn.Module):
+    """The core FlowTransformer on column tokens, with a learned embedding per column.
+
+    shapes  {modality: (L, C)}: L column tokens of C channels each (tokenizer ``column``)
+    column_ids  True: each token gets L more input channels, a one-hot of its column index, so
+            the input projection adds a learned vector per column (FT-Transformer's feature
+            embedding). Without it a token knows its column only through which channels its
+            values occupy (a one-channel numeric near 0 looks like any other) and, relatively,
+            through rotary positions
+    rope    rotary positions on the column index. A table's column order means nothing, and
+            with ``column_ids`` the token already knows its column, so it is off by default
+            (it also costs a quarter of a step on the CPU)
+    the rest: FlowTransformerConfig's keys (hidden_size, num_heads, depth_single, ...)
+
+    The velocity head predicts C channels per token, as ``model.network: transformer`` does.
+    """
+
+    def __init__(self, shapes: Mapping[str, tuple[int, int]], column_ids: bool = True, rope: bool = False,
+                 **transformer: object):
+        super().__init__()
+        from flowcore.nn import FlowTransformer, FlowTransformerConfig
+
+        if not shapes:
+            raise DataError("ColumnTransformer needs at least one modality shape")
+        self.shapes = {k: (int(l), int(c)) for k, (l, c) in shapes.items()}
+        self.column_ids = column_ids
+        streams = {name: {"in_channels": c + (l if column_ids else 0), "out_channels": c, "position_axes": 1,
+                          **({} if rope else {"rope_axes_dim": []})}
+                   for name, (l, c) in self.shapes.items()}
+        config = FlowTransformerConfig.from_dict({**transformer, "streams": streams},
+                                                 where="model.options (ColumnTransformer)")
+        self.transformer = FlowTransformer(config)
+
+    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        inputs = {}
+        for name, (length, channels) in self.shapes.items():
+            tok = tokens[name]
+            if tuple(tok.values.shape[1:]) != (length, channels):
+                raise DataError(f"ColumnTransformer: {name} tokens are {tuple(tok.values.shape[1:])}, the network "
+                                f"was built for ({length}, {channels})")
+            if self.column_ids:
+                ids = torch.eye(length, dtype=tok.values.dtype, device=tok.values.device)
+                tok = tok.with_values(torch.cat([tok.values, ids.expand(tok.values.shape[0], -1, -1)], -1))
+            inputs[name] = tok
+        return self.transformer(inputs, dict(t))

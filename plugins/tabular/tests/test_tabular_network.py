@@ -1,7 +1,7 @@
 import torch
 
 from flowcore.modality import Tokens
-from flowcore_tabular.network import GLUBlock, RecTableMLP, ResidualGLUBlock
+from flowcore_tabular.network import ColumnTransformer, GLUBlock, RecTableMLP, ResidualGLUBlock
 
 
 def test_glu_block_is_linear_times_sigmoid_gate():
@@ -50,3 +50,50 @@ def test_residual_rectable_mlp_starts_at_zero_velocity_and_identity_blocks():
     assert all(torch.equal(block(h), h) for block in net.blocks)  # zero-initialised out projections
     assert not net.velocity(x, torch.rand(5)).any()
     assert [b.glu.a.out_features for b in net.blocks] == [64, 64, 64]
+
+
+def _column_tokens(values):
+    b, length, _ = values.shape
+    positions = torch.arange(length, dtype=torch.float32).reshape(1, -1, 1).expand(b, -1, -1)
+    return {"tabular": Tokens(values, positions, torch.ones(b, length, dtype=torch.bool))}
+
+
+def _trained_like(net):
+    # every weight away from its zero start (adaLN-Zero modulation and head), so outputs depend on the input
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return net
+
+
+def test_column_transformer_starts_at_zero_velocity_in_the_tokens_shape():
+    net = ColumnTransformer({"tabular": (5, 7)}, hidden_size=16, num_heads=2, depth_double=0, depth_single=1)
+    out = net(_column_tokens(torch.randn(3, 5, 7)), {"tabular": torch.rand(3)})
+    assert out["tabular"].shape == (3, 5, 7)
+    assert not out["tabular"].any()  # the core's zero-initialised velocity head
+
+
+def test_without_column_ids_or_rope_the_transformer_cannot_tell_columns_apart():
+    # attention without positions is permutation-equivariant: permuting the columns permutes the output,
+    # and two columns holding the same values get the same velocity, whatever column they are
+    torch.manual_seed(0)
+    net = _trained_like(ColumnTransformer({"tabular": (4, 6)}, column_ids=False, hidden_size=16, num_heads=2,
+                                          depth_double=0, depth_single=2))
+    x, t = torch.randn(2, 4, 6), {"tabular": torch.rand(2)}
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        out, out_perm = net(_column_tokens(x), t)["tabular"], net(_column_tokens(x[:, perm]), t)["tabular"]
+        assert torch.allclose(out[:, perm], out_perm, atol=1e-5)
+        same = net(_column_tokens(torch.zeros(2, 4, 6)), t)["tabular"]
+    assert torch.allclose(same[:, 0], same[:, 3], atol=1e-6)
+
+
+def test_column_ids_give_each_column_its_own_velocity_for_the_same_values():
+    torch.manual_seed(0)
+    net = _trained_like(ColumnTransformer({"tabular": (4, 6)}, hidden_size=16, num_heads=2, depth_double=0,
+                                          depth_single=2))
+    assert net.transformer.inputs["tabular"].in_features == 6 + 4  # the one-hot column index
+    with torch.no_grad():
+        same = net(_column_tokens(torch.zeros(2, 4, 6)), {"tabular": torch.rand(2)})["tabular"]
+    assert (same[:, 0] - same[:, 3]).abs().max() > 1e-3
