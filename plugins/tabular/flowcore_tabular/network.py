@@ -144,20 +144,27 @@ class ColumnTransformer(nn.Module):
     rope    rotary positions on the column index. A table's column order means nothing, and
             with ``column_ids`` the token already knows its column, so it is off by default
             (it also costs a quarter of a step on the CPU)
+    own_channels  True: the velocity is 0 wherever the state is exactly 0. A column token's
+            channels that belong to other columns are 0 in data and prior alike (the path's
+            ZERO kind), so their velocity must be 0; a shared linear head of width ``hidden_size``
+            cannot give 0 on every foreign channel of every column at once when the table has
+            more channels than that (Adult: 125), so without this the loss there competes with the
+            token's own channels. Owned channels are never exactly 0 for t > 0 (continuous noise);
+            a flag channel at 0 has target velocity 0 anyway
     the rest: FlowTransformerConfig's keys (hidden_size, num_heads, depth_single, ...)
 
     The velocity head predicts C channels per token, as ``model.network: transformer`` does.
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], column_ids: bool = True, rope: bool = False,
-                 **transformer: object):
+                 own_channels: bool = True, **transformer: object):
         super().__init__()
         from flowcore.nn import FlowTransformer, FlowTransformerConfig
 
         if not shapes:
             raise DataError("ColumnTransformer needs at least one modality shape")
         self.shapes = {k: (int(l), int(c)) for k, (l, c) in shapes.items()}
-        self.column_ids = column_ids
+        self.column_ids, self.own_channels = column_ids, own_channels
         streams = {name: {"in_channels": c + (l if column_ids else 0), "out_channels": c, "position_axes": 1,
                           **({} if rope else {"rope_axes_dim": []})}
                    for name, (l, c) in self.shapes.items()}
@@ -176,4 +183,7 @@ class ColumnTransformer(nn.Module):
                 ids = torch.eye(length, dtype=tok.values.dtype, device=tok.values.device)
                 tok = tok.with_values(torch.cat([tok.values, ids.expand(tok.values.shape[0], -1, -1)], -1))
             inputs[name] = tok
-        return self.transformer(inputs, dict(t))
+        out = self.transformer(inputs, dict(t))
+        if self.own_channels:
+            out = {name: v * (tokens[name].values != 0).to(v.dtype) for name, v in out.items()}
+        return out

@@ -85,7 +85,7 @@ def test_without_column_ids_or_rope_the_transformer_cannot_tell_columns_apart():
     with torch.no_grad():
         out, out_perm = net(_column_tokens(x), t)["tabular"], net(_column_tokens(x[:, perm]), t)["tabular"]
         assert torch.allclose(out[:, perm], out_perm, atol=1e-5)
-        same = net(_column_tokens(torch.zeros(2, 4, 6)), t)["tabular"]
+        same = net(_column_tokens(torch.ones(2, 4, 6)), t)["tabular"]
     assert torch.allclose(same[:, 0], same[:, 3], atol=1e-6)
 
 
@@ -95,5 +95,33 @@ def test_column_ids_give_each_column_its_own_velocity_for_the_same_values():
                                           depth_single=2))
     assert net.transformer.inputs["tabular"].in_features == 6 + 4  # the one-hot column index
     with torch.no_grad():
-        same = net(_column_tokens(torch.zeros(2, 4, 6)), {"tabular": torch.rand(2)})["tabular"]
+        same = net(_column_tokens(torch.ones(2, 4, 6)), {"tabular": torch.rand(2)})["tabular"]
     assert (same[:, 0] - same[:, 3]).abs().max() > 1e-3
+
+
+def test_own_channels_keep_the_channels_of_other_columns_at_exactly_zero_through_a_solve():
+    # a column token's foreign channels are 0 in data and prior (the path's ZERO kind); with own_channels
+    # the velocity there is 0, so an Euler solve from the prior leaves them at 0 while the token's own
+    # channels move; the unmasked head writes into them
+    from flowcore_tabular.datasets import load_table
+    from flowcore_tabular.encoding import TableEncoder
+    from flowcore_tabular.path import MixedPriorPath
+    from flowcore_tabular.tokenizers import ZERO, ColumnTokenizer
+
+    table = load_table("german_credit", 0)
+    tokenizer = ColumnTokenizer(TableEncoder(table.schema, table.splits["train"][:200]))
+    kinds = tokenizer.channel_kinds()
+    foreign = kinds == ZERO
+    shapes = {"tabular": tuple(kinds.shape)}
+    torch.manual_seed(0)
+    x = MixedPriorPath(kinds).prior((3, *kinds.shape))
+    start = x.clone()
+    for own, expect_zero in ((True, True), (False, False)):
+        net = _trained_like(ColumnTransformer(shapes, own_channels=own, hidden_size=16, num_heads=2,
+                                              depth_double=0, depth_single=1))
+        state = start.clone()
+        with torch.no_grad():
+            for t in (1.0, 0.75, 0.5, 0.25):
+                state = state - 0.25 * net(_column_tokens(state), {"tabular": torch.full((3,), t)})["tabular"]
+        assert bool((state[:, foreign] == 0).all()) == expect_zero
+        assert (state[:, ~foreign] - start[:, ~foreign]).abs().max() > 1e-3  # the owned channels moved
