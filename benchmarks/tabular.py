@@ -8,16 +8,18 @@ One run, one machine, every model on the same train split (seed 0) of our datase
 - ``flowcore-glu`` (the default network): RecTable rows (one flat token, mixed prior) and
   RecTable's GLU-MLP as a plugin network, trained by the core pipeline
   (``flowcore.train.pipeline.train``).
-- ``flowcore-transformer``: one token per column, the core FlowTransformer
-  (``model.network: transformer``), same pipeline.
+- ``flowcore-transformer``: one token per column, the core FlowTransformer inside the plugin's
+  ``ColumnTransformer`` (a learned embedding per column, velocity only on a token's own
+  channels), same pipeline.
 - ``ctgan``, ``tvae``: the ctgan package's models, CPU, their default widths and batch size,
   their default 300 epochs (adult: 10, to fit the machine's time; stated in the output).
 
 flowcore's budget is in epochs, as ``flowcore tabular-train --epochs`` sets it:
 steps = max(300, ceil(train rows x epochs / batch)) (``flowcore_tabular.budget``): the GLU
 32 epochs in batches of ``rows_batch(rows)`` rows (256 on titanic and german credit, 1,024 on
-Adult) at lr 3e-3 x sqrt(batch / 256); the transformer 8 epochs of 256 rows. Both see the
-tables with ``integer_levels: 20`` (few-valued integer columns one-hot).
+Adult) at lr 3e-3 x sqrt(batch / 256); the transformer 12 epochs, at least 200 steps, in
+batches of ``rows_batch(rows, 64, 256, per_epoch=16)`` at lr 3e-3 x sqrt(batch / 128) (at most
+3e-3). Both see the tables with ``integer_levels: 20`` (few-valued integer columns one-hot).
 
 ``--impute`` instead measures imputation on titanic's test split: each target column is
 generated given all the others, by masked-column models (GLU rows and transformer columns,
@@ -57,12 +59,22 @@ PEER_DEFAULT_EPOCHS = 300
 # time at 300 epochs, t(10) + 290 x that (reported as an estimate, beside the measured ratio)
 SLOPE_EPOCHS = {"adult": 20}
 QUICK_PEER_EPOCHS = 2
-# flowcore's budgets: steps = max(MIN_STEPS, ceil(rows x epochs / batch)). The GLU's 32 epochs only
-# lengthen training on Adult (titanic and german credit stay at the 300-step floor); the transformer
-# keeps 8, its Adult run already takes longer than the GLU's
-EPOCHS = {"mlp": 32.0, "transformer": 8.0}
+# flowcore's budgets: steps = max(MIN_STEPS_BY_NETWORK, ceil(rows x epochs / batch)). The GLU's 32 epochs
+# only lengthen training on Adult (titanic and german credit stay at its 300-step floor). The
+# transformer: 12 epochs, at least 200 steps (german credit and titanic get the floor: 16 and 15 epochs)
+EPOCHS = {"mlp": 32.0, "transformer": 12.0}
+MIN_STEPS_BY_NETWORK = {"mlp": 300, "transformer": 200}
 QUICK_EPOCHS = 0.1
-TRANSFORMER_BATCH = 256
+# the FlowTransformer route: the core FlowTransformer on column tokens inside the plugin's
+# ColumnTransformer (a learned embedding per column, no rotary positions, velocity only on a token's
+# own channels). Its batch is rows_batch(rows, 64, 256, per_epoch=16) (german credit 64, titanic 128,
+# Adult 256: a step costs ~10x a GLU step per row, so small tables get small batches), its lr
+# 3e-3 x sqrt(batch / 128), at most 3e-3, and tables of more than 10,000 rows get 4 blocks instead of 2
+# (docs/plugins/tabular.md, "FlowTransformer on column tokens", has the probes)
+TRANSFORMER_OPTIONS = {"hidden_size": 64, "num_heads": 4, "depth_double": 0, "depth_single": 2, "mlp_ratio": 2.0,
+                       "column_ids": True, "rope": False, "own_channels": True}
+TRANSFORMER_LR, TRANSFORMER_LR_BATCH = 3e-3, 128
+TRANSFORMER_DEEP_ROWS, TRANSFORMER_DEEP = 10_000, 4
 # the modality options of both networks: integer columns with at most 20 values one-hot (Adult's
 # education_num, a relabelling of education, was the pair the quantile-normal dim lost)
 TABLE_OPTIONS = {"integer_levels": 20}
@@ -84,7 +96,14 @@ def batch_and_lr(network: str, rows: int) -> tuple[int, float]:
     if network == "mlp":
         batch = rows_batch(rows)
         return batch, scaled_lr(GLU_LR, batch)
-    return TRANSFORMER_BATCH, 5e-4
+    batch = rows_batch(rows, low=64, high=256, per_epoch=16)
+    return batch, min(TRANSFORMER_LR, scaled_lr(TRANSFORMER_LR, batch, TRANSFORMER_LR_BATCH))
+
+
+def transformer_options(rows: int) -> dict[str, Any]:
+    """The ColumnTransformer's options on a table of ``rows`` training rows (deeper on large tables)."""
+    depth = TRANSFORMER_DEEP if rows > TRANSFORMER_DEEP_ROWS else TRANSFORMER_OPTIONS["depth_single"]
+    return {**TRANSFORMER_OPTIONS, "depth_single": depth}
 
 
 def flowcore_config(table: str, network: str, steps: int, out_dir: Path, masking: float = 0.0,
@@ -98,8 +117,7 @@ def flowcore_config(table: str, network: str, steps: int, out_dir: Path, masking
         model = {"network": "flowcore_tabular.network:RecTableMLP",
                  "options": {"hidden": list(GLU_HIDDEN), "time_dim": 128}}
     if network == "transformer":
-        model["transformer"] = {"hidden_size": 64, "num_heads": 4, "depth_double": 0, "depth_single": 2,
-                                "mlp_ratio": 2.0}
+        model = {"network": "flowcore_tabular.network:ColumnTransformer", "options": transformer_options(rows)}
     return {
         "seed": 0, "out_dir": str(out_dir),
         "modalities": {"tabular": {"dataset": table, "tokenizer": tokenizer, "masking": masking,
@@ -299,12 +317,21 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
              f"{results['generated_rows']}. `real (test split)`: held-out real data in place of generated rows "
              "(test rows; for MLE the model is trained on the training rows; for DCR the val rows), i.e. "
              "what a perfect generator scores under the same size imbalance.", "",
-             "Budgets. flowcore: steps = max(300, ceil(train rows x epochs / batch)) (`flowcore tabular-train "
-             f"--epochs`). GLU-MLP: {EPOCHS['mlp']:g} epochs (titanic and german credit stay at the 300-step floor), "
+             "Budgets. flowcore: steps = max(floor, ceil(train rows x epochs / batch)) (`flowcore tabular-train "
+             f"--epochs E --min-steps floor`), floor {MIN_STEPS_BY_NETWORK['mlp']} for the GLU and "
+             f"{MIN_STEPS_BY_NETWORK['transformer']} for the transformer. GLU-MLP: {EPOCHS['mlp']:g} epochs (titanic and german credit stay at the 300-step floor), "
              "batch `rows_batch(train rows)` (the power of two nearest rows / 32, within 256-1024: 256 on titanic "
              f"and german credit, 1,024 on adult), lr {GLU_LR:g} x sqrt(batch / 256), widths "
-             f"{'-'.join(map(str, GLU_HIDDEN))} (RecTable: 1024-2048-1024-1024); FlowTransformer: "
-             f"{EPOCHS['transformer']:g} epochs of 256 rows, width 64, 2 single-stream blocks, 4 heads, lr 5e-4; both "
+             f"{'-'.join(map(str, GLU_HIDDEN))} (RecTable: 1024-2048-1024-1024); FlowTransformer (the plugin's "
+             "ColumnTransformer: the core FlowTransformer on column tokens with a learned embedding per column, no "
+             "rotary positions, velocity only on a token's own channels): "
+             f"{EPOCHS['transformer']:g} epochs, at least {MIN_STEPS_BY_NETWORK['transformer']} steps (its own floor; "
+             "german credit and titanic get the floor), batch `rows_batch(train rows, 64, 256, per_epoch=16)` (64 on "
+             f"german credit, 128 on titanic, 256 on adult), lr {TRANSFORMER_LR:g} x sqrt(batch / "
+             f"{TRANSFORMER_LR_BATCH}), at most {TRANSFORMER_LR:g}, width {TRANSFORMER_OPTIONS['hidden_size']}, "
+             f"{TRANSFORMER_OPTIONS['num_heads']} heads, {TRANSFORMER_OPTIONS['depth_single']} single-stream blocks "
+             f"({TRANSFORMER_DEEP} on tables of more than {TRANSFORMER_DEEP_ROWS:,} rows: adult), mlp ratio "
+             f"{TRANSFORMER_OPTIONS['mlp_ratio']:g}; both "
              f"with the modality options {TABLE_OPTIONS} (integer columns with at most 20 values one-hot, "
              "docs/plugins/tabular.md); logit-normal t, AdamW, cosine lr, EMA 0.999, "
              "1 CPU thread, 50 Euler steps to sample. Peers: the ctgan package's CTGAN and TVAE at their default "
@@ -368,7 +395,7 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
     """Every model on every table of ``args.tables``; results are written after each model."""
     from threadpoolctl import threadpool_limits
 
-    from flowcore_tabular.budget import MIN_STEPS, epoch_steps
+    from flowcore_tabular.budget import epoch_steps
     from flowcore_tabular.datasets import load_table
 
     for name in args.tables:
@@ -391,9 +418,9 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
                 epochs = QUICK_EPOCHS if args.quick else (args.epochs if network == "mlp" and args.epochs
                                                           else EPOCHS[network])
                 batch, lr = batch_and_lr(network, n)
-                steps = epoch_steps(n, epochs, batch, 5 if args.quick else MIN_STEPS)
+                steps = epoch_steps(n, epochs, batch, 5 if args.quick else MIN_STEPS_BY_NETWORK[network])
                 rows, clock = train_flowcore(name, network, steps, count, n, work)
-                label = f"{steps} steps x {batch} ({steps * batch / n:.0f} epochs), lr {lr:g}"
+                label = f"{steps} steps x {batch} ({steps * batch / n:.0f} epochs), lr {lr:.3g}"
             else:
                 peer_epochs = slope_epochs or args.peer_epochs or (QUICK_PEER_EPOCHS if args.quick else PEER_EPOCHS[name])
                 rows, clock = train_peer(model, table, peer_epochs, count)
@@ -494,7 +521,7 @@ def run_imputation(args: argparse.Namespace, results: dict[str, Any], work: Path
     from threadpoolctl import threadpool_limits
 
     from flowcore.train.checkpoint import load_run
-    from flowcore_tabular.budget import MIN_STEPS, epoch_steps
+    from flowcore_tabular.budget import epoch_steps
     from flowcore_tabular.datasets import load_table
     from flowcore_tabular.impute import impute
 
@@ -509,7 +536,7 @@ def run_imputation(args: argparse.Namespace, results: dict[str, Any], work: Path
                            "targets": {t: {} for t in IMPUTE_TARGETS}, "models": {}}
     for label, (network, masking, method) in models.items():
         batch, _ = batch_and_lr(network, n)
-        steps = epoch_steps(n, epochs, batch, 5 if args.quick else MIN_STEPS)
+        steps = epoch_steps(n, epochs, batch, 5 if args.quick else MIN_STEPS_BY_NETWORK[network])
         run = work / f"impute_{network}_{masking}"
         clock = train_run(IMPUTE_TABLE, network, steps, run, n, masking)
         out["models"][label] = {"budget": f"{steps} steps x {batch} ({steps * batch / n:.0f} "
@@ -583,7 +610,8 @@ def main() -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, no GPU",
         "generated_rows": f"Generated rows per model: min(train rows, {MAX_ROWS}); real rows for "
                           f"Shape/Trend/C2ST/alpha-beta: a {MAX_ROWS}-row sample of train",
-        "glu_hidden": list(GLU_HIDDEN), "glu_lr": GLU_LR, "epochs": EPOCHS, "table_options": TABLE_OPTIONS, "peer_epochs": PEER_EPOCHS,
+        "glu_hidden": list(GLU_HIDDEN), "glu_lr": GLU_LR, "transformer_options": TRANSFORMER_OPTIONS,
+        "epochs": EPOCHS, "min_steps": MIN_STEPS_BY_NETWORK, "table_options": TABLE_OPTIONS, "peer_epochs": PEER_EPOCHS,
         "tables": {},
         "notes": [],
     }

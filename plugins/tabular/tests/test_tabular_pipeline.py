@@ -20,8 +20,8 @@ pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 @pytest.mark.parametrize("config_name,overrides", [
     ("tabular_titanic.yaml", []),
     ("tabular_adult_transformer.yaml", ["data.dataset=titanic", "modalities.tabular.dataset=titanic",
-                                        "model.transformer.hidden_size=32", "model.transformer.depth_single=1",
-                                        "model.transformer.num_heads=2", "train.batch_size=64"]),
+                                        "model.options.hidden_size=32", "model.options.depth_single=1",
+                                        "model.options.num_heads=2", "train.batch_size=64"]),
 ])
 def test_train_sample_eval(tmp_path, config_name, overrides):
     config = load_config(CONFIGS / config_name, [
