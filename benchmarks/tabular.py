@@ -108,8 +108,7 @@ def transformer_options(rows: int) -> dict[str, Any]:
 
 def flowcore_config(table: str, network: str, steps: int, out_dir: Path, masking: float = 0.0,
                     rows: int = 1, table_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The run's config. ``table_options``: more modality options (the table benchmark passes
-    ``TABLE_OPTIONS``; the imputation benchmark none, as when its figures were measured)."""
+    """The run's config. ``table_options``: more modality options (both benchmarks pass ``TABLE_OPTIONS``)."""
     tokenizer = "row" if network == "mlp" else "column"
     batch, lr = batch_and_lr(network, rows)
     model: dict[str, Any] = {"network": network}
@@ -538,7 +537,7 @@ def run_imputation(args: argparse.Namespace, results: dict[str, Any], work: Path
         batch, _ = batch_and_lr(network, n)
         steps = epoch_steps(n, epochs, batch, 5 if args.quick else MIN_STEPS_BY_NETWORK[network])
         run = work / f"impute_{network}_{masking}"
-        clock = train_run(IMPUTE_TABLE, network, steps, run, n, masking)
+        clock = train_run(IMPUTE_TABLE, network, steps, run, n, masking, table_options=TABLE_OPTIONS)
         out["models"][label] = {"budget": f"{steps} steps x {batch} ({steps * batch / n:.0f} "
                                           f"epochs), masking {masking}", **clock.record()}
         loaded = load_run(run, None, "cpu")
