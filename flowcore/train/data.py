@@ -265,7 +265,30 @@ def build_split(config: Config, bundles: dict[str, Bundle], split: str, registry
     return Validated(base, bundles, where, data.limit)
 
 
-class LengthBatches(Sampler[list[int]]):
+class SeededEpochs:
+    """The epoch counter both samplers share: an epoch's order follows from (seed, epoch).
+
+    Lightning calls ``set_epoch`` at each epoch start, so a run resumed from a checkpoint sees
+    the orders of the epochs it resumes in, not epoch 0's again (a seeded ``RandomSampler``
+    restarts its generator). Without Lightning each iteration takes the next epoch.
+    """
+
+    seed: int
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def next_generator(self) -> torch.Generator:
+        """The generator of the current epoch, moving the counter on to the next one."""
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return self.generator(epoch)
+
+    def generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+
+
+class LengthBatches(SeededEpochs, Sampler[list[int]]):
     """Training batches of items of similar length, each at most ``tokens`` tokens once padded.
 
     Every epoch the items are shuffled and taken in chunks of ``chunk``; a chunk is sorted by
@@ -287,7 +310,9 @@ class LengthBatches(Sampler[list[int]]):
         self.epoch = 0
 
     def plan(self, epoch: int) -> list[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return self._plan(self.generator(epoch))
+
+    def _plan(self, g: torch.Generator) -> list[list[int]]:
         order = torch.randperm(len(self.lengths), generator=g)
         batches: list[list[int]] = []
         for part in order.split(self.chunk):
@@ -301,9 +326,6 @@ class LengthBatches(Sampler[list[int]]):
             batches.append(batch)
         return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     @property
     def sampler(self) -> LengthBatches:
         """Itself: Lightning calls ``set_epoch`` on ``batch_sampler.sampler`` at each epoch start."""
@@ -312,31 +334,20 @@ class LengthBatches(Sampler[list[int]]):
     def __iter__(self):
         # A generator: the plan is drawn at the first batch, after Lightning has set the epoch
         # (it creates the iterator before that), so a resumed run gets its epoch's plan.
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        yield from self.plan(epoch)
+        yield from self._plan(self.next_generator())
 
     def __len__(self) -> int:
         return len(self.plan(self.epoch))
 
 
-class EpochShuffle(Sampler[int]):
-    """Item indices in an order that follows from (seed, epoch), like ``LengthBatches``' plans.
-
-    Lightning calls ``set_epoch`` at each epoch start, so a run resumed from a checkpoint sees
-    the orders of the epochs it resumes in, not epoch 0's again (a seeded ``RandomSampler``
-    restarts its generator).
-    """
+class EpochShuffle(SeededEpochs, Sampler[int]):
+    """Item indices in an order that follows from (seed, epoch), like ``LengthBatches``' plans."""
 
     def __init__(self, count: int, seed: int = 0):
         self.count, self.seed, self.epoch = int(count), int(seed), 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __iter__(self):
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        yield from torch.randperm(self.count, generator=g).tolist()
+        yield from torch.randperm(self.count, generator=self.next_generator()).tolist()
 
     def __len__(self) -> int:
         return self.count
