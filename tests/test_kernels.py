@@ -109,7 +109,8 @@ def test_torch_compile_of_the_backbone_matches_eager(backend):
 
 @pytest.mark.slow
 def test_torch_compile_traces_the_backbone_training_step(backend):
-    """Dynamo + AOT autograd trace forward and backward: the same loss and gradients as eager.
+    """Dynamo + AOT autograd trace forward and backward in one graph (no graph break): the same
+    loss and gradients as eager.
 
     (aot_eager runs the traced graphs without inductor's C++ codegen, which the test above
     already covers, to keep this one fast.)
@@ -124,7 +125,7 @@ def test_torch_compile_traces_the_backbone_training_step(backend):
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
     eager_loss, eager_grads = loss_and_grads(model)
-    loss, grads = loss_and_grads(torch.compile(model, backend="aot_eager"))
+    loss, grads = loss_and_grads(torch.compile(model, backend="aot_eager", fullgraph=True))
     torch.testing.assert_close(loss, eager_loss)
     for got, want in zip(grads, eager_grads):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

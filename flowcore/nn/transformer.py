@@ -153,9 +153,13 @@ class FlowTransformer(nn.Module):
 
     @staticmethod
     def _attention_mask(masks: list[torch.Tensor]) -> torch.Tensor | None:
-        """Key mask [B, 1, 1, L] for SDPA, or None when nothing is padded (the fast path)."""
+        """Key mask [B, 1, 1, L] for SDPA, or None when nothing is padded (the fast path).
+
+        Under torch.compile the mask is always passed: testing it would read a value on the
+        host, a graph break, and the compiled graph handles the all-true mask as well.
+        """
         mask = torch.cat(masks, 1)
-        if bool(mask.all()):
+        if not torch.compiler.is_compiling() and bool(mask.all()):
             return None
         # A sample with no real token anywhere would make every score -inf (NaN); let it
         # attend freely, its outputs are zeroed anyway.
