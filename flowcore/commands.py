@@ -79,7 +79,7 @@ def _invert(args: argparse.Namespace) -> int:
 
 def _solver_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="solver steps (default: the run's sample.steps)")
-    p.add_argument("--solver", help="euler, midpoint, heun, rk4, dopri5, fireflow (default: sample.solver)")
+    p.add_argument("--solver", help="euler, midpoint, heun, rk4, dopri5, fireflow, euler_sde (default: sample.solver)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same samples on CPU)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
 

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from flowcore.errors import UnknownNameError
+from flowcore.errors import ConfigError, UnknownNameError
 from flowcore.flow import so3
 from flowcore.flow.inversion import generate, invert, reconstruction_error
 from flowcore.flow.path import LinearPath, ProductPath, QuaternionPath
@@ -190,3 +190,60 @@ def test_velocity_missing_a_modality_is_a_clear_error():
 
     with pytest.raises(DataError, match="'b'"):
         make_solver("euler").solve(lambda x, t: {"a": x["a"]}, {"a": _noise(2), "b": _noise(2)}, time_grid(2))
+
+
+@pytest.mark.parametrize("churn", [0.5, 2.0])
+def test_euler_sde_keeps_the_flow_marginals(churn):
+    """With noise_scale 1 the SDE's marginals are the flow's: the Gaussian target is reached."""
+    g = torch.Generator().manual_seed(5)
+
+    def noise():
+        return {"a": torch.randn(20_000, 1, D, generator=g, dtype=torch.float64)}
+
+    result = make_solver("euler_sde", churn=churn).solve(gaussian_velocity, {"a": _noise(20_000)}, time_grid(400),
+                                                         noise=noise)
+    x = result.x["a"][:, 0]
+    assert result.nfe == 400
+    assert torch.allclose(x.mean(0), MU, atol=0.05)
+    assert torch.allclose(torch.cov(x.T), SIGMA, atol=0.08)
+
+
+@pytest.mark.parametrize("churn,noise_scale", [(1.0, 0.0), (1.0, 0.5), (3.0, 0.5)])
+def test_euler_sde_noise_scale_lowers_the_temperature_as_the_sde_predicts(churn, noise_scale):
+    """Data at one point mu: v = (x - mu) / t and y = x - (1 - t) mu has, under the SDE with
+    noise scale eta, Var y_t = eta^2 t^2 + (1 - eta^2) t^(2 + 2 churn) from Var y_1 = 1
+    (solve dV/dt = 2 (1 + churn) V / t - 2 eta^2 churn t); eta = 1 gives the flow's t^2."""
+    g = torch.Generator().manual_seed(6)
+
+    def noise():
+        return {"a": torch.randn(20_000, 1, D, generator=g, dtype=torch.float64)}
+
+    def velocity(x, t):
+        return {"a": (x["a"] - MU) / t.reshape(-1, 1, 1)}
+
+    eps = _noise(20_000)
+    grid = torch.linspace(1.0, 0.5, 1001, dtype=torch.float64)
+    x = make_solver("euler_sde", churn=churn, noise_scale=noise_scale).solve(velocity, {"a": eps}, grid,
+                                                                             noise=noise).x["a"]
+    y = x - 0.5 * MU
+    expected = noise_scale ** 2 * 0.25 + (1 - noise_scale ** 2) * 0.5 ** (2 + 2 * churn)
+    assert float(y.var()) == pytest.approx(expected, rel=0.03)
+    if noise_scale == 0:  # no noise: every sample shrinks as t^(1 + churn), the flow's own as t
+        assert torch.allclose(y, 0.5 ** (1 + churn) * eps, rtol=1e-2)
+
+
+def test_euler_sde_moves_rotations_by_the_ode_and_refuses_inversion():
+    """A product state: the quaternion part (no Gaussian score) takes Euler's steps exactly."""
+    se3 = ProductPath([(QuaternionPath(), 4), (LinearPath(), 3)])
+    x = se3.prior((8, 3, 7), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def velocity(state, t):
+        return {"p": torch.cos(state["p"] + t.reshape(-1, 1, 1))}
+
+    grid = time_grid(10) * 0.9 + 0.1
+    ode = make_solver("euler").solve(velocity, {"p": x}, grid, {"p": se3}).x["p"]
+    sde = make_solver("euler_sde", churn=1.0).solve(velocity, {"p": x}, grid, {"p": se3}).x["p"]
+    assert torch.equal(sde[..., :4], ode[..., :4])
+    assert not torch.allclose(sde[..., 4:], ode[..., 4:])
+    with pytest.raises(ConfigError, match="invert"):
+        make_solver("euler_sde").solve(velocity, {"p": x}, grid.flip(0), {"p": se3})

@@ -92,6 +92,15 @@ class ProbabilityPath(ABC):
         """
         return v
 
+    def stochastic_step(self, x: torch.Tensor, v: torch.Tensor, t: float, dt: float, churn: float,
+                        noise: torch.Tensor) -> torch.Tensor:
+        """One Euler-Maruyama step of an SDE with the same marginals as the flow (``euler_sde``).
+
+        ``noise`` is a prior draw ``[B, L, C]`` (times the solver's noise scale) and ``churn``
+        the SDE's noise level. A path without a Gaussian score (rotations) takes the ODE step.
+        """
+        return self.step(x, v, dt)
+
 
 class LinearPath(ProbabilityPath):
     """The rectified-flow path: x_t = (1 - t) x0 + t eps, v = eps - x0, eps ~ N(0, prior_scale^2 I).
@@ -127,6 +136,16 @@ class LinearPath(ProbabilityPath):
     def interpolate(self, x0, eps, t):
         tt = expand_t(t, x0)
         return PathSample(x_t=(1 - tt) * x0 + tt * eps, v=eps - x0, t=t)
+
+    def stochastic_step(self, x, v, t, dt, churn, noise):
+        """x + dt v - |dt| churn eps_hat + sqrt(2 churn t |dt|) noise, eps_hat = x + (1 - t) v.
+
+        On this path eps_hat = E[eps | x_t] and the score is -eps_hat / (t s^2) (s: prior_scale).
+        With diffusion g(t)^2 = 2 churn s^2 t, the SDE dx = (v - g^2 / 2 score) dt + g dW (time
+        running down) has the flow's marginals for any churn >= 0 (churn 0: the ODE). ``noise``
+        drawn from the prior already carries the factor s (and its centring).
+        """
+        return x + dt * v - abs(dt) * churn * (x + (1 - t) * v) + (2 * churn * t * abs(dt)) ** 0.5 * noise
 
 
 class QuaternionPath(ProbabilityPath):
@@ -257,3 +276,7 @@ class ProductPath(ProbabilityPath):
     def transport(self, v, src, dst):
         return torch.cat([path.transport(a, b, c) for (path, _), a, b, c
                           in zip(self.parts, self._split(v), self._split(src), self._split(dst))], -1)
+
+    def stochastic_step(self, x, v, t, dt, churn, noise):
+        return torch.cat([path.stochastic_step(a, b, t, dt, churn, c) for (path, _), a, b, c
+                          in zip(self.parts, self._split(x), self._split(v), self._split(noise))], -1)

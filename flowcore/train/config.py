@@ -115,6 +115,12 @@ class SampleConfig:
     cfg: float = 1.0
     count: int = 1000
     shift: float = 1.0
+    #: the solver's keyword arguments, e.g. {churn: 1.0, noise_scale: 0.5} for euler_sde
+    solver_options: dict[str, Any] = field(default_factory=dict)
+
+    def options_for(self, solver: str) -> dict[str, Any]:
+        """``solver_options`` when ``solver`` is this section's solver, else none (a --solver override)."""
+        return dict(self.solver_options) if solver == self.solver else {}
 
 
 @dataclass

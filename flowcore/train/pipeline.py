@@ -136,7 +136,7 @@ def sample_files(module: FlowModule, out_dir: Path, config: Config, registry) ->
         given = {n: tokens_of(module.bundles[n], items[n], module.device) for n in conditions}
     out = generate(module.sampler_net, module.bundles, make, given, count, steps=config.sample.steps,
                    solver=config.sample.solver, cfg=config.sample.cfg, seed=config.seed, shift=config.sample.shift,
-                   device=module.device)
+                   device=module.device, solver_options=config.sample.solver_options)
     return [p for m in make for p in write_samples(module.bundles[m], module.bundles[m].samples(out[m]), out_dir / m)]
 
 
@@ -187,9 +187,11 @@ def sample(run_dir: str | Path, make: Sequence[str], given: Mapping[str, str], o
         elif len(s) != count:
             raise DataError(f"--given {n}: {len(s)} samples, but {count} are to be generated (give 1 or {count})")
     tokens = {n: tokens_of(run.bundles[n], s, dev) for n, s in samples_given.items()}
+    solver = solver or config.sample.solver
     out = generate(run.net, run.bundles, list(make), tokens, count, steps=steps or config.sample.steps,
-                   solver=solver or config.sample.solver, cfg=config.sample.cfg if cfg is None else cfg, seed=seed,
-                   shift=config.sample.shift if shift is None else shift, device=dev)
+                   solver=solver, cfg=config.sample.cfg if cfg is None else cfg, seed=seed,
+                   shift=config.sample.shift if shift is None else shift, device=dev,
+                   solver_options=config.sample.options_for(solver))
     out_dir = Path(out_dir)
     return [p for m in make for p in write_samples(run.bundles[m], run.bundles[m].samples(out[m]), out_dir / m)]
 
@@ -229,7 +231,8 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
             stop = min(n, start + batch)
             given = {c: tokens_of(run.bundles[c], items[c][start:stop], dev) for c in conditions}
             made = generate(run.net, run.bundles, [target], given, stop - start, steps=steps, solver=solver,
-                            cfg=config.sample.cfg, seed=seed + start, shift=config.sample.shift, device=dev)
+                            cfg=config.sample.cfg, seed=seed + start, shift=config.sample.shift, device=dev,
+                            solver_options=config.sample.options_for(solver))
             generated += run.bundles[target].samples(made[target])
         metrics = run.bundles[target].modality.metrics()
         key = target if not conditions else f"{target}|{','.join(conditions)}"

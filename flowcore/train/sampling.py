@@ -62,10 +62,11 @@ def make_velocity(net: nn.Module, bundles: Mapping[str, Bundle], layouts: Mappin
 @torch.no_grad()
 def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str], given: Mapping[str, Tokens],
              count: int, *, steps: int, solver: str = "euler", cfg: float = 1.0, seed: int = 0, shift: float = 1.0,
-             device: torch.device | str = "cpu") -> dict[str, Tokens]:
+             device: torch.device | str = "cpu", solver_options: Mapping[str, Any] | None = None) -> dict[str, Tokens]:
     """Generate ``make`` for ``count`` samples given clean tokens ``given`` (count must match theirs).
 
     The noise is drawn on the CPU from ``seed``: a seed gives the same samples on any device.
+    ``solver_options``: the solver's keyword arguments (``sample.solver_options``).
     """
     for name, tok in given.items():
         if tok.batch_size != count:
@@ -75,8 +76,15 @@ def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str],
     x = {m: bundles[m].path.masked_prior(layouts[m].values.shape, layouts[m].mask, generator=g).to(device)
          for m in make}
     velocity = make_velocity(net, bundles, layouts, given, g, cfg)
-    result = make_solver(solver).solve(velocity, x, time_grid(steps, shift, device=device),
-                                       {m: bundles[m].path for m in make})
+    paths = {m: bundles[m].path for m in make}
+
+    def noise() -> dict[str, torch.Tensor]:
+        """A fresh prior draw, for a stochastic solver (euler_sde)."""
+        return {m: paths[m].masked_prior(layouts[m].values.shape, layouts[m].mask, generator=g).to(device)
+                for m in make}
+
+    result = make_solver(solver, **dict(solver_options or {})).solve(
+        velocity, x, time_grid(steps, shift, device=device), paths, noise=noise)
     return {m: layouts[m].with_values(result.x[m]) for m in make}
 
 
