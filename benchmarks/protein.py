@@ -42,12 +42,13 @@ TRAINING_TIME = "training_time.json"
 
 def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str = "euler",
                     shift: float = 1.0, device: str = "cpu", schedule: str | None = None,
-                    guidance: dict | None = None) -> list[torch.Tensor]:
+                    guidance: dict | None = None, solver_options: dict | None = None) -> list[torch.Tensor]:
     """Backbones (frames [L, 7]) of the given lengths from a loaded run, by the core's sampler.
 
     schedule: the rotation schedule to sample with ("linear", "exp"; None: the run's own).
     guidance: steric / bond guidance weights for this call ({clash, bond, t_max}; FrameNet's
     ``guidance`` option), None: the run's own (the config's ``model.options.guidance``).
+    solver_options: the solver's keyword arguments (``euler_sde``: churn, noise_scale).
     """
     from flowcore.train.sampling import generate
     from flowcore_protein.guidance import BackboneGuidance
@@ -65,7 +66,7 @@ def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str 
         net.guidance = BackboneGuidance.from_options(guidance, "--guidance")
     try:
         out = generate(net, bundles, ["protein"], {}, len(lengths), steps=steps,
-                       solver=solver, seed=seed, shift=shift, device=device)
+                       solver=solver, seed=seed, shift=shift, device=device, solver_options=solver_options)
     finally:
         net.guidance = own
     return bundle.samples(out["protein"])
@@ -81,7 +82,8 @@ def parse_guidance(spec: str) -> dict:
 
 
 def quality(run, count: int, steps: int, shift: float, reference: list[torch.Tensor], pdb_dir: Path,
-            guidance: dict | None = None, pdb_count: int | None = None) -> dict:
+            guidance: dict | None = None, pdb_count: int | None = None, solver: str = "euler",
+            solver_options: dict | None = None) -> dict:
     """The quality report of ``count`` backbones; guidance as in ``generate_frames`` (None: off, whatever
     the run's config says, so the model alone is measured); the first ``pdb_count`` (None: all) are written."""
     from flowcore_protein.metrics import backbone_report
@@ -91,7 +93,7 @@ def quality(run, count: int, steps: int, shift: float, reference: list[torch.Ten
     generated: list[torch.Tensor] = []
     for start in range(0, count, 10):
         generated += generate_frames(run, lengths[start:start + 10], steps, seed=start, shift=shift,
-                                     guidance=guidance or {})
+                                     guidance=guidance or {}, solver=solver, solver_options=solver_options)
     gen_s = time.perf_counter() - started
     modality = run.bundles["protein"].modality
     modality.codec.write_all(generated[:pdb_count], pdb_dir, stem="backbone")
@@ -105,7 +107,8 @@ def quality(run, count: int, steps: int, shift: float, reference: list[torch.Ten
         "helix within 0.15": abs(gen["helix_fraction"] - real["helix_fraction"]) <= 0.15,
         "strand within 0.15": abs(gen["strand_fraction"] - real["strand_fraction"]) <= 0.15,
     }
-    return {"count": count, "steps": steps, "shift": shift, "guidance": guidance, "schedule": modality.rotation_schedule,
+    return {"count": count, "steps": steps, "shift": shift, "guidance": guidance, "solver": solver,
+            "solver_options": solver_options or {}, "schedule": modality.rotation_schedule,
             "rotation_rate": modality.rotation_rate, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
             "generated": gen, "training_set": real, "per_length": lengths_table, "metrics": metrics, "goals": goals, "pdb_dir": str(pdb_dir)}
 
@@ -184,7 +187,10 @@ def write_results_md(record: dict, path: Path) -> None:
         qg = record.get("quality_guided")
         schedule = q.get("schedule", "linear")
         rotations = f"exp rotation schedule, rate {q['rotation_rate']:g}" if schedule == "exp" else "linear rotations"
-        lines += [f"Quality: {q['count']} backbones, lengths {q['lengths']} in turn, {q['steps']} Euler steps "
+        solver = q.get("solver", "euler")
+        options = ", ".join(f"{k} {v:g}" for k, v in q.get("solver_options", {}).items())
+        stepper = "Euler" if solver == "euler" else f"{solver}{f' ({options})' if options else ''}"
+        lines += [f"Quality: {q['count']} backbones, lengths {q['lengths']} in turn, {q['steps']} {stepper} steps "
                   f"(time shift {q['shift']:g}, {rotations}), "
                   f"against {int(r['samples'])} training chains."]
         if qg:
@@ -345,6 +351,10 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=50, help="backbones generated for the quality check")
     ap.add_argument("--steps", type=int, default=50, help="Euler steps for the quality check")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--solver", help="sampler of the quality check (default: the run's sample.solver)")
+    ap.add_argument("--solver-options", type=json.loads, metavar="JSON",
+                    help='its options, e.g. \'{"churn": 1, "noise_scale": 0.5}\' for euler_sde '
+                         "(default: the run's sample.solver_options when --solver is the run's solver)")
     ap.add_argument("--guidance", help="clash:bond:t_max: also measure the quality with steric / bond guidance "
                     "(reported beside the model-only figures, same noise; e.g. 10:10:0.3)")
     ap.add_argument("--variants", default="", help="extra steps:shift[:rotation schedule] sampler settings to "
@@ -400,6 +410,8 @@ def main() -> None:
                         f"--train-minutes {args.train_minutes:g}" if args.train_minutes else "",
                         f"--run {args.run}" if args.run else "", f"--count {args.count}",
                         f"--steps {args.steps}", f"--shift {args.shift:g}", f"--threads {args.threads}",
+                        f"--solver {args.solver}" if args.solver else "",
+                        f"--solver-options '{json.dumps(args.solver_options)}'" if args.solver_options else "",
                         f"--guidance {args.guidance}" if args.guidance else "",
                         f"--variants {args.variants}" if args.variants else "",
                         "--quick" if args.quick else "", "--no-speed" if args.no_speed else ""] if a),
@@ -412,12 +424,16 @@ def main() -> None:
                     "threads": args.threads, "torch": torch.__version__, "load_start": round(load_start, 2)},
     }
     pdb_dir = args.out.with_name(args.out.stem + "_pdb")  # results/protein.json -> results/protein_pdb/
-    record["quality"] = quality(run, args.count, args.steps, args.shift, reference, pdb_dir)
+    solver = args.solver or run.config.sample.solver
+    solver_options = run.config.sample.options_for(solver) if args.solver_options is None else args.solver_options
+    record["quality"] = quality(run, args.count, args.steps, args.shift, reference, pdb_dir, solver=solver,
+                                solver_options=solver_options)
     print("model only:", json.dumps(record["quality"]["goals"]), flush=True)
     if args.guidance:
         guided_dir = args.out.with_name(args.out.stem + "_guided_pdb")
         record["quality_guided"] = quality(run, args.count, args.steps, args.shift, reference, guided_dir,
-                                           guidance=parse_guidance(args.guidance), pdb_count=10)
+                                           guidance=parse_guidance(args.guidance), pdb_count=10, solver=solver,
+                                           solver_options=solver_options)
         print("with guidance:", json.dumps(record["quality_guided"]["goals"]), flush=True)
     if args.variants:
         default = run.bundles["protein"].modality.rotation_schedule
