@@ -21,9 +21,11 @@ Two steps, kept apart because only the first is exact:
      such a column as a few point masses that decoding must round to exactly; one-hot
      slots let the network tie each value to other columns' categories (Adult's
      education_num is a relabelling of education). CTGAN's mode-specific normalisation
-     gives such columns one mode per value to the same end.
+     gives such columns one mode per value to the same end;
+   - a column that relabels another (``schema.relabels``, :mod:`flowcore_tabular.relabel`)
+     -> no dims: decoding looks it up from its source's decoded value.
 
-   Columns keep schema order; :attr:`TableEncoder.blocks` gives each column's dims, and
+   Columns keep schema order; :attr:`TableEncoder.blocks` gives each modelled column's dims, and
    :attr:`TableEncoder.gaussian` says which dims have the N(0, 1) prior (quantile-normal
    values); every other dim is ±1-valued and has the U(-1, 1) prior.
 
@@ -45,6 +47,7 @@ from scipy.special import ndtr, ndtri
 
 from flowcore.errors import DataError
 
+from flowcore_tabular.relabel import lookup
 from flowcore_tabular.schema import Column, Schema, from_seconds, to_seconds
 
 TableBatch = dict  # {"numeric": float64 [B, Nc], "category": int64 [B, Nk], "missing": bool [B, Ncols]}
@@ -197,12 +200,19 @@ class TableEncoder:
         self.schema = schema
         batch = collate(schema, rows)
         self.cont, self.disc = continuous_columns(schema), discrete_columns(schema)
+        #: {column: its Relabel}: columns decoded from their source, not encoded
+        self.relabels = {r.column: r for r in schema.relabels}
+        #: {column name: (its index among all columns, its index in the batch's numeric or category)}
+        self._slot = {c.name: (k, (self.cont if c.continuous else self.disc).index(c))
+                      for k, c in enumerate(schema.columns)}
         self.quantiles: dict[str, QuantileNormal] = {}
         #: integer columns encoded one-hot: {name: their sorted training values [K]}
         self.levels: dict[str, np.ndarray] = {}
-        col_index = {c.name: i for i, c in enumerate(schema.columns)}
-        for j, col in enumerate(self.cont):
-            present = ~batch["missing"][:, col_index[col.name]].numpy()
+        for col in self.cont:
+            if col.name in self.relabels:
+                continue
+            k, j = self._slot[col.name]
+            present = ~batch["missing"][:, k].numpy()
             values = batch["numeric"][:, j].numpy()[present]
             if values.size == 0:
                 raise DataError(f"column {col.name!r} has no values in the training rows; drop it or give it a kind")
@@ -213,12 +223,15 @@ class TableEncoder:
                 self.quantiles[col.name] = QuantileNormal(values, seed)
         blocks, start = [], 0
         for col in schema.columns:
+            if col.name in self.relabels:
+                continue
             if col.name in self.levels:
                 width = len(self.levels[col.name]) + col.has_missing
             else:
                 width = (1 + col.has_missing) if col.continuous else self.n_slots(col)
             blocks.append(Block(col, start, width))
             start += width
+        #: one block per modelled column (every column but the relabelled ones), in schema order
         self.blocks: list[Block] = blocks
         self.dim = start
         gaussian = torch.zeros(self.dim, dtype=torch.bool)
@@ -228,32 +241,38 @@ class TableEncoder:
         #: [D] True where the dim is a quantile-normal value (N(0, 1) prior), else ±1-valued (U(-1, 1))
         self.gaussian = gaussian
 
+    def block_index(self, name: str) -> int:
+        """The block (column token) that models column ``name``: its own, or its source's if relabelled."""
+        name = self.relabels[name].source if name in self.relabels else name
+        for k, block in enumerate(self.blocks):
+            if block.column.name == name:
+                return k
+        raise DataError(f"no column {name!r} in the table; columns are {self.schema.names}")
+
     @staticmethod
     def n_slots(col: Column) -> int:
         known = 2 if col.kind == "boolean" else len(col.categories)
         return known + col.has_missing
 
     def encode(self, batch: TableBatch) -> torch.Tensor:
-        """A :data:`TableBatch` -> x [B, D] float32."""
+        """A :data:`TableBatch` -> x [B, D] float32 (relabelled columns are not encoded)."""
         numeric, category, missing = batch["numeric"], batch["category"], batch["missing"]
         b = numeric.shape[0]
         x = torch.full((b, self.dim), -1.0, dtype=torch.float32)
-        ci = di = 0
-        for k, block in enumerate(self.blocks):
-            col, miss = block.column, missing[:, k].cpu()
+        for block in self.blocks:
+            col = block.column
+            k, j = self._slot[col.name]
+            miss = missing[:, k].cpu()
             if col.name in self.levels:
-                self._one_hot(x, block, self._level_index(col.name, numeric[:, ci]), miss)
-                ci += 1
+                self._one_hot(x, block, self._level_index(col.name, numeric[:, j]), miss)
             elif col.continuous:
-                z = self.quantiles[col.name].forward(numeric[:, ci].double().cpu().numpy())
+                z = self.quantiles[col.name].forward(numeric[:, j].double().cpu().numpy())
                 z = torch.from_numpy(z).float().masked_fill(miss, 0.0)
                 x[:, block.start] = z
                 if col.has_missing:
                     x[:, block.start + 1] = torch.where(miss, 1.0, -1.0)
-                ci += 1
             else:
-                self._one_hot(x, block, category[:, di], miss)
-                di += 1
+                self._one_hot(x, block, category[:, j], miss)
         return x
 
     @staticmethod
@@ -274,33 +293,59 @@ class TableEncoder:
         return torch.from_numpy(nearest.astype(np.int64))
 
     def decode(self, x: torch.Tensor) -> TableBatch:
-        """x [B, D] -> a :data:`TableBatch` of values typed and rounded as the schema says."""
+        """x [B, D] -> a :data:`TableBatch` of values typed and rounded as the schema says;
+        relabelled columns by lookup from their decoded source."""
         x = x.detach().float().cpu()
         b = x.shape[0]
         numeric = torch.zeros(b, len(self.cont), dtype=torch.float64)
         category = torch.zeros(b, len(self.disc), dtype=torch.int64)
-        missing = torch.zeros(b, len(self.blocks), dtype=torch.bool)
-        ci = di = 0
-        for k, block in enumerate(self.blocks):
+        missing = torch.zeros(b, len(self.schema.columns), dtype=torch.bool)
+        for block in self.blocks:
             col = block.column
+            k, j = self._slot[col.name]
             if col.name in self.levels:
                 idx = x[:, block.start:block.stop].argmax(-1)
                 miss = (idx == block.width - 1) if col.has_missing else torch.zeros(b, dtype=torch.bool)
                 values = torch.from_numpy(self.levels[col.name][idx.masked_fill(miss, 0).numpy()])
-                numeric[:, ci] = values.masked_fill(miss, 0.0)
-                ci += 1
+                numeric[:, j] = values.masked_fill(miss, 0.0)
             elif col.continuous:
                 miss = x[:, block.start + 1] > 0 if col.has_missing else torch.zeros(b, dtype=torch.bool)
                 values = _round(col, self.quantiles[col.name].inverse(x[:, block.start].double().numpy()))
-                numeric[:, ci] = torch.from_numpy(values).masked_fill(miss, 0.0)
-                ci += 1
+                numeric[:, j] = torch.from_numpy(values).masked_fill(miss, 0.0)
             else:
                 idx = x[:, block.start:block.stop].argmax(-1)
                 miss = (idx == block.width - 1) if col.has_missing else torch.zeros(b, dtype=torch.bool)
-                category[:, di] = idx.masked_fill(miss, 0)
-                di += 1
+                category[:, j] = idx.masked_fill(miss, 0)
             missing[:, k] = miss
-        return {"numeric": numeric, "category": category, "missing": missing}
+        batch = {"numeric": numeric, "category": category, "missing": missing}
+        for rel in self.relabels.values():
+            source = self.schema[rel.source]
+            self._set_values(batch, rel.column, lookup(rel, source.kind, self._values(batch, source)))
+        return batch
+
+    def _values(self, batch: TableBatch, col: Column) -> list[Any]:
+        """A discrete or integer column's values in ``batch`` (None where missing)."""
+        k, j = self._slot[col.name]
+        miss = batch["missing"][:, k].tolist()
+        if col.continuous:
+            raw = [int(v) for v in batch["numeric"][:, j].tolist()]
+        else:
+            idx = batch["category"][:, j].tolist()
+            raw = [bool(i) for i in idx] if col.kind == "boolean" else [col.categories[i] for i in idx]
+        return [None if m else v for v, m in zip(raw, miss)]
+
+    def _set_values(self, batch: TableBatch, name: str, values: Sequence[Any]) -> None:
+        """Write a discrete or integer column's values (None = missing) into ``batch``."""
+        col = self.schema[name]
+        k, j = self._slot[name]
+        batch["missing"][:, k] = torch.tensor([v is None for v in values], dtype=torch.bool)
+        if col.continuous:
+            batch["numeric"][:, j] = torch.tensor([0.0 if v is None else float(v) for v in values],
+                                                  dtype=torch.float64)
+        else:
+            index = _category_lookup(col)
+            batch["category"][:, j] = torch.tensor(
+                [0 if v is None else int(v) if col.kind == "boolean" else index[v] for v in values], dtype=torch.int64)
 
 
 def _round(col: Column, values: np.ndarray) -> np.ndarray:

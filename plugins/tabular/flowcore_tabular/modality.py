@@ -18,6 +18,10 @@ Options (the config's ``modalities.tabular`` section):
 ``integer_levels``  K > 0: an integer column with at most K distinct training values is
                one-hot encoded over them instead of quantile-normal (not RecTable's;
                ``flowcore_tabular.encoding``); 0 (default) = off
+``relabels``   ``auto`` (default): discrete columns that relabel each other on the
+               training rows (a bijection, every value seen often) are modelled once, the
+               other decoded by lookup (``flowcore_tabular.relabel``); ``off``; or
+               ``{column: source}`` to name them. ``schema.relabels`` shows the result
 =============  =================================================================
 
 The encoder is fitted at build time from these options alone (deterministically), so the
@@ -38,6 +42,7 @@ from flowcore_tabular.codec import TableCsv, read_table
 from flowcore_tabular.datasets import load_table
 from flowcore_tabular.encoding import TableBatch, TableEncoder, collate, split
 from flowcore_tabular.path import MaskedColumnPath, MixedPriorPath
+from flowcore_tabular.relabel import relabels_option
 from flowcore_tabular.schema import DEFAULT_MISSING, Schema
 from flowcore_tabular.tokenizers import TOKENIZERS
 
@@ -47,7 +52,8 @@ class Tabular(Modality):
 
     def __init__(self, dataset: str | None = None, csv: str | None = None, schema: Mapping[str, str] | None = None,
                  missing: Sequence[str] | None = None, tokenizer: str = "row", target: str | None = None,
-                 seed: int = 0, masking: float = 0.0, integer_levels: int = 0):
+                 seed: int = 0, masking: float = 0.0, integer_levels: int = 0,
+                 relabels: str | bool | Mapping[str, str] | None = "auto"):
         if (dataset is None) == (csv is None):
             raise DataError("the tabular modality needs exactly one of the options `dataset: NAME` (adult, "
                             "titanic, german_credit, wine, breast_cancer) or `csv: PATH`: its rows fit the encoder")
@@ -63,6 +69,7 @@ class Tabular(Modality):
         else:
             fitted, rows = read_table(Path(csv), schema, missing)
             default_target = fitted.names[-1]
+        fitted = relabels_option(fitted, rows, relabels)
         self.schema: Schema = fitted
         self.train_rows = rows
         self.target = target or default_target

@@ -24,9 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from flowcore.errors import DataError
+
+if TYPE_CHECKING:
+    from flowcore_tabular.relabel import Relabel
 
 KINDS = ("numeric", "integer", "categorical", "boolean", "datetime")
 #: kinds that become one quantile-normal dimension; the rest become a one-hot block
@@ -170,10 +173,15 @@ def from_seconds(seconds: float, date_only: bool) -> dt.datetime | dt.date:
 
 @dataclass(frozen=True)
 class Schema:
-    """The columns of a table, in file order."""
+    """The columns of a table, in file order.
+
+    relabels  columns decoded from another column by lookup, not modelled
+              (:mod:`flowcore_tabular.relabel`; the modality option ``relabels`` sets them)
+    """
 
     columns: tuple[Column, ...]
     missing: tuple[str, ...] = field(default=DEFAULT_MISSING)
+    relabels: tuple["Relabel", ...] = ()
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -182,6 +190,13 @@ class Schema:
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise DataError(f"table schema has duplicate column names {dup}")
+        derived = [r.column for r in self.relabels]
+        for r in self.relabels:
+            if r.column not in names or r.source not in names or r.column == r.source:
+                raise DataError(f"relabel {r.column!r} <- {r.source!r}: both must be distinct columns of {names}")
+            if r.source in derived or derived.count(r.column) > 1:
+                raise DataError(f"relabel {r.column!r} <- {r.source!r}: a column is relabelled from one source, "
+                                "and a source is not itself relabelled")
         object.__setattr__(self, "_missing_set", frozenset(m.strip() for m in self.missing))
 
     @property

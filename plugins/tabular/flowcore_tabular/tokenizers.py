@@ -4,7 +4,8 @@
 the GLU-MLP and any network that takes one vector per sample.
 
 ``column``: one token per column, values [B, Ncols, C], positions [B, Ncols, 1] = the column
-index. Token k carries column k's dims of x in their own channels (the same channels as in
+index. Ncols counts the modelled columns: a relabelled column (``flowcore_tabular.relabel``)
+has no token or dims, it is decoded from its source's. Token k carries column k's dims of x in their own channels (the same channels as in
 the flat vector) and zeros elsewhere, so a token says which column it is by where its values
 sit, and the column id also reaches attention through rotary positions. For the
 FlowTransformer, and so for any-to-any models and imputation.
@@ -49,12 +50,13 @@ class _TableTokenizer(Tokenizer):
         return torch.arange(self.length, dtype=torch.float32).reshape(1, -1, 1).expand(batch_size, -1, -1).clone()
 
     def column_index(self, columns: Sequence[str]) -> list[int]:
-        """Column names -> their indices in the schema (a DataError names unknown ones)."""
+        """Column names -> the indices of the blocks that model them (a relabelled column's is its
+        source's; a DataError names unknown columns)."""
         names = self.encoder.schema.names
         unknown = sorted(set(columns) - set(names))
         if unknown:
             raise DataError(f"given columns {unknown} are not in the table; columns are {names}")
-        return [names.index(c) for c in columns]
+        return [self.encoder.block_index(c) for c in columns]
 
     def given(self, columns: Sequence[str]) -> torch.Tensor:
         """[L, C] bool: the token value channels that hold the named columns (True = given)."""
