@@ -17,9 +17,9 @@ One run, one machine, every model on the same train split (seed 0) of our datase
 flowcore's budget is in epochs, as ``flowcore tabular-train --epochs`` sets it:
 steps = max(300, ceil(train rows x epochs / batch)) (``flowcore_tabular.budget``): the GLU
 32 epochs in batches of ``rows_batch(rows)`` rows (256 on titanic and german credit, 1,024 on
-Adult) at lr 3e-3 x sqrt(batch / 256); the transformer 12 epochs, at least 200 steps, in
-batches of ``rows_batch(rows, 64, 256, per_epoch=16)`` at lr 3e-3 x sqrt(batch / 128) (at most
-3e-3). Both see the tables with ``integer_levels: 20`` (few-valued integer columns one-hot).
+Adult) at lr 3e-3 x sqrt(batch / 256); the transformer 12 epochs, at least 150 steps, in
+batches of ``rows_batch(rows, 64, 256, per_epoch=32)`` at lr 3e-3 x sqrt(batch / 128) (at most
+3e-3): ``flowcore_tabular.budget.transformer_batch``. Both see the tables with ``integer_levels: 20`` (few-valued integer columns one-hot).
 
 ``--impute`` instead measures imputation on titanic's test split: each target column is
 generated given all the others, by masked-column models (GLU rows and transformer columns,
@@ -49,6 +49,10 @@ from pathlib import Path
 from typing import Any
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
+from flowcore_tabular.budget import (TRANSFORMER_DEEP, TRANSFORMER_DEEP_ROWS, TRANSFORMER_EPOCHS, TRANSFORMER_LR,
+                                     TRANSFORMER_LR_BATCH, TRANSFORMER_MIN_STEPS, TRANSFORMER_OPTIONS,
+                                     transformer_batch, transformer_options)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # per table: peer epochs (their default is 300; adult's 10 keep the run within the machine's time)
@@ -61,23 +65,19 @@ SLOPE_EPOCHS = {"adult": 20}
 QUICK_PEER_EPOCHS = 2
 # flowcore's budgets: steps = max(MIN_STEPS_BY_NETWORK, ceil(rows x epochs / batch)). The GLU's 32 epochs
 # only lengthen training on Adult (titanic and german credit stay at its 300-step floor). The
-# transformer: 12 epochs, at least 200 steps (german credit and titanic get the floor: 16 and 15 epochs)
-EPOCHS = {"mlp": 32.0, "transformer": 12.0}
-MIN_STEPS_BY_NETWORK = {"mlp": 300, "transformer": 200}
+# transformer: 12 epochs, at least 150 steps (german credit gets the floor, = 12 epochs of 64 rows)
+EPOCHS = {"mlp": 32.0, "transformer": TRANSFORMER_EPOCHS}
+MIN_STEPS_BY_NETWORK = {"mlp": 300, "transformer": TRANSFORMER_MIN_STEPS}
 QUICK_EPOCHS = 0.1
 # the FlowTransformer route: the core FlowTransformer on column tokens inside the plugin's
-# ColumnTransformer (a learned embedding per column, no rotary positions, velocity only on a token's
-# own channels). Its batch is rows_batch(rows, 64, 256, per_epoch=16) (german credit 64, titanic 128,
-# Adult 256: a step costs ~10x a GLU step per row, so small tables get small batches), its lr
-# 3e-3 x sqrt(batch / 128), at most 3e-3, and tables of more than 10,000 rows get 4 blocks instead of 2
-# (docs/plugins/tabular.md, "FlowTransformer on column tokens", has the probes)
-TRANSFORMER_OPTIONS = {"hidden_size": 64, "num_heads": 4, "depth_double": 0, "depth_single": 2, "mlp_ratio": 2.0,
-                       "column_ids": True, "rope": False, "own_channels": True}
-TRANSFORMER_LR, TRANSFORMER_LR_BATCH = 3e-3, 128
-TRANSFORMER_DEEP_ROWS, TRANSFORMER_DEEP = 10_000, 4
-# the modality options of both networks: integer columns with at most 20 values one-hot (Adult's
-# education_num, a relabelling of education, was the pair the quantile-normal dim lost)
-TABLE_OPTIONS = {"integer_levels": 20}
+# ColumnTransformer; its budget rule is flowcore_tabular.budget's (transformer_batch, transformer_options,
+# TRANSFORMER_*): batch rows_batch(rows, 64, 256, per_epoch=32), lr 3e-3 x sqrt(batch / 128) at most 3e-3,
+# 4 blocks instead of 2 on tables of more than 10,000 rows (docs/plugins/tabular.md has the probes)
+
+# the modality options of both networks: integer columns with at most 20 values one-hot, and columns
+# that relabel each other modelled once (the default; on these tables: Adult's education_num, decoded
+# from education, the pair both networks lost when they generated it as a column of its own)
+TABLE_OPTIONS = {"integer_levels": 20, "relabels": "auto"}
 MAX_ROWS = 5000
 # two GLU blocks of 128 at lr 3e-3 (at 256 rows a batch; sqrt-scaled for larger batches): on this
 # CPU's budgets the shallow, narrow GLU-MLP learns the tables' pairs faster than the earlier
@@ -96,14 +96,7 @@ def batch_and_lr(network: str, rows: int) -> tuple[int, float]:
     if network == "mlp":
         batch = rows_batch(rows)
         return batch, scaled_lr(GLU_LR, batch)
-    batch = rows_batch(rows, low=64, high=256, per_epoch=16)
-    return batch, min(TRANSFORMER_LR, scaled_lr(TRANSFORMER_LR, batch, TRANSFORMER_LR_BATCH))
-
-
-def transformer_options(rows: int) -> dict[str, Any]:
-    """The ColumnTransformer's options on a table of ``rows`` training rows (deeper on large tables)."""
-    depth = TRANSFORMER_DEEP if rows > TRANSFORMER_DEEP_ROWS else TRANSFORMER_OPTIONS["depth_single"]
-    return {**TRANSFORMER_OPTIONS, "depth_single": depth}
+    return transformer_batch(rows)
 
 
 def flowcore_config(table: str, network: str, steps: int, out_dir: Path, masking: float = 0.0,
@@ -325,14 +318,15 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
              "ColumnTransformer: the core FlowTransformer on column tokens with a learned embedding per column, no "
              "rotary positions, velocity only on a token's own channels): "
              f"{EPOCHS['transformer']:g} epochs, at least {MIN_STEPS_BY_NETWORK['transformer']} steps (its own floor; "
-             "german credit and titanic get the floor), batch `rows_batch(train rows, 64, 256, per_epoch=16)` (64 on "
-             f"german credit, 128 on titanic, 256 on adult), lr {TRANSFORMER_LR:g} x sqrt(batch / "
+             "german credit gets the floor), batch `rows_batch(train rows, 64, 256, per_epoch=32)` (64 on "
+             f"german credit and titanic, 256 on adult), lr {TRANSFORMER_LR:g} x sqrt(batch / "
              f"{TRANSFORMER_LR_BATCH}), at most {TRANSFORMER_LR:g}, width {TRANSFORMER_OPTIONS['hidden_size']}, "
              f"{TRANSFORMER_OPTIONS['num_heads']} heads, {TRANSFORMER_OPTIONS['depth_single']} single-stream blocks "
              f"({TRANSFORMER_DEEP} on tables of more than {TRANSFORMER_DEEP_ROWS:,} rows: adult), mlp ratio "
              f"{TRANSFORMER_OPTIONS['mlp_ratio']:g}; both "
-             f"with the modality options {TABLE_OPTIONS} (integer columns with at most 20 values one-hot, "
-             "docs/plugins/tabular.md); logit-normal t, AdamW, cosine lr, EMA 0.999, "
+             f"with the modality options {TABLE_OPTIONS} (integer columns with at most 20 values one-hot; columns "
+             "that relabel each other modelled once, the other decoded by lookup: on these tables adult's "
+             "education_num from education; docs/plugins/tabular.md); logit-normal t, AdamW, cosine lr, EMA 0.999, "
              "1 CPU thread, 50 Euler steps to sample. Peers: the ctgan package's CTGAN and TVAE at their default "
              "widths, batch 500 and 300 epochs (adult: 10 epochs, so that the run fits the machine's time; a second "
              "CTGAN run at 20 epochs measures its time per epoch there, for an estimate of its time at 300 "
@@ -341,7 +335,8 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     for table, res in results["tables"].items():
         models = res["models"]
         ctgan = models.get("ctgan", {}).get("train_seconds")
-        lines += [f"### {table} ({res['train_rows']} train rows)", "",
+        relabelled = f"; relabelled columns: {', '.join(res['relabels']) or 'none'}" if "relabels" in res else ""
+        lines += [f"### {table} ({res['train_rows']} train rows{relabelled})", "",
                   "| model | budget | train s | CPU s | load | x CTGAN | Shape | Trend | C2ST | MLE AUC | alpha | beta "
                   "| DCR share |",
                   "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -396,12 +391,14 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
 
     from flowcore_tabular.budget import epoch_steps
     from flowcore_tabular.datasets import load_table
+    from flowcore_tabular.relabel import find_relabels
 
     for name in args.tables:
         table = load_table(name, 0)
         n = len(table.splits["train"])
         count = min(n, MAX_ROWS)
         res = results["tables"].get(name) or {"train_rows": n, "models": {}}
+        res["relabels"] = [f"{r.column} <- {r.source}" for r in find_relabels(table.schema, table.splits["train"])]
         if "real (test split)" not in res["models"]:
             with threadpool_limits(1):
                 res["models"]["real (test split)"] = {"budget": "-", "train_seconds": None,

@@ -171,6 +171,12 @@ class ColumnTransformer(nn.Module):
         config = FlowTransformerConfig.from_dict({**transformer, "streams": streams},
                                                  where="model.options (ColumnTransformer)")
         self.transformer = FlowTransformer(config)
+        # the one-hot column ids [L, L] of each modality, built once; not saved (checkpoints unchanged)
+        self._ids = {}
+        for i, (name, (length, _)) in enumerate(self.shapes.items()):
+            if column_ids:
+                self._ids[name] = f"column_ids_{i}"
+                self.register_buffer(self._ids[name], torch.eye(length), persistent=False)
 
     def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         inputs = {}
@@ -180,7 +186,7 @@ class ColumnTransformer(nn.Module):
                 raise DataError(f"ColumnTransformer: {name} tokens are {tuple(tok.values.shape[1:])}, the network "
                                 f"was built for ({length}, {channels})")
             if self.column_ids:
-                ids = torch.eye(length, dtype=tok.values.dtype, device=tok.values.device)
+                ids = getattr(self, self._ids[name]).to(tok.values.dtype)
                 tok = tok.with_values(torch.cat([tok.values, ids.expand(tok.values.shape[0], -1, -1)], -1))
             inputs[name] = tok
         out = self.transformer(inputs, dict(t))
