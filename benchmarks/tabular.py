@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-from flowcore_tabular.budget import (TRANSFORMER_DEEP, TRANSFORMER_DEEP_ROWS, TRANSFORMER_EPOCHS, TRANSFORMER_LR,
-                                     TRANSFORMER_LR_BATCH, TRANSFORMER_MIN_STEPS, TRANSFORMER_OPTIONS,
-                                     transformer_batch, transformer_options)
+from flowcore_tabular.budget import (GLU_LR, TRANSFORMER_DEEP, TRANSFORMER_DEEP_ROWS, TRANSFORMER_EPOCHS,
+                                     TRANSFORMER_LR, TRANSFORMER_LR_BATCH, TRANSFORMER_MIN_STEPS,
+                                     TRANSFORMER_OPTIONS, transformer_batch, transformer_options)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,6 @@ MAX_ROWS = 5000
 # 256-512-256-256 at 1e-3 (german credit Trend 0.90 vs 0.80 in the same 300 steps, at a third of the
 # time per step); docs/plugins/tabular.md has the probes
 GLU_HIDDEN = (128, 128)
-GLU_LR = 3e-3
 IMPUTE_TABLE, IMPUTE_TARGETS, IMPUTE_MASKING = "titanic", ("survived", "class", "age"), 0.5
 IMPUTE_DRAWS = 9  # draws per row: the first is scored as one draw, all of them by their mode / median
 

@@ -49,15 +49,21 @@ def epoch_overrides(config, rows: int, epochs: float, min_steps: int = MIN_STEPS
 
 
 def load_with_epochs(path: str | Path, overrides: Sequence[str], epochs: float, min_steps: int = MIN_STEPS,
-                     registry=None):
-    """(Config, its train rows, the overrides added): the YAML config with an epoch budget."""
+                     registry=None, batch_rule: str | None = None):
+    """(Config, its train rows, the overrides added): the YAML config with an epoch budget.
+
+    ``batch_rule`` (``glu`` or ``transformer``): first set ``train.batch_size`` and ``train.lr``
+    from the table's rows by that network's rule (:func:`batch_rule_overrides`)."""
     from flowcore.registry import get_registry
     from flowcore.train.config import load_config
 
     registry = registry or get_registry()
     config = load_config(path, overrides, registry)
     rows = train_rows(config, registry)
-    extra = epoch_overrides(config, rows, epochs, min_steps)
+    extra = batch_rule_overrides(batch_rule, rows) if batch_rule else []
+    if extra:
+        config = load_config(path, [*overrides, *extra], registry)
+    extra += epoch_overrides(config, rows, epochs, min_steps)
     return load_config(path, [*overrides, *extra], registry), rows, extra
 
 
@@ -105,3 +111,21 @@ def transformer_options(rows: int) -> dict:
     """The ColumnTransformer's ``model.options`` on ``rows`` training rows (deeper on large tables)."""
     depth = TRANSFORMER_DEEP if rows > TRANSFORMER_DEEP_ROWS else TRANSFORMER_OPTIONS["depth_single"]
     return {**TRANSFORMER_OPTIONS, "depth_single": depth}
+
+
+#: the GLU-MLP's peak lr at 256 rows a batch (benchmarks/tabular.py; docs "GLU-MLP sizes")
+GLU_LR = 3e-3
+BATCH_RULES = ("glu", "transformer")
+
+
+def batch_rule_overrides(rule: str, rows: int) -> list[str]:
+    """``--set`` overrides of train.batch_size and train.lr by a network's rule on ``rows`` rows:
+    ``glu``: ``rows_batch(rows)`` at ``GLU_LR`` x sqrt(batch / 256); ``transformer``: :func:`transformer_batch`."""
+    if rule == "glu":
+        batch = rows_batch(rows)
+        lr = scaled_lr(GLU_LR, batch)
+    elif rule == "transformer":
+        batch, lr = transformer_batch(rows)
+    else:
+        raise ConfigError(f"batch rule {rule!r}; use one of {list(BATCH_RULES)}")
+    return [f"train.batch_size={batch}", f"train.lr={lr:.6g}"]

@@ -19,7 +19,8 @@ def train_epochs(args: argparse.Namespace) -> int:
     from flowcore_tabular.budget import load_with_epochs
 
     registry = get_registry()
-    config, rows, extra = load_with_epochs(args.config, args.set or [], args.epochs, args.min_steps, registry)
+    config, rows, extra = load_with_epochs(args.config, args.set or [], args.epochs, args.min_steps, registry,
+                                           batch_rule=args.batch_rule)
     print(f"{rows} train rows x {args.epochs:g} epochs / batch {config.train.batch_size} "
           f"(at least {args.min_steps} steps): {' '.join(extra)}", flush=True)
     module = train(config, registry, resume=not args.restart)

@@ -40,6 +40,9 @@ def flowcore_add_commands(subparsers):
     p.add_argument("config", help="YAML config (docs/config.md, docs/plugins/tabular.md)")
     p.add_argument("--epochs", type=float, required=True, help="passes over the train rows")
     p.add_argument("--min-steps", type=int, default=300, help="at least this many steps (default 300)")
+    p.add_argument("--batch-rule", choices=["glu", "transformer"],
+                   help="set train.batch_size and train.lr from the table's rows by this network's rule "
+                        "(flowcore_tabular.budget; default: the config's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start from step 0")
     p.set_defaults(func=_train_command)

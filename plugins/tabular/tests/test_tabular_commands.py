@@ -9,7 +9,8 @@ import pytest
 from flowcore.cli import main
 from flowcore.errors import ConfigError
 from flowcore.train.checkpoint import run_config
-from flowcore_tabular.budget import epoch_steps, rows_batch, scaled_lr
+from flowcore_tabular.budget import (batch_rule_overrides, epoch_steps, load_with_epochs, rows_batch, scaled_lr,
+                                     transformer_batch, transformer_options)
 from flowcore_tabular.codec import TableCsv
 from flowcore_tabular.datasets import load_table
 
@@ -31,6 +32,25 @@ def test_rows_batch_is_the_power_of_two_nearest_rows_over_32_within_256_to_1024(
     assert math.isclose(scaled_lr(3e-3, 1024), 6e-3) and math.isclose(scaled_lr(3e-3, 256), 3e-3)
     with pytest.raises(ConfigError, match="rows"):
         rows_batch(0)
+
+
+def test_transformer_rule_gives_small_tables_small_batches():
+    # german credit, titanic, Adult (train splits): rows / 32 to a power of two within 64-256
+    assert [transformer_batch(n)[0] for n in (800, 1765, 32561)] == [64, 64, 256]
+    assert math.isclose(transformer_batch(800)[1], 3e-3 * math.sqrt(0.5)) and transformer_batch(32561)[1] == 3e-3
+    assert [transformer_options(n)["depth_single"] for n in (800, 32561)] == [2, 4]
+    assert batch_rule_overrides("glu", 32561) == ["train.batch_size=1024", "train.lr=0.006"]
+    with pytest.raises(ConfigError, match="batch rule"):
+        batch_rule_overrides("cnn", 800)
+
+
+def test_batch_rule_sets_batch_and_lr_before_the_epoch_budget():
+    sets = ["data.dataset=wine", "modalities.tabular.dataset=wine"]
+    config, rows, extra = load_with_epochs(CONFIGS / "tabular_titanic.yaml", sets, 12, min_steps=5,
+                                           batch_rule="transformer")
+    assert rows == len(load_table("wine").splits["train"])
+    assert config.train.batch_size == 64 and math.isclose(config.train.lr, 3e-3 * math.sqrt(0.5), rel_tol=1e-5)
+    assert config.train.steps == math.ceil(rows * 12 / 64)  # the epochs counted in the rule's batches
 
 
 @pytest.mark.slow
