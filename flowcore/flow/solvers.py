@@ -244,12 +244,12 @@ class Dopri5(Solver):
 class EulerSDE(Solver):
     """Euler-Maruyama on the SDE that shares the flow's marginals (``ProbabilityPath.stochastic_step``).
 
-    On a linear path the SDE adds churn x (a pull of x_t towards the data by the score, and
-    fresh noise); ``churn`` sets how much (0: the Euler ODE step), ``noise_scale`` multiplies
-    the fresh noise only. At 1 the marginals are the flow's; below 1 the pull outweighs the
-    noise and samples concentrate where the learned density is high: the "noise scale" of
-    protein samplers (FrameDiff, RFdiffusion, Proteina's low-temperature sampling). Paths
-    without a Gaussian score (rotations) take their ODE step.
+    On a linear path each step adds to the Euler step a pull of x_t towards the data by the
+    score and fresh noise, both in proportion to ``churn`` (0: the Euler ODE step);
+    ``noise_scale`` multiplies the fresh noise only. At 1 the marginals are the flow's; below 1
+    the pull outweighs the noise and samples concentrate where the learned density is high:
+    the "noise scale" of protein samplers (FrameDiff, RFdiffusion, Proteina's low-temperature
+    sampling). Paths without a Gaussian score (rotations) take their ODE step.
     """
 
     name = "euler_sde"
