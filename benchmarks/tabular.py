@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-from flowcore_tabular.budget import (GLU_LR, TRANSFORMER_DEEP, TRANSFORMER_DEEP_ROWS, TRANSFORMER_EPOCHS,
-                                     TRANSFORMER_LR, TRANSFORMER_LR_BATCH, TRANSFORMER_MIN_STEPS,
-                                     TRANSFORMER_OPTIONS, transformer_batch, transformer_options)
+from flowcore_tabular.budget import (GLU_LR, TRANSFORMER_DEEP, TRANSFORMER_DEEP_EPOCHS, TRANSFORMER_DEEP_ROWS,
+                                     TRANSFORMER_EPOCHS, TRANSFORMER_LR, TRANSFORMER_LR_BATCH, TRANSFORMER_MIN_STEPS,
+                                     TRANSFORMER_OPTIONS, transformer_batch, transformer_epochs, transformer_options)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,8 @@ SLOPE_EPOCHS = {"adult": 20}
 QUICK_PEER_EPOCHS = 2
 # flowcore's budgets: steps = max(MIN_STEPS_BY_NETWORK, ceil(rows x epochs / batch)). The GLU's 32 epochs
 # only lengthen training on Adult (titanic and german credit stay at its 300-step floor). The
-# transformer: 12 epochs, at least 150 steps (german credit gets the floor, = 12 epochs of 64 rows)
+# transformer: 12 epochs (20 on tables of more than 10,000 rows: transformer_epochs), at least 150 steps
+# (german credit gets the floor, = 12 epochs of 64 rows)
 EPOCHS = {"mlp": 32.0, "transformer": TRANSFORMER_EPOCHS}
 MIN_STEPS_BY_NETWORK = {"mlp": 300, "transformer": TRANSFORMER_MIN_STEPS}
 QUICK_EPOCHS = 0.1
@@ -316,7 +317,8 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
              f"{'-'.join(map(str, GLU_HIDDEN))} (RecTable: 1024-2048-1024-1024); FlowTransformer (the plugin's "
              "ColumnTransformer: the core FlowTransformer on column tokens with a learned embedding per column, no "
              "rotary positions, velocity only on a token's own channels): "
-             f"{EPOCHS['transformer']:g} epochs, at least {MIN_STEPS_BY_NETWORK['transformer']} steps (its own floor; "
+             f"{EPOCHS['transformer']:g} epochs ({TRANSFORMER_DEEP_EPOCHS:g} on adult), at least "
+             f"{MIN_STEPS_BY_NETWORK['transformer']} steps (its own floor; "
              "german credit gets the floor), batch `rows_batch(train rows, 64, 256, per_epoch=32)` (64 on "
              f"german credit and titanic, 256 on adult), lr {TRANSFORMER_LR:g} x sqrt(batch / "
              f"{TRANSFORMER_LR_BATCH}), at most {TRANSFORMER_LR:g}, width {TRANSFORMER_OPTIONS['hidden_size']}, "
@@ -411,7 +413,8 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
             if model.startswith("flowcore"):
                 network = "mlp" if model == "flowcore-glu" else "transformer"
                 epochs = QUICK_EPOCHS if args.quick else (args.epochs if network == "mlp" and args.epochs
-                                                          else EPOCHS[network])
+                                                          else EPOCHS[network] if network == "mlp"
+                                                          else transformer_epochs(n))
                 batch, lr = batch_and_lr(network, n)
                 steps = epoch_steps(n, epochs, batch, 5 if args.quick else MIN_STEPS_BY_NETWORK[network])
                 rows, clock = train_flowcore(name, network, steps, count, n, work)

@@ -10,7 +10,7 @@ from flowcore.cli import main
 from flowcore.errors import ConfigError
 from flowcore.train.checkpoint import run_config
 from flowcore_tabular.budget import (batch_rule_overrides, epoch_steps, load_with_epochs, rows_batch, scaled_lr,
-                                     transformer_batch, transformer_options)
+                                     transformer_batch, transformer_epochs, transformer_options)
 from flowcore_tabular.codec import TableCsv
 from flowcore_tabular.datasets import load_table
 
@@ -39,6 +39,7 @@ def test_transformer_rule_gives_small_tables_small_batches():
     assert [transformer_batch(n)[0] for n in (800, 1765, 32561)] == [64, 64, 256]
     assert math.isclose(transformer_batch(800)[1], 3e-3 * math.sqrt(0.5)) and transformer_batch(32561)[1] == 3e-3
     assert [transformer_options(n)["depth_single"] for n in (800, 32561)] == [2, 4]
+    assert [transformer_epochs(n) for n in (800, 32561)] == [12, 20]
     assert batch_rule_overrides("glu", 32561) == ["train.batch_size=1024", "train.lr=0.006"]
     with pytest.raises(ConfigError, match="batch rule"):
         batch_rule_overrides("cnn", 800)
