@@ -51,7 +51,8 @@ from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.pat
 
 from flowcore_tabular.budget import (GLU_LR, TRANSFORMER_DEEP, TRANSFORMER_DEEP_EPOCHS, TRANSFORMER_DEEP_ROWS,
                                      TRANSFORMER_EPOCHS, TRANSFORMER_LR, TRANSFORMER_LR_BATCH, TRANSFORMER_MIN_STEPS,
-                                     TRANSFORMER_OPTIONS, transformer_batch, transformer_epochs, transformer_options)
+                                     TRANSFORMER_OPTIONS, glu_batch, transformer_batch, transformer_epochs,
+                                     transformer_options)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,12 +92,7 @@ IMPUTE_DRAWS = 9  # draws per row: the first is scored as one draw, all of them 
 
 def batch_and_lr(network: str, rows: int) -> tuple[int, float]:
     """Batch size and peak lr of a network on a table of ``rows`` training rows."""
-    from flowcore_tabular.budget import rows_batch, scaled_lr
-
-    if network == "mlp":
-        batch = rows_batch(rows)
-        return batch, scaled_lr(GLU_LR, batch)
-    return transformer_batch(rows)
+    return glu_batch(rows) if network == "mlp" else transformer_batch(rows)
 
 
 def flowcore_config(table: str, network: str, steps: int, out_dir: Path, masking: float = 0.0,
@@ -412,9 +408,12 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
             peer_epochs = None
             if model.startswith("flowcore"):
                 network = "mlp" if model == "flowcore-glu" else "transformer"
-                epochs = QUICK_EPOCHS if args.quick else (args.epochs if network == "mlp" and args.epochs
-                                                          else EPOCHS[network] if network == "mlp"
-                                                          else transformer_epochs(n))
+                if args.quick:
+                    epochs = QUICK_EPOCHS
+                elif network == "mlp":
+                    epochs = args.epochs or EPOCHS["mlp"]
+                else:
+                    epochs = transformer_epochs(n)
                 batch, lr = batch_and_lr(network, n)
                 steps = epoch_steps(n, epochs, batch, 5 if args.quick else MIN_STEPS_BY_NETWORK[network])
                 rows, clock = train_flowcore(name, network, steps, count, n, work)

@@ -124,12 +124,17 @@ GLU_LR = 3e-3
 BATCH_RULES = ("glu", "transformer")
 
 
+def glu_batch(rows: int) -> tuple[int, float]:
+    """The GLU-MLP's (batch, lr) on ``rows`` training rows: ``rows_batch(rows)`` at ``GLU_LR`` x sqrt(batch / 256)."""
+    batch = rows_batch(rows)
+    return batch, scaled_lr(GLU_LR, batch)
+
+
 def batch_rule_overrides(rule: str, rows: int) -> list[str]:
     """``--set`` overrides of train.batch_size and train.lr by a network's rule on ``rows`` rows:
-    ``glu``: ``rows_batch(rows)`` at ``GLU_LR`` x sqrt(batch / 256); ``transformer``: :func:`transformer_batch`."""
+    ``glu``: :func:`glu_batch`; ``transformer``: :func:`transformer_batch`."""
     if rule == "glu":
-        batch = rows_batch(rows)
-        lr = scaled_lr(GLU_LR, batch)
+        batch, lr = glu_batch(rows)
     elif rule == "transformer":
         batch, lr = transformer_batch(rows)
     else:

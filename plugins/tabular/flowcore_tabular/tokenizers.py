@@ -5,9 +5,10 @@ the GLU-MLP and any network that takes one vector per sample.
 
 ``column``: one token per column, values [B, Ncols, C], positions [B, Ncols, 1] = the column
 index. Ncols counts the modelled columns: a relabelled column (``flowcore_tabular.relabel``)
-has no token or dims, it is decoded from its source's. Token k carries column k's dims of x in their own channels (the same channels as in
-the flat vector) and zeros elsewhere, so a token says which column it is by where its values
-sit, and the column id also reaches attention through rotary positions. For the
+has no token or dims, it is decoded from its source's. Token k carries column k's dims of x
+in their own channels (the same channels as in the flat vector) and zeros elsewhere, so a
+token says which column it is by where its values sit, and the column id also reaches
+attention through rotary positions. For the
 FlowTransformer, and so for any-to-any models and imputation.
 
 With ``flags`` (modality option ``masking`` > 0) the tokens get ``Ncols`` more channels,
