@@ -266,7 +266,13 @@ class EulerSDE(Solver):
         if times[-1] > times[0]:
             raise ConfigError("euler_sde integrates noise -> data only (a grid from 1 down to 0); "
                               "use an ODE solver to invert")
-        if noise is None:
+        if self.churn == 0 or self.noise_scale == 0:
+            # no fresh noise enters a step (the low-temperature setting): skip the prior draws
+            silent = {k: torch.zeros_like(v) for k, v in x.items()}
+
+            def noise() -> State:
+                return silent
+        elif noise is None:
             shapes = {k: v.shape for k, v in x.items()}
 
             def noise() -> State:
