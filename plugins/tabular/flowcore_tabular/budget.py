@@ -36,10 +36,12 @@ def train_rows(config, registry) -> int:
     return len(build_split(config, bundles, "train", registry))
 
 
-def epoch_overrides(config, rows: int, epochs: float, min_steps: int = MIN_STEPS) -> list[str]:
+def epoch_overrides(config, rows: int, epochs: float, min_steps: int = MIN_STEPS,
+                    batch_size: int | None = None) -> list[str]:
     """``--set`` overrides giving ``config`` an epoch budget: train.steps, and warm-up / checkpoint
-    intervals shortened where they would exceed it (warm-up at most a tenth of the steps)."""
-    steps = epoch_steps(rows, epochs, config.train.batch_size, min_steps)
+    intervals shortened where they would exceed it (warm-up at most a tenth of the steps).
+    ``batch_size``: the batch the run will have, when another override sets it (default: the config's)."""
+    steps = epoch_steps(rows, epochs, batch_size or config.train.batch_size, min_steps)
     out = [f"train.steps={steps}"]
     if config.train.warmup_steps > steps // 10:
         out.append(f"train.warmup_steps={steps // 10}")
@@ -53,7 +55,7 @@ def load_with_epochs(path: str | Path, overrides: Sequence[str], epochs: float, 
     """(Config, its train rows, the overrides added): the YAML config with an epoch budget.
 
     ``batch_rule`` (``glu`` or ``transformer``): first set ``train.batch_size`` and ``train.lr``
-    from the table's rows by that network's rule (:func:`batch_rule_overrides`)."""
+    from the table's rows by that network's rule (:func:`rule_batch`)."""
     from flowcore.registry import get_registry
     from flowcore.train.config import load_config
 
@@ -61,9 +63,8 @@ def load_with_epochs(path: str | Path, overrides: Sequence[str], epochs: float, 
     config = load_config(path, overrides, registry)
     rows = train_rows(config, registry)
     extra = batch_rule_overrides(batch_rule, rows) if batch_rule else []
-    if extra:
-        config = load_config(path, [*overrides, *extra], registry)
-    extra += epoch_overrides(config, rows, epochs, min_steps)
+    batch = rule_batch(batch_rule, rows)[0] if batch_rule else None
+    extra += epoch_overrides(config, rows, epochs, min_steps, batch_size=batch)
     return load_config(path, [*overrides, *extra], registry), rows, extra
 
 
@@ -130,13 +131,17 @@ def glu_batch(rows: int) -> tuple[int, float]:
     return batch, scaled_lr(GLU_LR, batch)
 
 
-def batch_rule_overrides(rule: str, rows: int) -> list[str]:
-    """``--set`` overrides of train.batch_size and train.lr by a network's rule on ``rows`` rows:
-    ``glu``: :func:`glu_batch`; ``transformer``: :func:`transformer_batch`."""
+def rule_batch(rule: str, rows: int) -> tuple[int, float]:
+    """(batch, lr) by a network's rule on ``rows`` rows: ``glu``: :func:`glu_batch`;
+    ``transformer``: :func:`transformer_batch`."""
     if rule == "glu":
-        batch, lr = glu_batch(rows)
-    elif rule == "transformer":
-        batch, lr = transformer_batch(rows)
-    else:
-        raise ConfigError(f"batch rule {rule!r}; use one of {list(BATCH_RULES)}")
+        return glu_batch(rows)
+    if rule == "transformer":
+        return transformer_batch(rows)
+    raise ConfigError(f"batch rule {rule!r}; use one of {list(BATCH_RULES)}")
+
+
+def batch_rule_overrides(rule: str, rows: int) -> list[str]:
+    """``--set`` overrides of train.batch_size and train.lr by a network's rule (:func:`rule_batch`)."""
+    batch, lr = rule_batch(rule, rows)
     return [f"train.batch_size={batch}", f"train.lr={lr:.6g}"]
