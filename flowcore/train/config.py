@@ -117,6 +117,8 @@ class SampleConfig:
     shift: float = 1.0
     #: the solver's keyword arguments, e.g. {churn: 1.0, noise_scale: 0.5} for euler_sde
     solver_options: dict[str, Any] = field(default_factory=dict)
+    #: sample the network without its sampling-only aids (its ``unaided()``): for a run that distilled them
+    unaided: bool = False
 
     def options_for(self, solver: str) -> dict[str, Any]:
         """``solver_options`` when ``solver`` is this section's solver, else none (a --solver override)."""
@@ -142,6 +144,26 @@ class ReflowConfig:
 
 
 @dataclass
+class DistillConfig:
+    """On-policy distillation of the sampler into the network (flowcore/train/distill.py)."""
+
+    #: the training step at which it starts (null: off); the teacher is the EMA network then
+    start_step: int | None = None
+    #: samples per rollout: the first this many items of the step's data batch give the layout
+    samples: int = 4
+    #: gradient steps fed by one rollout (its states at that many random grid times <= t_max)
+    states: int = 12
+    #: only states at t <= t_max are learned (an aid that acts late needs no more)
+    t_max: float = 0.5
+    #: weight of the distillation loss, added to the flow loss on the data batch
+    weight: float = 1.0
+    #: EMA decay from start_step on (null: train.ema); a shorter average follows the short phase
+    ema: float | None = None
+    #: learning rate from start_step on, constant (null: train.lr's schedule goes on)
+    lr: float | None = None
+
+
+@dataclass
 class Config:
     """A whole run. ``source`` is where it came from (for error messages), not a key."""
 
@@ -157,6 +179,7 @@ class Config:
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     reflow: ReflowConfig = field(default_factory=ReflowConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     source: str = field(default="<dict>", compare=False, repr=False)
 
     # -- views the pipeline asks for ----------------------------------------------------
@@ -337,6 +360,8 @@ def check(config: Config, registry=None) -> None:
         raise ConfigError(f"{src}: train.ema is a decay in [0, 1) (0 turns EMA off), got {config.train.ema}")
     if config.stage == "reflow":
         check_reflow(config)
+    if config.distill.start_step is not None:
+        check_distill(config)
     if registry is not None:
         for name in config.modalities:
             if name not in registry.modalities:
@@ -355,6 +380,28 @@ def check(config: Config, registry=None) -> None:
         if config.data.modality is not None and config.data.modality not in config.modalities:
             raise ConfigError(f"{src}: data.modality: {config.data.modality!r} is not one of the configured "
                               f"modalities {list(config.modalities)}")
+
+
+def check_distill(config: Config) -> None:
+    """The ``distill`` section of a run that turns it on (``distill.start_step`` set)."""
+    src, d = config.source, config.distill
+    if config.stage != "flow":
+        raise ConfigError(f"{src}: distill.start_step: on-policy distillation is part of the flow stage, "
+                          f"not stage {config.stage!r}")
+    if d.start_step < 0 or d.samples < 1 or d.states < 1:
+        raise ConfigError(f"{src}: distill.start_step must be >= 0 and distill.samples, distill.states >= 1, "
+                          f"got {d.start_step}, {d.samples}, {d.states}")
+    if not 0 < d.t_max <= 1 or d.weight < 0:
+        raise ConfigError(f"{src}: distill.t_max must be in (0, 1] and distill.weight >= 0, got {d.t_max}, {d.weight}")
+    if d.lr is not None and not d.lr > 0:
+        raise ConfigError(f"{src}: distill.lr must be > 0 (or null: train.lr's schedule), got {d.lr}")
+    if d.ema is not None and not 0 <= d.ema < 1:
+        raise ConfigError(f"{src}: distill.ema is a decay in [0, 1) (or null: train.ema), got {d.ema}")
+    others = config.names("condition", "any")
+    if others:
+        raise ConfigError(f"{src}: distill.start_step: on-policy distillation rolls out unconditional samples, but "
+                          f"modalities.{others[0]}.role is {config.modalities[others[0]].role!r}; it needs every "
+                          "modality to be 'generate'")
 
 
 def check_reflow(config: Config) -> None:

@@ -98,6 +98,12 @@ class FlowModule(L.LightningModule):
         flow = self.config.flow
         self.timesteps = make_timestep_sampler(flow.timesteps, **flow.timestep_options)
         self.loss_weight = make_loss_weight(flow.loss_weight)
+        self.distiller = None
+        if self.config.distill.start_step is not None:
+            from flowcore.train.distill import OnPolicyDistillation
+
+            self.distiller = OnPolicyDistillation(self.config, self.bundles)
+        self._resumed_teacher: dict[str, torch.Tensor] | None = None
 
     # -- the network used for sampling --------------------------------------------------
 
@@ -187,7 +193,27 @@ class FlowModule(L.LightningModule):
         if len(parts) > 1:
             self.log_dict({f"train/loss_{n}": v for n, v in parts.items()})
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        if self.distiller is not None and self.global_step >= self.config.distill.start_step:
+            distill = self.distill_loss(x0)
+            self.log("train/distill", distill, prog_bar=True)
+            loss = loss + self.config.distill.weight * distill
         return loss
+
+    def distill_loss(self, x0: Mapping[str, Tokens]) -> torch.Tensor:
+        """On-policy distillation (``flowcore.train.distill``): freezes the teacher at the first call."""
+        if self.distiller.teacher is None:
+            self.distiller.start(self.sampler_net, self._resumed_teacher)
+        if self.ema is not None and self.config.distill.ema is not None:
+            self.ema.decay = self.config.distill.ema
+        return self.distiller.loss(self.net, x0, self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.distiller is not None and self.distiller.teacher is not None:
+            checkpoint["distill_teacher"] = self.distiller.teacher.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a run resumed after distill.start_step keeps the teacher it froze, not the EMA of now
+        self._resumed_teacher = checkpoint.get("distill_teacher")
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
@@ -206,6 +232,13 @@ def make_optimizer(params, config: Config) -> dict[str, Any]:
     else:
         cls = torch.optim.AdamW if tr.optimizer == "adamw" else torch.optim.Adam
         opt = cls(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, foreach=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: lr_lambda(step, tr.warmup_steps, tr.steps, tr.schedule))
+    d = config.distill
+    distill_lr = None if d.start_step is None or d.lr is None else d.lr / tr.lr
+
+    def multiplier(step: int) -> float:
+        if distill_lr is not None and step >= d.start_step:
+            return distill_lr  # the distillation phase's own, constant lr
+        return lr_lambda(step, tr.warmup_steps, tr.steps, tr.schedule)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, multiplier)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -136,7 +136,8 @@ def sample_files(module: FlowModule, out_dir: Path, config: Config, registry) ->
         given = {n: tokens_of(module.bundles[n], items[n], module.device) for n in conditions}
     out = generate(module.sampler_net, module.bundles, make, given, count, steps=config.sample.steps,
                    solver=config.sample.solver, cfg=config.sample.cfg, seed=config.seed, shift=config.sample.shift,
-                   device=module.device, solver_options=config.sample.solver_options)
+                   device=module.device, solver_options=config.sample.solver_options,
+                   unaided=config.sample.unaided)
     return [p for m in make for p in write_samples(module.bundles[m], module.bundles[m].samples(out[m]), out_dir / m)]
 
 
@@ -232,7 +233,7 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
             given = {c: tokens_of(run.bundles[c], items[c][start:stop], dev) for c in conditions}
             made = generate(run.net, run.bundles, [target], given, stop - start, steps=steps, solver=solver,
                             cfg=config.sample.cfg, seed=seed + start, shift=config.sample.shift, device=dev,
-                            solver_options=config.sample.options_for(solver))
+                            solver_options=config.sample.options_for(solver), unaided=config.sample.unaided)
             generated += run.bundles[target].samples(made[target])
         metrics = run.bundles[target].modality.metrics()
         key = target if not conditions else f"{target}|{','.join(conditions)}"
@@ -344,6 +345,11 @@ def prepare_reflow(config: Config, registry) -> Path:
     net, bundles = teacher.net, teacher.bundles
     device = next(net.parameters()).device
     layouts = {m: bundles[m].layout(1) for m in make}
+    for m in make:  # the pairs share one layout: a size list (samples of different sizes) has none
+        several = bundles[m].layout(8)
+        if several.values.shape[1:] != layouts[m].values.shape[1:] or not bool((several.mask == layouts[m].mask).all()):
+            raise ConfigError(f"{config.source}: modalities.{m}.size: {config.modalities[m].size!r} lays out samples of "
+                              f"different sizes, but reflow pairs share one layout; give one size for the reflow stage")
     shapes = {m: tuple(layouts[m].values.shape[1:]) for m in make}
     noise = prior_noise(shapes, {m: bundles[m].path for m in make}, {m: layouts[m].mask[0].cpu() for m in make})
 
@@ -464,6 +470,7 @@ def reflow_config(run_dir: str | Path, registry, config_path: str | None = None,
     raw = ckpt.run_config(run_dir, registry).to_dict()
     raw.update(stage="reflow", out_dir=out_dir or f"{run_dir}_reflow")
     raw["reflow"]["teacher"] = str(run_dir)
+    raw["distill"]["start_step"] = None  # a flow-stage phase: the student does not repeat it
     if any(m["role"] == "condition" for m in raw["modalities"].values()):
         # the pairs are made with the guidance the teacher is sampled with, and carry it: the
         # student is sampled unguided (docs/flow.md, "Conditional reflow")

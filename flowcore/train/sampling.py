@@ -7,6 +7,7 @@ noise, t = 1) — the same three states training used, so one network serves all
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -62,12 +63,16 @@ def make_velocity(net: nn.Module, bundles: Mapping[str, Bundle], layouts: Mappin
 @torch.no_grad()
 def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str], given: Mapping[str, Tokens],
              count: int, *, steps: int, solver: str = "euler", cfg: float = 1.0, seed: int = 0, shift: float = 1.0,
-             device: torch.device | str = "cpu", solver_options: Mapping[str, Any] | None = None) -> dict[str, Tokens]:
+             device: torch.device | str = "cpu", solver_options: Mapping[str, Any] | None = None,
+             unaided: bool = False) -> dict[str, Tokens]:
     """Generate ``make`` for ``count`` samples given clean tokens ``given`` (count must match theirs).
 
     The noise is drawn on the CPU from ``seed``: a seed gives the same samples on any device.
-    ``solver_options``: the solver's keyword arguments (``sample.solver_options``).
+    ``solver_options``: the solver's keyword arguments (``sample.solver_options``). ``unaided``:
+    the network without its sampling-only aids (``sample.unaided``; ``flowcore.train.distill.unaided``).
     """
+    from flowcore.train.distill import unaided as without_aids
+
     for name, tok in given.items():
         if tok.batch_size != count:
             raise DataError(f"given {name!r} has {tok.batch_size} samples, but {count} are to be generated")
@@ -83,8 +88,9 @@ def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str],
         return {m: paths[m].masked_prior(layouts[m].values.shape, layouts[m].mask, generator=g).to(device)
                 for m in make}
 
-    result = make_solver(solver, **dict(solver_options or {})).solve(
-        velocity, x, time_grid(steps, shift, device=device), paths, noise=noise)
+    with without_aids(net) if unaided else contextlib.nullcontext():
+        result = make_solver(solver, **dict(solver_options or {})).solve(
+            velocity, x, time_grid(steps, shift, device=device), paths, noise=noise)
     return {m: layouts[m].with_values(result.x[m]) for m in make}
 
 

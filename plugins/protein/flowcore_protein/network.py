@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from contextlib import contextmanager
 from typing import Mapping
 
 import torch
@@ -259,6 +260,16 @@ class FrameNet(nn.Module):
             ca = self.guidance.velocity(tok.values[..., 4:], v[..., 4:], time, tok.mask, self.scale * CA_CA)
             v = torch.cat([v[..., :4], ca], -1)
         return {self.modality: v}
+
+    @contextmanager
+    def unaided(self):
+        """Within it, eval-mode calls give the network's own velocity, without guidance (the core's
+        on-policy distillation rolls the network out alone: flowcore/train/distill.py)."""
+        guidance, self.guidance = self.guidance, None
+        try:
+            yield self
+        finally:
+            self.guidance = guidance
 
     def estimate(self, tok: Tokens, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """The clean CA [B, L, 3] (A / 3.8) that velocity v [B, L, 7] at tokens and time t [B] points back to."""

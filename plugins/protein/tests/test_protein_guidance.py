@@ -198,6 +198,9 @@ def test_guidance_off_is_the_plain_sampler_and_on_moves_only_ca_near_the_data(id
     estimate = (x_t.values[..., 4:] - 0.1 * v[..., 4:]) * 10
     expected = v[..., 4:] + guided.guidance.gradient(estimate, x_t.mask) / 10
     assert torch.allclose(vg[..., 4:], expected, atol=1e-5)
+    with guided.unaided():  # the core's on-policy distillation rolls the network out without it
+        assert torch.equal(guided({"protein": x_t}, {"protein": late})["protein"], v)
+    assert torch.equal(guided({"protein": x_t}, {"protein": late})["protein"], vg)  # and back on after
     guided.train()  # training never sees guidance
     assert torch.equal(plain.train()({"protein": x_t}, {"protein": late})["protein"],
                        guided({"protein": x_t}, {"protein": late})["protein"])

@@ -5,8 +5,9 @@ import json
 import pytest
 import yaml
 
+from flowcore.errors import ConfigError
 from flowcore.train.config import load_config
-from flowcore.train.pipeline import evaluate, sample, train
+from flowcore.train.pipeline import evaluate, reflow_config, sample, train
 from flowcore_protein.metrics import METRICS
 from flowcore_protein.pdbio import read_backbones
 
@@ -14,7 +15,7 @@ from flowcore_protein.pdbio import read_backbones
 TRANSFORMER = {"network": "transformer",
                "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 0, "depth_single": 1}}
 #: the plugin's own network, self-conditioned and guided, with the auxiliary and clash losses, length-bucketed
-#: whole chains and the exp rotation schedule
+#: whole chains, the exp rotation schedule and the guidance distilled on-policy (sampled unaided)
 FRAMENET = {"network": "flowcore_protein.network:FrameNet",
             "options": {"hidden": 32, "depth": 1, "heads": 2, "self_condition": True,
                         "guidance": {"clash": 1.0, "bond": 1.0, "t_max": 0.3}}}
@@ -35,10 +36,16 @@ def test_train_sample_eval_on_generated_backbones(tmp_path, registry, model):
         "model": model,
         "train": {"steps": 4, "batch_size": 4, "batch_tokens": 120 if framenet else None, "ema": 0,
                   "checkpoint_every": 4, "progress_bar": False, "cpu_threads": 1},
+        "distill": {"start_step": 2, "samples": 2, "states": 2} if framenet else {},
+        "sample": {"steps": 8, "unaided": framenet},
         "eval": {"split": "val", "count": 4, "batch_size": 4},
     }))
     cfg = load_config(cfg_path, registry=registry)
-    train(cfg, registry)
+    module = train(cfg, registry)
+    if framenet:  # steps 2 and 3 distil: one rollout of two chains (of the batch's length) feeds both
+        assert module.distiller.rollouts == 1
+        with pytest.raises(ConfigError, match="modalities.protein.size"):  # pairs need one layout
+            train(reflow_config(cfg.out_dir, registry), registry)
     written = sample(cfg.out_dir, ["protein"], {}, tmp_path / "pdb", count=3, steps=4, registry=registry)
     pdbs = sorted(p for p in written if p.name.startswith("sample_0"))
     assert [len(read_backbones(p)[0]) for p in pdbs] == [30, 45, 30]
