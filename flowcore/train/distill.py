@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import random
 from contextlib import nullcontext
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn

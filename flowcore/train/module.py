@@ -201,10 +201,10 @@ class FlowModule(L.LightningModule):
 
     def distill_loss(self, x0: Mapping[str, Tokens]) -> torch.Tensor:
         """On-policy distillation (``flowcore.train.distill``): freezes the teacher at the first call."""
-        if self.distiller.teacher is None:
+        if self.distiller.teacher is None:  # the first distilled step of this process (also after a resume)
             self.distiller.start(self.sampler_net, self._resumed_teacher)
-        if self.ema is not None and self.config.distill.ema is not None:
-            self.ema.decay = self.config.distill.ema
+            if self.ema is not None and self.config.distill.ema is not None:
+                self.ema.decay = self.config.distill.ema
         return self.distiller.loss(self.net, x0, self.device)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.io import atomic_path
 from flowcore.modality import Tokens
 from flowcore.train.bundle import Bundle
+from flowcore.train.distill import unaided as without_aids
 
 Velocity = Callable[[dict[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]]
 
@@ -71,8 +72,6 @@ def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str],
     ``solver_options``: the solver's keyword arguments (``sample.solver_options``). ``unaided``:
     the network without its sampling-only aids (``sample.unaided``; ``flowcore.train.distill.unaided``).
     """
-    from flowcore.train.distill import unaided as without_aids
-
     for name, tok in given.items():
         if tok.batch_size != count:
             raise DataError(f"given {name!r} has {tok.batch_size} samples, but {count} are to be generated")
