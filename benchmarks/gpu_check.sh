@@ -14,6 +14,10 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 # flowcore's own metadata, for its entry points (the built-in modalities); the code runs from $PWD
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . >/dev/null
+# the protein plugin too when a trained run travels for its GPU speed table (PROTEIN_RUN, below)
+if [ -n "$PROTEIN_RUN" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site plugins/protein >/dev/null
+fi
 export PYTHONPATH=$PWD:/tmp/site
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/machine.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/machine.txt"
@@ -38,3 +42,7 @@ part backbone_large "${BACKBONE_LARGE_LIMIT:-80}" python3 benchmarks/backbone.py
 part pipeline "${PIPELINE_LIMIT:-60}" python3 -m flowcore.cli train examples/configs/toy2d_labeled.yaml \
     --set model.network=transformer --set model.hidden=64 --set train.steps=300 --set train.accelerator=gpu \
     --set out_dir=/tmp/gpu_toy
+if [ -n "$PROTEIN_RUN" ]; then  # seconds per backbone (lengths 100/200/300, 20/50/100 steps); needs no dataset
+    part protein "${PROTEIN_LIMIT:-90}" python3 benchmarks/protein.py --run "$PROTEIN_RUN" --speed-only --device cuda \
+        --out "$OUT/protein_gpu.json"
+fi
