@@ -24,6 +24,13 @@ the same generation (``SelfCondition``); zeros with a flag 0 otherwise. It enter
 features (x0_hat of residues i +- 1..K and of i itself, relative to x0_hat_i / x_i, in residue
 i's frame) and as one more distance bias per head on |x0_hat_i - x0_hat_j|^2.
 
+Attention sink (``attention_sink=True``): softmax attention averages, so a head cannot say "the
+two residues within 4 A of me, and nothing when there are none" -- the sum a steric repulsion
+is. Each head gets one more key with zero value and zero point offset and a learned logit
+(StreamingLLM's sink, Miller's "softmax + 1"): weight left on it is weight taken off the
+residues, and a sharp distance head becomes a sum over the close residues. On-policy
+distillation of the clash guidance needs exactly that (docs/plugins/protein.md).
+
 Select it in a config with ``model.network: flowcore_protein.network:FrameNet`` and its
 options under ``model.options`` (docs/plugins/protein.md).
 """
@@ -155,7 +162,8 @@ class GeometricAttention(nn.Module):
     distances, key_bias [B, 1, 1, L] (0 at real residues, -inf at padding) -> [B, L, D].
     """
 
-    def __init__(self, hidden: int, heads: int, max_offset: int, self_condition: bool = False):
+    def __init__(self, hidden: int, heads: int, max_offset: int, self_condition: bool = False,
+                 sink: bool = False):
         super().__init__()
         if hidden % heads:
             raise ConfigError(f"FrameNet: hidden {hidden} must be a multiple of heads {heads}")
@@ -168,6 +176,9 @@ class GeometricAttention(nn.Module):
         self.out = nn.Linear(hidden + 4 * heads, hidden)
         #: per head, the weight of -|x0_hat_i - x0_hat_j|^2 (self-conditioning); zero: no effect at init
         self.estimate_weight = nn.Parameter(torch.zeros(heads)) if self_condition else None
+        #: per head, the logit of a sink: a key with zero value and zero offset that every residue may
+        #: attend to instead (module docstring, "attention sink"); None: plain softmax over residues
+        self.sink = nn.Parameter(torch.zeros(heads)) if sink else None
 
     def forward(self, h, x, rotation, d2, key_bias, d2_estimate=None):
         b, length, _ = h.shape
@@ -177,12 +188,23 @@ class GeometricAttention(nn.Module):
         bias = self.offset_bias[:, rel] - F.softplus(self.distance_weight)[:, None, None] * d2.unsqueeze(1)
         if d2_estimate is not None:
             bias = bias - self.estimate_weight[:, None, None] * d2_estimate.unsqueeze(1)
+        bias = bias + key_bias
         # the CA coordinates ride along as 3 extra value channels: the same weights give sum_j a_ij x_j
         v = torch.cat([v, x.unsqueeze(1).expand(b, self.heads, length, 3)], -1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias + key_bias)  # [B, H, L, dh + 3]
+        if self.sink is not None:
+            # one more key: zero query-key logit, zero value; a ones channel gives each residue's weight
+            # on the real residues, s_i = 1 - a_i,sink, for the point offsets below
+            v = torch.cat([v, torch.ones_like(v[..., :1])], -1)
+            k = torch.cat([k, k.new_zeros(b, self.heads, 1, self.head_dim)], 2)
+            v = torch.cat([v, v.new_zeros(b, self.heads, 1, v.shape[-1])], 2)
+            sink = self.sink.to(bias.dtype)[None, :, None, None].expand(b, -1, length, 1)
+            bias = torch.cat([bias.expand(b, -1, -1, -1), sink], -1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [B, H, L, dh + 3 (+ 1)]
         values = out[..., :self.head_dim].transpose(1, 2).reshape(b, length, -1)
-        # sum_j a_ij (x_j - x_i) = (A x)_i - x_i, expressed in residue i's frame
-        points = local_vectors(rotation, (out[..., self.head_dim:] - x.unsqueeze(1)).transpose(1, 2))  # [B, L, H, 3]
+        weight = out[..., -1:] if self.sink is not None else 1.0
+        # sum_j a_ij (x_j - x_i) = (A x)_i - s_i x_i (s_i = 1 without a sink), in residue i's frame
+        points = out[..., self.head_dim:self.head_dim + 3] - weight * x.unsqueeze(1)
+        points = local_vectors(rotation, points.transpose(1, 2))  # [B, L, H, 3]
         norms = points.norm(dim=-1, keepdim=True)
         return self.out(torch.cat([values, torch.cat([points, norms], -1).flatten(2)], -1))
 
@@ -190,10 +212,11 @@ class GeometricAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm geometric attention and MLP, each gated and modulated by the time (adaLN-Zero)."""
 
-    def __init__(self, hidden: int, heads: int, mlp_ratio: float, max_offset: int, self_condition: bool = False):
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float, max_offset: int, self_condition: bool = False,
+                 sink: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False)
-        self.attn = GeometricAttention(hidden, heads, max_offset, self_condition)
+        self.attn = GeometricAttention(hidden, heads, max_offset, self_condition, sink)
         self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False)
         width = int(hidden * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(hidden, width), nn.GELU(approximate="tanh"), nn.Linear(width, hidden))
@@ -214,6 +237,8 @@ class FrameNet(nn.Module):
     max_offset         sequence offsets |j - i| beyond this share one attention bias
     modality           the name of the protein modality in the config
     self_condition     feed the network its own clean CA estimate (module docstring; FrameFlow)
+    attention_sink     give every attention head a sink key (module docstring): a head can then sum over
+                       the few residues close in space rather than average over all of them
     guidance           sampling only (eval mode): steric / bond guidance weights {clash, bond, t_max,
                        clash_distance} (``guidance.BackboneGuidance``); None or zero weights: off
     """
@@ -221,7 +246,7 @@ class FrameNet(nn.Module):
     def __init__(self, shapes: Mapping[str, tuple[int, int]], translation_scale: float = 10.0, hidden: int = 128,
                  depth: int = 4, heads: int = 4, mlp_ratio: float = 2.0, neighbours: int = 3, max_offset: int = 32,
                  time_dim: int = 64, modality: str = "protein", self_condition: bool = False,
-                 guidance: Mapping[str, float] | None = None):
+                 attention_sink: bool = False, guidance: Mapping[str, float] | None = None):
         super().__init__()
         if set(shapes) != {modality} or shapes[modality][1] != 7:
             raise ConfigError(f"FrameNet generates one protein modality {modality!r} of 7-channel frames; the "
@@ -234,7 +259,8 @@ class FrameNet(nn.Module):
         self.previous = SelfCondition()
         self.guidance = BackboneGuidance.from_options(guidance, "model.options.guidance")
         self.time = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        self.blocks = nn.ModuleList(Block(hidden, heads, mlp_ratio, max_offset, self_condition) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(hidden, heads, mlp_ratio, max_offset, self_condition, attention_sink)
+                                    for _ in range(depth))
         self.final_norm = nn.LayerNorm(hidden, elementwise_affine=False)
         self.final_modulation = Modulation(hidden, 1)
         self.head = nn.Linear(hidden, 6)

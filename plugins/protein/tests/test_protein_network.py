@@ -1,5 +1,7 @@
 """FrameNet, the auxiliary backbone losses and cropped windows, against what they promise."""
 
+import math
+
 import pytest
 import torch
 
@@ -16,10 +18,10 @@ def _tokens(samples, modality=None):
     return modality.tokenizer.encode(modality.collate(samples))
 
 
-def _busy_net(seed=0):
+def _busy_net(seed=0, **options):
     """A FrameNet whose zero-initialised gates and head are given random weights, so it computes something."""
     torch.manual_seed(seed)
-    net = FrameNet({"protein": (50, 7)}, hidden=32, depth=2, heads=2)
+    net = FrameNet({"protein": (50, 7)}, hidden=32, depth=2, heads=2, **options)
     for name, p in net.named_parameters():
         if "modulation" in name or name.startswith("head"):
             torch.nn.init.normal_(p, std=0.1)
@@ -35,9 +37,10 @@ def _noisy(tokens, seed=0):
 
 
 @torch.no_grad()
-def test_turning_the_input_turns_the_velocity(ideal_samples):
+@pytest.mark.parametrize("sink", [False, True])
+def test_turning_the_input_turns_the_velocity(ideal_samples, sink):
     """Rotating every frame and CA by g: the CA velocity turns by g, the quaternion velocity is g v."""
-    net = _busy_net()
+    net = _busy_net(attention_sink=sink)
     x_t, t = _noisy(_tokens(ideal_samples[:4]))
     out = net({"protein": x_t}, {"protein": t})["protein"]
     g = so3.uniform((1,), generator=torch.Generator().manual_seed(3)).expand(*x_t.values.shape[:2], 4)
@@ -66,6 +69,47 @@ def test_velocity_is_tangent_padding_free_and_zero_at_init(ideal_samples):
     assert torch.allclose(net({"protein": alone}, {"protein": t[:1]})["protein"][0], out[0, :n], atol=1e-5)
     fresh = FrameNet({"protein": (50, 7)}, hidden=32, depth=1, heads=2)
     assert float(fresh({"protein": x_t}, {"protein": t})["protein"].abs().max()) == 0.0
+
+
+@torch.no_grad()
+def test_attention_sink_sums_over_the_close_residues_only():
+    """With a sink of logit b, a head that sees one residue j at logit z (all others at -inf) gives
+    weight sigmoid(z - b) to j: the point output is sigmoid(z - b) (x_j - x_i), not x_j - x_i; a
+    sink at -inf is the plain softmax (same output as a net without one)."""
+    from flowcore_protein.network import GeometricAttention
+
+    torch.manual_seed(0)
+    attn = GeometricAttention(hidden=8, heads=1, max_offset=4, sink=True)
+    torch.nn.init.zeros_(attn.qkv.weight)  # query-key logits 0: the biases alone decide
+    torch.nn.init.zeros_(attn.qkv.bias)
+    length = 3
+    x = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 5.0, 0.0]]])
+    rotation = torch.eye(3).expand(1, length, 3, 3)
+    d2 = torch.cdist(x, x) ** 2
+    key_bias = torch.zeros(1, 1, 1, length)
+    with torch.no_grad():
+        attn.offset_bias.zero_()
+        attn.distance_weight.fill_(math.log(math.expm1(2.0)))  # softplus 2: residue 2 (d2 >= 25) is out of reach
+        attn.sink.fill_(1.0)
+    captured = {}
+    attn.out.register_forward_hook(lambda m, args, out: captured.update(inp=args[0]))
+    attn(torch.zeros(1, length, 8), x, rotation, d2, key_bias)
+    points = captured["inp"][0, :, 8:11]  # residue i's point output (one head)
+    # residue 0: logits 0 (itself), -2 (residue 1), -50 (residue 2), sink 1: e^-2 / (1 + e^-2 + e) = 0.035
+    w_one = math.exp(-2) / (1 + math.exp(-2) + math.exp(-50) + math.exp(1))
+    assert torch.allclose(points[0], torch.tensor([w_one, 0.0, 0.0]), atol=1e-6)
+    # residue 2 alone: itself at 0 against the sink: zero offset either way
+    assert torch.allclose(points[2], torch.zeros(3), atol=1e-6)
+    # with the sink far below every residue the head is the plain softmax
+    with torch.no_grad():
+        attn.sink.fill_(-1e4)
+    attn(torch.zeros(1, length, 8), x, rotation, d2, key_bias)
+    plain = GeometricAttention(hidden=8, heads=1, max_offset=4)
+    plain.load_state_dict({k: v for k, v in attn.state_dict().items() if k != "sink"})
+    with_sink = captured["inp"].clone()
+    plain.out.register_forward_hook(lambda m, args, out: captured.update(inp=args[0]))
+    plain(torch.zeros(1, length, 8), x, rotation, d2, key_bias)
+    assert torch.allclose(with_sink, captured["inp"], atol=1e-6)
 
 
 def test_framenet_refuses_other_modalities():
