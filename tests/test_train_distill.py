@@ -81,6 +81,41 @@ def test_the_student_learns_the_aided_field_of_the_frozen_teacher(registry, tmp_
     assert distiller.rollouts == 40  # 8 states asked, but only 5 grid times are <= 0.5: 200 / 5
 
 
+def test_the_loss_averages_each_sample_over_its_own_tokens_then_the_samples(registry, tmp_path):
+    """Two samples, 3 real tokens at x = 1 and 1 real token at x = 2 (padding at x = 100): the student
+    a x misses the teacher (a_0 + b) x by b x, so the loss is b^2 (1 + 4) / 2, not b^2 (3 + 4) / 4."""
+    from flowcore.modality import Tokens
+
+    distiller, _ = _distiller(registry, tmp_path)
+    student = ScaledField(a=0.3, b=0.5)
+    distiller.start(student)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    values = torch.tensor([[1.0, 1.0, 1.0], [2.0, 100.0, 100.0]])[..., None].expand(2, 3, 2).contiguous()
+    layout = Tokens(torch.zeros_like(values), torch.arange(3.0).expand(2, 3)[..., None], mask)
+    distiller.queue.append(({"toy2d": layout}, 0.2, {"toy2d": values}))
+    loss = distiller.loss(student, {"toy2d": layout}, torch.device("cpu"))
+    assert loss.item() == pytest.approx(0.25 * (1 + 4) / 2, rel=1e-6)
+
+
+def test_a_restored_distiller_draws_what_the_original_would(registry, tmp_path):
+    """state_dict / load_state_dict: the queued states, the RNGs and the count come back, so the next
+    losses and the next rollout are the ones the original gives."""
+    original, batch = _distiller(registry, tmp_path, states=3)
+    student = ScaledField(a=0.3, b=0.5)
+    original.start(student)
+    original.loss(student, batch, torch.device("cpu"))  # one rollout, one of its 3 states used
+    restored, _ = _distiller(registry, tmp_path, states=3)
+    restored.start(student)
+    state = original.state_dict()
+    restored.load_state_dict(state)
+    assert restored.rollouts == 1 and len(restored.queue) == 2
+    for _ in range(4):  # two queued states, then a fresh rollout drawn from the restored RNGs
+        a, b = original.loss(student, batch, torch.device("cpu")), restored.loss(student, batch, torch.device("cpu"))
+        assert torch.equal(a, b)
+    assert [t for _, t, _ in original.queue] == [t for _, t, _ in restored.queue]
+    assert all(torch.equal(x["toy2d"], y["toy2d"]) for (_, _, x), (_, _, y) in zip(original.queue, restored.queue))
+
+
 def test_distill_runs_inside_training_and_its_teacher_survives_a_resume(registry, tmp_path):
     overrides = [f"out_dir={tmp_path / 'run'}", "train.steps=6", "train.checkpoint_every=3", "train.progress_bar=false",
                  "train.sample_every=0", "distill.start_step=2", "distill.states=2", "sample.steps=8",
@@ -96,6 +131,8 @@ def test_distill_runs_inside_training_and_its_teacher_survives_a_resume(registry
     longer = load_config(EXAMPLES / "toy2d.yaml", [*overrides[:1], "train.steps=8", *overrides[2:]], registry)
     resumed = train(longer, registry)
     assert all(torch.equal(teacher[k], v) for k, v in resumed.distiller.teacher.state_dict().items())
+    # the rollout count went on from the saved 2 (steps 6-7 use one more rollout), not from 0
+    assert ckpt["distill_state"]["rollouts"] == 2 and resumed.distiller.rollouts == 3
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -60,6 +60,20 @@ class OnPolicyDistillation:
         self.solver = make_solver(config.sample.solver, **dict(config.sample.solver_options))
         self.rollouts = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to draw the rollouts an uninterrupted one would: the RNG states,
+        the count and the queued states (layouts as plain tensors, so the checkpoint holds no class)."""
+        queue = [({m: (tok.values, tok.positions, tok.mask) for m, tok in layouts.items()}, t, x)
+                 for layouts, t, x in self.queue]
+        return {"rng": self.rng.getstate(), "generator": self.generator.get_state(), "rollouts": self.rollouts,
+                "queue": queue}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.setstate(state["rng"])
+        self.generator.set_state(state["generator"])
+        self.rollouts = int(state["rollouts"])
+        self.queue = [({m: Tokens(*parts) for m, parts in layouts.items()}, t, x) for layouts, t, x in state["queue"]]
+
     def start(self, sampler_net: nn.Module, state: Mapping[str, torch.Tensor] | None = None) -> None:
         """Freeze the teacher: the sampler's network now, or the weights of a checkpoint being resumed."""
         self.teacher = copy.deepcopy(sampler_net).requires_grad_(False).eval()
@@ -112,8 +126,8 @@ class OnPolicyDistillation:
             target = make_velocity(self.teacher, self.bundles, layouts, {}, self.generator)(x, times)
         pred = net({m: layouts[m].with_values(x[m]) for m in self.make}, {m: times for m in self.make})
         total = torch.zeros((), device=device)
-        for m in self.make:
+        for m in self.make:  # per sample, then over samples: a long chain weighs what a short one does (flow loss)
             mask = layouts[m].mask.unsqueeze(-1).to(torch.float32)
-            sq = (pred[m].float() - target[m]) ** 2 * mask
-            total = total + sq.sum() / (mask.sum() * sq.shape[-1]).clamp_min(1)
+            sq = ((pred[m].float() - target[m]) ** 2 * mask).flatten(1).sum(1)
+            total = total + (sq / (mask.flatten(1).sum(1) * pred[m].shape[-1]).clamp_min(1)).mean()
         return total / len(self.make)

@@ -210,10 +210,14 @@ class FlowModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.distiller is not None and self.distiller.teacher is not None:
             checkpoint["distill_teacher"] = self.distiller.teacher.state_dict()
+            checkpoint["distill_state"] = self.distiller.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # a run resumed after distill.start_step keeps the teacher it froze, not the EMA of now
+        # a run resumed after distill.start_step keeps the teacher it froze, not the EMA of now, and
+        # goes on with the rollouts it had queued and the random draws it would have made
         self._resumed_teacher = checkpoint.get("distill_teacher")
+        if self.distiller is not None and "distill_state" in checkpoint:
+            self.distiller.load_state_dict(checkpoint["distill_state"])
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
