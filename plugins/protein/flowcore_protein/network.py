@@ -31,6 +31,13 @@ is. Each head gets one more key with zero value and zero point offset and a lear
 residues, and a sharp distance head becomes a sum over the close residues. On-policy
 distillation of the clash guidance needs exactly that (docs/plugins/protein.md).
 
+Position updates (``position_updates=True``): every block reads the distances of the input CA,
+so no block can ask "where do the residues end up, and do they collide there?". With this
+option each block but the last also moves every CA by R_i u (u from the block's output,
+zero-initialised, so a new network is the plain one) and the later blocks take their distance
+biases and point offsets from the moved CA, as IPA's backbone update does for FrameFlow (CA
+only; the rotations stay the input's).
+
 Select it in a config with ``model.network: flowcore_protein.network:FrameNet`` and its
 options under ``model.options`` (docs/plugins/protein.md).
 """
@@ -239,6 +246,9 @@ class FrameNet(nn.Module):
     self_condition     feed the network its own clean CA estimate (module docstring; FrameFlow)
     attention_sink     give every attention head a sink key (module docstring): a head can then sum over
                        the few residues close in space rather than average over all of them
+    position_updates   after every block but the last, move each CA by R_i u (u from the block's output,
+                       zero-initialised) and give the next blocks the distances of the moved CA
+                       (module docstring)
     guidance           sampling only (eval mode): steric / bond guidance weights {clash, bond, t_max,
                        clash_distance} (``guidance.BackboneGuidance``); None or zero weights: off
     """
@@ -246,7 +256,8 @@ class FrameNet(nn.Module):
     def __init__(self, shapes: Mapping[str, tuple[int, int]], translation_scale: float = 10.0, hidden: int = 128,
                  depth: int = 4, heads: int = 4, mlp_ratio: float = 2.0, neighbours: int = 3, max_offset: int = 32,
                  time_dim: int = 64, modality: str = "protein", self_condition: bool = False,
-                 attention_sink: bool = False, guidance: Mapping[str, float] | None = None):
+                 attention_sink: bool = False, position_updates: bool = False,
+                 guidance: Mapping[str, float] | None = None):
         super().__init__()
         if set(shapes) != {modality} or shapes[modality][1] != 7:
             raise ConfigError(f"FrameNet generates one protein modality {modality!r} of 7-channel frames; the "
@@ -261,6 +272,13 @@ class FrameNet(nn.Module):
         self.time = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.blocks = nn.ModuleList(Block(hidden, heads, mlp_ratio, max_offset, self_condition, attention_sink)
                                     for _ in range(depth))
+        #: per block but the last: residue stream -> a CA move u [3] in the residue's frame, zero at init
+        self.updates = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(hidden, elementwise_affine=False), nn.Linear(hidden, 3))
+            for _ in range(depth - 1)) if position_updates else None
+        for update in self.updates or ():
+            nn.init.zeros_(update[1].weight)
+            nn.init.zeros_(update[1].bias)
         self.final_norm = nn.LayerNorm(hidden, elementwise_affine=False)
         self.final_modulation = Modulation(hidden, 1)
         self.head = nn.Linear(hidden, 6)
@@ -320,8 +338,14 @@ class FrameNet(nn.Module):
         # a chain with no real residue would softmax over nothing: let it attend freely (zeroed below)
         key_mask = (mask | ~mask.any(1, keepdim=True))[:, None, None, :]
         key_bias = torch.zeros(key_mask.shape, dtype=h.dtype, device=h.device).masked_fill(~key_mask, float("-inf"))
-        for block in self.blocks:
+        real = mask.unsqueeze(-1).to(x.dtype)
+        for i, block in enumerate(self.blocks):
             h = block(h, c, x, rotation, d2, key_bias, d2_estimate)
+            if self.updates is not None and i < len(self.updates):
+                # the next blocks see a moved structure (IPA's backbone update, CA only): distances of
+                # where the network thinks the CA are going, not only of where they are
+                x = x + (rotation @ self.updates[i](h).unsqueeze(-1)).squeeze(-1) * real
+                d2 = torch.cdist(x, x) ** 2
         shift, scale, _ = self.final_modulation(c)
         out = self.head(self.final_norm(h) * (1 + scale) + shift)
         u, w = out[..., :3], out[..., 3:]

@@ -23,7 +23,7 @@ def _busy_net(seed=0, **options):
     torch.manual_seed(seed)
     net = FrameNet({"protein": (50, 7)}, hidden=32, depth=2, heads=2, **options)
     for name, p in net.named_parameters():
-        if "modulation" in name or name.startswith("head"):
+        if "modulation" in name or name.startswith(("head", "updates")):
             torch.nn.init.normal_(p, std=0.1)
     return net
 
@@ -37,10 +37,10 @@ def _noisy(tokens, seed=0):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("sink", [False, True])
-def test_turning_the_input_turns_the_velocity(ideal_samples, sink):
+@pytest.mark.parametrize("options", [{}, {"attention_sink": True}, {"position_updates": True}])
+def test_turning_the_input_turns_the_velocity(ideal_samples, options):
     """Rotating every frame and CA by g: the CA velocity turns by g, the quaternion velocity is g v."""
-    net = _busy_net(attention_sink=sink)
+    net = _busy_net(**options)
     x_t, t = _noisy(_tokens(ideal_samples[:4]))
     out = net({"protein": x_t}, {"protein": t})["protein"]
     g = so3.uniform((1,), generator=torch.Generator().manual_seed(3)).expand(*x_t.values.shape[:2], 4)
@@ -110,6 +110,30 @@ def test_attention_sink_sums_over_the_close_residues_only():
     plain.out.register_forward_hook(lambda m, args, out: captured.update(inp=args[0]))
     plain(torch.zeros(1, length, 8), x, rotation, d2, key_bias)
     assert torch.allclose(with_sink, captured["inp"], atol=1e-6)
+
+
+@torch.no_grad()
+def test_position_updates_move_the_distances_the_next_block_sees(ideal_samples):
+    """Zero-initialised updates give exactly the plain network; a block-1 update of u = e_1 in every
+    residue's frame moves each CA by its frame's first axis, and block 2 gets those distances."""
+    x_t, t = _noisy(_tokens(ideal_samples[:2]))
+    plain, updated = _busy_net(), _busy_net(position_updates=True)
+    fresh = FrameNet({"protein": (50, 7)}, hidden=32, depth=3, heads=2, position_updates=True)
+    assert len(fresh.updates) == 2 and all(float(p.abs().max()) == 0.0 for p in fresh.updates.parameters())
+    updated.load_state_dict(plain.state_dict(), strict=False)
+    for p in updated.updates.parameters():
+        p.zero_()
+    assert torch.equal(plain({"protein": x_t}, {"protein": t})["protein"],
+                       updated({"protein": x_t}, {"protein": t})["protein"])
+    updated.updates[0][1].bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
+    seen = {}
+    updated.blocks[1].register_forward_hook(lambda m, args, out: seen.update(x=args[2], d2=args[4]))
+    updated({"protein": x_t}, {"protein": t})
+    mask = x_t.mask
+    q = so3.canonical(x_t.values[..., :4])
+    moved = x_t.values[..., 4:] * updated.scale + so3.to_matrix(q)[..., :, 0] * mask.unsqueeze(-1)
+    assert torch.allclose(seen["x"], moved, atol=1e-5)
+    assert torch.allclose(seen["d2"], torch.cdist(moved, moved) ** 2, atol=1e-3)
 
 
 def test_framenet_refuses_other_modalities():
