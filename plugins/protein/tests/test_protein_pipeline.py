@@ -14,11 +14,12 @@ from flowcore_protein.pdbio import read_backbones
 
 TRANSFORMER = {"network": "transformer",
                "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 0, "depth_single": 1}}
-#: the plugin's own network, self-conditioned and guided, with the auxiliary and clash losses, length-bucketed
-#: whole chains, the exp rotation schedule and the guidance distilled on-policy (sampled unaided)
+#: the plugin's own network, self-conditioned, guided, with an attention sink and position updates, with
+#: the auxiliary and clash losses, length-bucketed whole chains, the exp rotation schedule and the
+#: guidance distilled on-policy (sampled unaided)
 FRAMENET = {"network": "flowcore_protein.network:FrameNet",
-            "options": {"hidden": 32, "depth": 1, "heads": 2, "self_condition": True,
-                        "guidance": {"clash": 1.0, "bond": 1.0, "t_max": 0.3}}}
+            "options": {"hidden": 32, "depth": 2, "heads": 2, "self_condition": True, "attention_sink": True,
+                        "position_updates": True, "guidance": {"clash": 1.0, "bond": 1.0, "t_max": 0.3}}}
 
 
 @pytest.mark.slow
