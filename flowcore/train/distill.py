@@ -14,7 +14,8 @@ training step also:
    ``distill.states`` steps);
 2. asks a frozen teacher (the EMA network at ``start_step``, sampled *with* its aids) for its
    velocity there;
-3. adds ``distill.weight`` x the masked mean squared difference to the flow loss on data.
+3. adds ``distill.weight`` x the squared difference, averaged over each sample's real tokens and
+   then over the samples (as the flow loss is), to the flow loss on data.
 
 This is DAgger (Ross et al. 2011) with the aided sampler as the expert. The flow loss on data keeps
 the field anchored; ``flowcore sample`` afterwards needs no aid for what was distilled.
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import random
-from contextlib import nullcontext
 from typing import Any, Mapping
 
 import torch
@@ -36,12 +36,8 @@ from torch import nn
 
 from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.modality import Tokens
-
-
-def unaided(net: nn.Module):
-    """The network's ``unaided()`` context (its sampling-only additions off), else a no-op."""
-    method = getattr(net, "unaided", None)
-    return method() if callable(method) else nullcontext()
+from flowcore.train.sampling import make_velocity
+from flowcore.train.sampling import without_aids as unaided
 
 
 class OnPolicyDistillation:
@@ -83,8 +79,6 @@ class OnPolicyDistillation:
     @torch.no_grad()
     def rollout(self, net: nn.Module, batch: Mapping[str, Tokens], device: torch.device) -> None:
         """One unaided rollout of the student, laid out like ``batch``; queue ``distill.states`` of its states."""
-        from flowcore.train.sampling import make_velocity
-
         n = self.config.distill.samples
         layouts = {m: Tokens(torch.zeros_like(batch[m].values[:n]), batch[m].positions[:n], batch[m].mask[:n])
                    for m in self.make}
@@ -117,8 +111,6 @@ class OnPolicyDistillation:
         ``batch``: the step's clean data tokens (the layout of a new rollout when the queue is empty)."""
         if not self.queue:
             self.rollout(net, batch, device)
-        from flowcore.train.sampling import make_velocity
-
         layouts, t, x = self.queue.pop()
         n = next(iter(layouts.values())).batch_size
         times = torch.full((n,), t, device=device)

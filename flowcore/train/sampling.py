@@ -22,9 +22,15 @@ from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.io import atomic_path
 from flowcore.modality import Tokens
 from flowcore.train.bundle import Bundle
-from flowcore.train.distill import unaided as without_aids
 
 Velocity = Callable[[dict[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]]
+
+
+def without_aids(net: nn.Module):
+    """The network's ``unaided()`` context (its sampling-only additions off, e.g. FrameNet's guidance),
+    else a no-op: ``sample.unaided`` and the rollouts of on-policy distillation use it."""
+    method = getattr(net, "unaided", None)
+    return method() if callable(method) else contextlib.nullcontext()
 
 
 def make_velocity(net: nn.Module, bundles: Mapping[str, Bundle], layouts: Mapping[str, Tokens],
@@ -70,7 +76,7 @@ def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str],
 
     The noise is drawn on the CPU from ``seed``: a seed gives the same samples on any device.
     ``solver_options``: the solver's keyword arguments (``sample.solver_options``). ``unaided``:
-    the network without its sampling-only aids (``sample.unaided``; ``flowcore.train.distill.unaided``).
+    the network without its sampling-only aids (``sample.unaided``; ``without_aids``).
     """
     for name, tok in given.items():
         if tok.batch_size != count:

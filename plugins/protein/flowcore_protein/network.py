@@ -71,6 +71,11 @@ def local_vectors(rotation: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor
     return (r.transpose(-1, -2) @ vectors.unsqueeze(-1)).squeeze(-1)
 
 
+def lab_vectors(rotation: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Per-residue vectors [B, L, 3] in each residue's frame -> the lab frame (R_i u)."""
+    return (rotation @ vectors.unsqueeze(-1)).squeeze(-1)
+
+
 class NeighbourFeatures(nn.Module):
     """Invariant per-residue features [B, L, F] from frames (q [B, L, 4], CA x [B, L, 3] in A / 3.8)."""
 
@@ -205,7 +210,7 @@ class GeometricAttention(nn.Module):
             k = torch.cat([k, k.new_zeros(b, self.heads, 1, self.head_dim)], 2)
             v = torch.cat([v, v.new_zeros(b, self.heads, 1, v.shape[-1])], 2)
             sink = self.sink.to(bias.dtype)[None, :, None, None].expand(b, -1, length, 1)
-            bias = torch.cat([bias.expand(b, -1, -1, -1), sink], -1)
+            bias = torch.cat([bias, sink], -1)  # bias is [B, H, L, L] already
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # [B, H, L, dh + 3 (+ 1)]
         values = out[..., :self.head_dim].transpose(1, 2).reshape(b, length, -1)
         weight = out[..., -1:] if self.sink is not None else 1.0
@@ -344,11 +349,11 @@ class FrameNet(nn.Module):
             if self.updates is not None and i < len(self.updates):
                 # the next blocks see a moved structure (IPA's backbone update, CA only): distances of
                 # where the network thinks the CA are going, not only of where they are
-                x = x + (rotation @ self.updates[i](h).unsqueeze(-1)).squeeze(-1) * real
+                x = x + lab_vectors(rotation, self.updates[i](h)) * real
                 d2 = torch.cdist(x, x) ** 2
         shift, scale, _ = self.final_modulation(c)
         out = self.head(self.final_norm(h) * (1 + scale) + shift)
         u, w = out[..., :3], out[..., 3:]
-        v_translation = (rotation @ u.unsqueeze(-1)).squeeze(-1)
+        v_translation = lab_vectors(rotation, u)
         v_rotation = so3.multiply(q, F.pad(w, (1, 0)))
         return torch.cat([v_rotation, v_translation], -1) * mask.unsqueeze(-1).to(out.dtype)
