@@ -7,7 +7,7 @@ velocity evaluations (NFE), using each library's own ODE solver, and scored agai
 toy2d test split by sliced Wasserstein-2 and MMD (flowcore.builtins.toy2d).
 
 Methods (torchcfm and flow_matching integrate noise at t = 0 to data at t = 1; flowcore
-the other way, DESIGN.md):
+the other way, docs/design.md):
   torchcfm_icfm       torchcfm ConditionalFlowMatcher(sigma=0), torchdyn NeuralODE Euler
   torchcfm_otcfm      torchcfm ExactOptimalTransportConditionalFlowMatcher(sigma=0) (POT exact EMD)
   flow_matching       flow_matching CondOTProbPath + ODESolver(method="euler")

@@ -9,7 +9,7 @@ m kept. w_m = 1 for every m with one condition gives the plain conditional model
 ignores m. One evaluation for v_u plus one per non-zero weight.
 
 How a modality is "dropped" is the model's business (``velocity_fn`` receives the set): the
-any-to-any convention (DESIGN.md) removes it from the sequence or puts it at t = 1 with noise,
+any-to-any convention (docs/design.md) removes it from the sequence or puts it at t = 1 with noise,
 exactly as condition dropout did in training.
 """
 
