@@ -9,7 +9,7 @@ import yaml
 from flowcore.errors import ConfigError, DataError
 from flowcore.train.config import load_config
 from flowcore.train.pipeline import cpu_has_amx, resolve_precision, sample, train
-from flowcore.train.data import build_split, split_of
+from flowcore.train.data import build_split
 from flowcore.train.module import ABSENT, CLEAN, NOISED, FlowModule
 
 TINY = {"network": "mlp", "hidden": 64, "depth": 2, "time_dim": 16}
@@ -91,15 +91,6 @@ def test_any_to_any_generates_both_ways(tmp_path, registry):
     # label given the point is classification: the clusters are far apart, so nearly always right
     assert report["metrics"]["label|toy2d"]["accuracy"] > 0.9
     assert set(report["metrics"]["toy2d|label"]) == {"sliced_wasserstein", "mmd"}
-
-
-def test_file_splits_are_deterministic_and_stable():
-    keys = [f"f{i}.csv" for i in range(2000)]
-    splits = [split_of(k, 0, 0.1, 0.2) for k in keys]
-    assert splits == [split_of(k, 0, 0.1, 0.2) for k in keys]
-    assert splits.count("test") / 2000 == pytest.approx(0.2, abs=0.03)
-    assert splits.count("val") / 2000 == pytest.approx(0.1, abs=0.03)
-    assert splits != [split_of(k, 1, 0.1, 0.2) for k in keys]  # the seed reshuffles
 
 
 def test_manifest_cells_are_files_or_values(tmp_path, registry):

@@ -8,7 +8,6 @@ the item's key, so adding files never moves an existing item to another split.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,10 +18,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Codec
+from flowcore.splits import SPLITS, keyed_split
 from flowcore.train.bundle import Bundle, collate
 from flowcore.train.config import Config
-
-SPLITS = ("train", "val", "test")
 
 
 class Validated(Dataset):
@@ -119,13 +117,6 @@ def cached_latents(config: Config, bundles: dict[str, Bundle], dataset: Validate
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def split_of(key: str, seed: int, val_fraction: float, test_fraction: float) -> str:
-    """The split of the item called ``key``: a stable hash of (seed, key) in [0, 1)."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2 ** 64
-    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
 
 
 class FileItems(Dataset):
@@ -241,8 +232,9 @@ def file_splits(config: Config, bundles: dict[str, Bundle]) -> dict[str, Dataset
         raise ConfigError(f"{config.source}: data.path: {path} is neither a folder nor a .csv/.jsonl manifest")
     codecs = {n: b.modality.codec for n, b in bundles.items()}
     parts: dict[str, list] = {s: [] for s in SPLITS}
+    fractions = {"test": data.test_fraction, "val": data.val_fraction}
     for key, entry in entries:
-        parts[split_of(key, config.seed, data.val_fraction, data.test_fraction)].append(entry)
+        parts[keyed_split(key, fractions, seed=config.seed)].append(entry)
     return {s: FileItems(parts[s], codecs) for s in SPLITS}
 
 

@@ -6,7 +6,7 @@ It gives the accuracy of class-conditional samples (does the classifier see the 
 was asked for?) and the feature space of the Fréchet distance (FID with this network in
 place of Inception). Weights are cached in ``<cache>/image/<dataset>-classifier-<key>.safetensors``
 with its accuracy on the real test split in the file's metadata, where ``<cache>`` is
-``$FLOWCORE_CACHE``, else ``$XDG_CACHE_HOME/flowcore``, else ``~/.cache/flowcore``, and ``<key>``
+:func:`flowcore.files.cache_dir` (``$FLOWCORE_CACHE``, else ``~/.cache/flowcore`` on Linux), and ``<key>``
 hashes :data:`VERSION` and the dataset's :class:`Recipe`, so a changed network or recipe never
 reuses stale weights.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from flowcore.errors import DataError
+from flowcore.files import cache_dir
 
 #: bump when the network's code or the training loop changes (the recipe is hashed separately)
 VERSION = "3"
@@ -49,15 +49,6 @@ class Recipe:
 
 RECIPES = {"digits": Recipe(epochs=20), "mnist5k": Recipe(epochs=15),
            "fashion_mnist": Recipe(epochs=5, flip=True), "shapes": Recipe(epochs=8)}
-
-
-def cache_dir() -> Path:
-    """Where flowcore-image keeps trained metric networks."""
-    root = os.environ.get("FLOWCORE_CACHE")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        root = os.path.join(xdg, "flowcore") if xdg else os.path.join(os.path.expanduser("~"), ".cache", "flowcore")
-    return Path(root) / "image"
 
 
 class SmallCNN(nn.Module):
@@ -194,7 +185,7 @@ def load_classifier(dataset: str, retrain: bool = False) -> TrainedClassifier:
     from flowcore.io import atomic_path
 
     recipe = RECIPES.get(dataset, Recipe())
-    path = cache_dir() / f"{dataset}-classifier-{recipe.key()}.safetensors"
+    path = cache_dir("image") / f"{dataset}-classifier-{recipe.key()}.safetensors"
     key = str(path)
     if not retrain and key in _loaded:
         return _loaded[key]

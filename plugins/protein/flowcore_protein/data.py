@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
-import os
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,13 +28,16 @@ import torch
 from torch.utils.data import Dataset
 
 from flowcore.errors import DataError
+from flowcore.files import cache_dir, package_file
+from flowcore.splits import keyed_split
 from flowcore_protein import geometry
 from flowcore_protein.pdbio import READ_SUFFIXES, Backbone, read_backbones
 
 THESEUS_DIR = Path("/usr/share/doc/theseus/examples")
 #: consecutive CA-CA distances above this are chain breaks (ideal 3.80 A; cis peptides 2.9 A)
 BREAK_DISTANCE = 4.2
-SPLIT_BUCKETS = {"test": (0,), "val": (1,)}  # crc32(sequence) % 20; everything else is train
+#: a chain's split: crc32(sequence) % 20 is 0 for test, 1 for val, anything else train
+SPLIT_FRACTIONS, SPLIT_BUCKETS = {"test": 0.05, "val": 0.05}, 20
 
 
 @dataclass
@@ -96,21 +96,14 @@ def split_at_breaks(backbone: Backbone) -> list[Backbone]:
                      backbone.source) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def _split_of(sequence: str) -> str:
-    bucket = zlib.crc32(sequence.encode()) % 20
-    return next((s for s, b in SPLIT_BUCKETS.items() if bucket in b), "train")
+def split_of_sequence(sequence: str) -> str:
+    """A chain's split, from its sequence alone: duplicates and re-runs land in the same split."""
+    return keyed_split(sequence, SPLIT_FRACTIONS, buckets=SPLIT_BUCKETS)
 
 
 def structure_files(root: Path) -> list[Path]:
     """Every PDB/mmCIF file (compressed or not) under root, sorted."""
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(READ_SUFFIXES))
-
-
-def cache_dir() -> Path:
-    """Where parsed chain sets are kept between runs ($FLOWCORE_CACHE or ~/.cache/flowcore)."""
-    base = os.environ.get("FLOWCORE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "flowcore")
-    return Path(base) / "protein"
 
 
 def _cache_key(files: Sequence[Path], min_length: int, max_length: int) -> str:
@@ -145,7 +138,7 @@ def _load(path: Path) -> list[Chain]:
 @functools.lru_cache(maxsize=8)
 def _read_chains(files: tuple[Path, ...], min_length: int, max_length: int) -> tuple[Chain, ...]:
     """Segments of every readable file, length-filtered and deduplicated by sequence (cached on disk)."""
-    cached = cache_dir() / f"chains-{_cache_key(files, min_length, max_length)}.npz"
+    cached = cache_dir("protein") / f"chains-{_cache_key(files, min_length, max_length)}.npz"
     if cached.is_file():
         try:
             return tuple(_load(cached))
@@ -188,7 +181,8 @@ def real_chains(roots: Sequence[Path], split: str, min_length: int = 60, max_len
     for root in roots:
         files.extend(structure_files(root)[:max_files])
     chains = _read_chains(tuple(files), int(min_length), int(max_length))
-    return FramesDataset([c for c in chains if _split_of(c.sequence) == split], crop if split == "train" else None)
+    kept = [c for c in chains if split_of_sequence(c.sequence) == split]
+    return FramesDataset(kept, crop if split == "train" else None)
 
 
 def theseus_root() -> Path:
@@ -199,11 +193,8 @@ def theseus_root() -> Path:
 
 
 def mdanalysis_root() -> Path:
-    spec = importlib.util.find_spec("MDAnalysisTests")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("dataset protein_mdanalysis needs the pip package MDAnalysisTests "
-                        "(its data files only): pip install --no-deps MDAnalysisTests")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    return package_file("MDAnalysisTests", "data", "dataset protein_mdanalysis needs its data files only: "
+                        "pip install --no-deps MDAnalysisTests")
 
 
 def theseus(split: str = "train", **options) -> FramesDataset:

