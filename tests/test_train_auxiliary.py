@@ -35,7 +35,7 @@ def _module(tmp_path, registry, name):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"seed": 0, "out_dir": str(tmp_path / "run"), "modalities": {name: {}},
                                    "data": {"path": str(manifest)}, "model": TINY}))
-    return FlowModule(load_config(cfg, registry=registry).to_dict(), registry)
+    return FlowModule(load_config(cfg, registry=registry), registry)
 
 
 @pytest.mark.parametrize("name", ["toy2d", "aux_toy"])
@@ -48,7 +48,7 @@ def test_auxiliary_loss_is_added_on_the_clean_estimate(tmp_path, registry, name)
     x0 = torch.randn(6, 1, 2, generator=g)
     eps = torch.randn(6, 1, 2, generator=g)
     t = torch.linspace(0.1, 0.9, 6)
-    module.timesteps = lambda b, device=None: t
+    module.objective.timesteps = lambda b, device=None: t
     tokens = Tokens(x0, torch.zeros(6, 1, 1), torch.ones(6, 1, dtype=torch.bool))
     loss, _ = module.flow_loss({name: tokens}, eps={name: eps})
     per_sample = ((eps - x0) ** 2).mean((1, 2))

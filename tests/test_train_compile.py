@@ -36,8 +36,8 @@ def loss_and_grads(module: FlowModule, x0) -> tuple[torch.Tensor, list[torch.Ten
 
 
 def test_compiled_network_matches_eager_and_keeps_parameter_names(tmp_path, registry):
-    eager = FlowModule(config(tmp_path, registry).to_dict(), registry)
-    compiled = FlowModule(config(tmp_path, registry, compile=True, compile_backend="aot_eager").to_dict(), registry)
+    eager = FlowModule(config(tmp_path, registry), registry)
+    compiled = FlowModule(config(tmp_path, registry, compile=True, compile_backend="aot_eager"), registry)
     compiled.load_state_dict(eager.state_dict())
     assert list(compiled.state_dict()) == list(eager.state_dict())  # no "_orig_mod." in checkpoints
 
@@ -58,7 +58,7 @@ def test_a_compiled_runs_checkpoint_loads_into_an_eager_module(tmp_path, registr
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     state = torch.load(last, map_location="cpu", weights_only=False)
     assert state["global_step"] == 4
-    eager = FlowModule(config(tmp_path, registry).to_dict(), registry)
+    eager = FlowModule(config(tmp_path, registry), registry)
     eager.load_state_dict(state["state_dict"])  # strict: the same names as an eager run's
 
 

@@ -1,17 +1,9 @@
 """FlowModule: the Lightning stage that trains a velocity network over the configured modalities.
 
-One training step (DESIGN.md "Per-modality time"):
-
-1. each modality's batch -> tokens x0 (through its frozen autoencoder and tokenizer);
-2. each modality gets a state per sample: noised (t from the timestep sampler, then shifted),
-   clean (t = 0: a condition) or absent (t = 1, pure prior noise: a dropped condition or an
-   any-to-any modality left out). ``generate`` modalities are noised; ``condition`` ones are
-   clean, dropped with probability ``dropout``; ``any`` ones draw a state per sample
-   (OmniFlow: clean with ``p_clean``, absent with ``p_absent``), keeping one noised per sample;
-3. x_t = path.interpolate(x0, eps, t) for every modality; the network sees all of them;
-4. the loss is the squared velocity error of the noised modalities only, plus, for a
-   modality that defines one, its ``auxiliary_loss`` on the clean tokens the predicted
-   velocity points back to (``path.clean_estimate``).
+A training step is :class:`flowcore.train.objective.FlowObjective` (per-modality states and
+times, then ``flowcore.flow.loss``) on the step's batch, plus the on-policy distillation loss
+from ``distill.start_step`` on. The module also keeps the EMA of the weights, which is what a
+run exports and samples with. Inference never builds it (``flowcore.load``).
 """
 
 from __future__ import annotations
@@ -24,16 +16,14 @@ import lightning as L
 import torch
 from torch import nn
 
-from flowcore.flow.guidance import condition_dropout
-from flowcore.flow.reflow import ot_coupling
-from flowcore.flow.timesteps import make_loss_weight, make_timestep_sampler, shift_time
-from flowcore.modality import Modality, Tokens
+from flowcore.modality import Tokens
+from flowcore.registry import get_registry
 from flowcore.train.bundle import Bundle, build_bundles
-from flowcore.train.config import Config, from_dict
+from flowcore.train.config import Config
 from flowcore.train.data import latent_names
+from flowcore.train.distill import OnPolicyDistillation
 from flowcore.train.networks import build_network
-
-NOISED, CLEAN, ABSENT = 0, 1, 2
+from flowcore.train.objective import FlowObjective
 
 
 class EMA(nn.Module):
@@ -73,36 +63,27 @@ def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
 class FlowModule(L.LightningModule):
     """Trains ``config.model`` on ``config.modalities`` (see the module docstring for the step).
 
-    ``config`` is plain data (the validated config's ``to_dict()``) so Lightning stores it in
-    every checkpoint's hyper-parameters.
+    Every checkpoint's hyper-parameters hold ``config.to_dict()``.
     """
 
-    def __init__(self, config: Mapping[str, Any], registry=None, load_autoencoders: bool = True):
+    def __init__(self, config: Config, registry=None, load_autoencoders: bool = True):
         super().__init__()
-        self.save_hyperparameters({"config": dict(config)})
-        from flowcore.registry import get_registry
-
+        self.save_hyperparameters({"config": config.to_dict()})
         registry = registry or get_registry()
-        self.config: Config = from_dict(config, source=str(config.get("out_dir", "<run>")) + "/config.yaml")
-        self.bundles: dict[str, Bundle] = build_bundles(self.config, registry, load_autoencoders)
+        self.config = config
+        self.bundles: dict[str, Bundle] = build_bundles(config, registry, load_autoencoders)
         self.autoencoders = nn.ModuleDict({n: b.autoencoder for n, b in self.bundles.items()
                                            if b.autoencoder is not None})
-        self.net = build_network(self.config, {n: b.modality for n, b in self.bundles.items()})
-        self.ema = EMA(self.net, self.config.train.ema) if self.config.train.ema > 0 else None
-        tr = self.config.train
+        self.net = build_network(config, {n: b.modality for n, b in self.bundles.items()})
+        self.ema = EMA(self.net, config.train.ema) if config.train.ema > 0 else None
+        tr = config.train
         if tr.compile is not False:
             # In place (Module.compile), after the EMA copy: parameter names and checkpoints stay
             # those of the eager network, and sampling runs the EMA network eagerly.
             self.net.compile(backend=tr.compile_backend, mode=None if tr.compile is True else tr.compile)
-        self.latent = set(latent_names(self.config, self.bundles))  # batches that arrive encoded
-        flow = self.config.flow
-        self.timesteps = make_timestep_sampler(flow.timesteps, **flow.timestep_options)
-        self.loss_weight = make_loss_weight(flow.loss_weight)
-        self.distiller = None
-        if self.config.distill.start_step is not None:
-            from flowcore.train.distill import OnPolicyDistillation
-
-            self.distiller = OnPolicyDistillation(self.config, self.bundles)
+        self.latent = set(latent_names(config, self.bundles))  # batches that arrive encoded
+        self.objective = FlowObjective(config, self.bundles)
+        self.distiller = OnPolicyDistillation(config, self.bundles) if config.distill.start_step is not None else None
         self._resumed_teacher: dict[str, torch.Tensor] | None = None
 
     # -- the network used for sampling --------------------------------------------------
@@ -119,72 +100,12 @@ class FlowModule(L.LightningModule):
 
     # -- training ------------------------------------------------------------------------
 
-    def states(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """Per modality, each sample's state [B]: NOISED, CLEAN or ABSENT (module docstring, step 2)."""
-        device = self.device
-        cfg = self.config
-        states = {}
-        for name in cfg.names("generate"):
-            states[name] = torch.full((batch_size,), NOISED, device=device)
-        conditions = cfg.names("condition")
-        if conditions:
-            drop = condition_dropout(batch_size, conditions, {n: cfg.modalities[n].dropout for n in conditions},
-                                     device=device)
-            for name in conditions:
-                states[name] = torch.where(drop[name], ABSENT, CLEAN).to(device)
-        anys = cfg.names("any")
-        if anys:
-            u = torch.rand(len(anys), batch_size, device=device)
-            s = torch.full_like(u, NOISED, dtype=torch.long)
-            s[u < cfg.flow.p_clean + cfg.flow.p_absent] = CLEAN
-            s[u < cfg.flow.p_absent] = ABSENT
-            if not cfg.names("generate"):
-                # a sample with nothing noised teaches nothing: noise one of its modalities
-                idle = (s != NOISED).all(0)
-                pick = torch.randint(len(anys), (batch_size,), device=device)
-                s[pick[idle], idle.nonzero().squeeze(1)] = NOISED
-            for i, name in enumerate(anys):
-                states[name] = s[i]
-        return states
-
     def flow_loss(self, x0: Mapping[str, Tokens], eps: Mapping[str, torch.Tensor] | None = None,
                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss on clean tokens x0 (and, for reflow, fixed noise ``eps``); also per-modality losses."""
-        b = next(iter(x0.values())).batch_size
-        states = self.states(b)
-        t_noised = {n: shift_time(self.timesteps(b, device=self.device), self.config.flow.shift) for n in x0}
-        inputs, times, targets = {}, {}, {}
-        for name, tokens in x0.items():
-            path = self.bundles[name].path
-            noise = eps[name] if eps is not None else path.masked_prior(
-                tokens.values.shape, tokens.mask, device=self.device, dtype=tokens.values.dtype)
-            if eps is None and self.config.flow.ot_coupling and self.config.modalities[name].role == "generate":
-                noise = ot_coupling(tokens.values, noise, method=self.config.flow.ot_coupling)
-            s = states[name]
-            t = torch.where(s == NOISED, t_noised[name], torch.where(s == CLEAN, 0.0, 1.0))
-            sample = path.interpolate(tokens.values, noise, t)
-            inputs[name], times[name], targets[name] = tokens.with_values(sample.x_t), t, sample.v
-        pred = self.net(inputs, times)
-        total = torch.zeros((), device=self.device)
-        count = torch.zeros((), device=self.device)
-        parts = {}
-        for name, v in targets.items():
-            mask = inputs[name].mask.to(v.dtype)
-            sq = ((pred[name].float() - v.float()) ** 2).mean(-1)  # [B, L]
-            per_sample = (sq * mask).sum(-1) / mask.sum(-1).clamp_min(1)
-            modality = self.bundles[name].modality
-            if type(modality).auxiliary_loss is not Modality.auxiliary_loss:
-                x0_hat = self.bundles[name].path.clean_estimate(inputs[name].values, pred[name].float(), times[name])
-                aux = modality.auxiliary_loss(x0[name].with_values(x0_hat), x0[name], times[name])
-                if aux is not None:
-                    per_sample = per_sample + aux
-            noised = (states[name] == NOISED).to(per_sample.dtype)
-            weight = noised * self.loss_weight(times[name]) * self.config.modalities[name].loss_weight
-            total = total + (weight * per_sample).sum()
-            count = count + noised.sum()
-            if self.config.modalities[name].role != "condition":
-                parts[name] = (noised * per_sample).sum() / noised.sum().clamp_min(1)
-        return total / count.clamp_min(1), parts
+        """The objective's loss of the trained network, and the per-modality losses it logs."""
+        out = self.objective(self.net, x0, eps)
+        parts = {n: v for n, v in out.per_modality.items() if self.config.modalities[n].role != "condition"}
+        return out.loss, parts
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         x0 = {name: b.tokens(batch[name], encoded=name in self.latent) for name, b in self.bundles.items()}
