@@ -156,7 +156,7 @@ def train_flowcore(table: str, network: str, steps: int, count: int, rows: int, 
 
     run = work / f"{table}_{network}"
     clock = train_run(table, network, steps, run, rows, table_options=TABLE_OPTIONS)
-    [csv] = sample(run, ["tabular"], {}, work / f"{table}_{network}_samples", count=count, device="cpu")
+    [csv] = sample(run, ["tabular"], {}, work / f"{table}_{network}_samples", count=count, device="cpu").paths
     return TableCsv(Tabular(dataset=table).schema).read_all(csv), clock
 
 

@@ -1,6 +1,23 @@
 """flowcore: a modality-agnostic rectified-flow framework with plugins.
 
 Importing this package is cheap (no torch): the CLI and plugin discovery rely on it.
+``flowcore.load(run_dir)`` imports the inference stack when it is called.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowcore.train.inference import FlowPipeline
+
 __version__ = "0.1.0"
+
+
+def load(run_dir: Any, device: Any = None, registry: Any = None) -> FlowPipeline:
+    """A trained run as a :class:`~flowcore.train.inference.FlowPipeline` (``generate``, ``invert``,
+    ``encode``/``decode``); see docs/python.md."""
+    # imported here, not at the top: `import flowcore` must stay free of torch
+    from flowcore.train.inference import load as load_run
+
+    return load_run(run_dir, device=device, registry=registry)

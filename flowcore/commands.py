@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from flowcore.errors import ConfigError
 
@@ -37,21 +38,31 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars on stderr: on at a terminal, off with --quiet or when stderr is not a TTY."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _sampling(args: argparse.Namespace) -> dict:
+    """The sampling overrides the user gave (a flag left out keeps the run's ``sample`` value)."""
+    return {"steps": args.steps, "solver": args.solver, "seed": args.seed,
+            "cfg": getattr(args, "cfg", None), "shift": getattr(args, "shift", None)}
+
+
 def _sample(args: argparse.Namespace) -> int:
     from flowcore.train.pipeline import sample
 
-    files = sample(args.checkpoint, args.make, _pairs(args.given, "--given"), args.out, count=args.count,
-                   steps=args.steps, solver=args.solver, cfg=args.cfg, seed=args.seed, shift=args.shift,
-                   device=args.device)
-    print("\n".join(str(f) for f in files))
+    report = sample(args.checkpoint, args.make, _pairs(args.given, "--given"), args.out, count=args.count,
+                    device=args.device, progress=_progress(args), **_sampling(args))
+    print(report.summary())
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     from flowcore.train.pipeline import evaluate
 
-    report = evaluate(args.checkpoint, args.out, split=args.split, count=args.count, steps=args.steps,
-                      solver=args.solver, seed=args.seed, device=args.device)
+    report = evaluate(args.checkpoint, args.out, split=args.split, count=args.count, device=args.device,
+                      progress=_progress(args), **_sampling(args))
     print(json.dumps(report, indent=1))
     return 0
 
@@ -72,7 +83,7 @@ def _invert(args: argparse.Namespace) -> int:
     from flowcore.train.pipeline import invert
 
     report = invert(args.checkpoint, args.modality, args.input, args.out, given=_pairs(args.given, "--given"),
-                    steps=args.steps, solver=args.solver, shift=args.shift, seed=args.seed, device=args.device)
+                    device=args.device, **_sampling(args))
     print(json.dumps(report, indent=1))
     return 0
 
@@ -82,6 +93,7 @@ def _solver_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver", help="euler, midpoint, heun, rk4, dopri5, fireflow, euler_sde (default: sample.solver)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same samples on CPU)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,8 @@ from flowcore.errors import ConfigError, DataError
 from flowcore.train.config import load_config
 from flowcore.train.pipeline import cpu_has_amx, resolve_precision, sample, train
 from flowcore.train.data import build_split
-from flowcore.train.module import ABSENT, CLEAN, NOISED, FlowModule
+from flowcore.train.module import FlowModule
+from flowcore.train.objective import ABSENT, CLEAN, NOISED
 
 TINY = {"network": "mlp", "hidden": 64, "depth": 2, "time_dim": 16}
 FAST = {"batch_size": 128, "lr": 5.0e-3, "ema": 0, "checkpoint_every": 1000, "progress_bar": False, "cpu_threads": 1}
@@ -40,9 +41,9 @@ def test_states_follow_roles(tmp_path, registry):
     cfg = load_config(config_file(
         tmp_path, modalities={"toy2d": {"role": "any"}, "label": {"role": "any", "classes": ["a", "b"]}},
         data={"path": str(manifest)}, model=TINY, flow={"p_clean": 0.3, "p_absent": 0.2}), registry=registry)
-    module = FlowModule(cfg.to_dict(), registry)
+    module = FlowModule(cfg, registry)
     torch.manual_seed(0)
-    s = module.states(20000)
+    s = module.objective.states(20000, torch.device("cpu"))
     stacked = torch.stack([s["toy2d"], s["label"]])
     assert (stacked == NOISED).any(0).all()  # every sample keeps something to learn
     # drawn: noised 0.5, clean 0.3, absent 0.2; when the other modality is not noised either
@@ -53,7 +54,7 @@ def test_states_follow_roles(tmp_path, registry):
     cfg2 = load_config(config_file(
         tmp_path, modalities={"toy2d": {}, "label": {"role": "condition", "dropout": 0.25, "classes": ["a", "b"]}},
         data={"path": str(manifest)}, model=TINY), registry=registry)
-    s = FlowModule(cfg2.to_dict(), registry).states(20000)
+    s = FlowModule(cfg2, registry).objective.states(20000, torch.device("cpu"))
     assert (s["toy2d"] == NOISED).all()
     assert set(s["label"].unique().tolist()) == {CLEAN, ABSENT}
     assert (s["label"] == ABSENT).float().mean() == pytest.approx(0.25, abs=0.015)
@@ -157,7 +158,7 @@ def test_autoencoder_stage_then_flow_on_its_latents(tmp_path, registry):
     no_ae = load_config(config_file(flow_dir, plugins=[str(plugin)], modalities={"toy2d_ae": {}},
                                     data={"dataset": "moons_ae"}, model=TINY), registry=registry)
     with pytest.raises(ConfigError, match="modalities.toy2d_ae.autoencoder"):
-        FlowModule(no_ae.to_dict(), registry)
+        FlowModule(no_ae, registry)
 
 
 def _bundle(cfg, registry):
@@ -181,12 +182,12 @@ def test_transformer_network_trains_and_samples(tmp_path, registry):
     module = train(cfg, registry)
     assert type(module.net).__name__ == "TransformerNet"
     assert any(p.abs().sum() > 0 for n, p in module.net.named_parameters() if "head" in n or "out" in n)
-    files = sample(cfg.out_dir, ["toy2d"], {}, tmp_path / "s", count=16, steps=2, registry=registry)
+    files = sample(cfg.out_dir, ["toy2d"], {}, tmp_path / "s", count=16, steps=2, registry=registry).paths
     assert files[0].read_text().count("\n") == 17
     bad = config_file(tmp_path, modalities={"toy2d": {}}, data={"dataset": "moons"},
                       model={"network": "transformer", "transformer": {"hidden_sise": 32}})
     with pytest.raises(ConfigError, match="hidden_sise"):
-        FlowModule(load_config(bad, registry=registry).to_dict(), registry)
+        FlowModule(load_config(bad, registry=registry), registry)
 
 
 def test_ema_follows_its_warmed_up_decay():

@@ -12,21 +12,20 @@ import lightning as L
 import torch
 
 from flowcore.errors import ConfigError
+from flowcore.registry import get_registry
 from flowcore.train.bundle import build_modality
-from flowcore.train.config import Config, from_dict
+from flowcore.train.config import Config
 from flowcore.train.module import make_optimizer
 
 
 class AutoencoderModule(L.LightningModule):
     """``config.modalities`` names one modality; its ``autoencoder()`` is trained on ``loss(batch)["loss"]``."""
 
-    def __init__(self, config: Mapping[str, Any], registry=None):
+    def __init__(self, config: Config, registry=None):
         super().__init__()
-        self.save_hyperparameters({"config": dict(config)})
-        from flowcore.registry import get_registry
-
+        self.save_hyperparameters({"config": config.to_dict()})
         registry = registry or get_registry()
-        self.config: Config = from_dict(config, source=str(config.get("out_dir", "<run>")) + "/config.yaml")
+        self.config = config
         (self.name,) = self.config.modalities
         self.modality = build_modality(self.config, self.name, registry)
         autoencoder = self.modality.autoencoder()

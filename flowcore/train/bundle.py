@@ -20,6 +20,7 @@ from torch import nn
 from flowcore.errors import ConfigError
 from flowcore.flow.path import ProbabilityPath
 from flowcore.modality import Modality, Tokens
+from flowcore.train.checkpoint import read_weights
 from flowcore.train.config import Config, ModalityConfig
 
 AUTOENCODER_PREFIX = "autoencoders"
@@ -53,6 +54,17 @@ class Bundle:
         """Blank tokens of ``count`` samples of the configured size (where generation starts)."""
         tokens = self.modality.tokenizer.layout(count, self.config.size)
         return tokens.to(device) if device is not None else tokens
+
+
+def move_to(batch: Any, device: torch.device | str) -> Any:
+    """Every tensor of a collated batch (tensors, dicts, lists, tuples of them) moved to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
 
 
 def _to_cpu(batch: Any) -> Any:
@@ -118,8 +130,6 @@ def build_bundles(config: Config, registry, load_autoencoders: bool = True) -> d
 
 def load_autoencoder_run(autoencoder: nn.Module, run_dir: str, name: str, source: str) -> None:
     """Load the weights an autoencoder stage exported (``<run_dir>/model.safetensors``)."""
-    from flowcore.train.checkpoint import read_weights
-
     weights = Path(run_dir) / "model.safetensors"
     if not weights.is_file():
         raise ConfigError(f"{source}: modalities.{name}.autoencoder: {weights} does not exist "

@@ -1,4 +1,4 @@
-"""The run directory: weights as safetensors, the resolved config and the plugin versions beside them.
+"""Run-directory I/O: weights as safetensors, the resolved config and the plugin versions beside them.
 
     <out_dir>/model.safetensors   net.* (EMA weights when EMA is on), autoencoders.<modality>.*
                                   (an autoencoder stage writes autoencoder.*)
@@ -6,14 +6,13 @@
     <out_dir>/versions.json       registry.versions() when the weights were written
     <out_dir>/checkpoints/last.ckpt   Lightning's resumable checkpoint
 
-Every file is written atomically (flowcore.io.atomic_path). Loading runs no pickled code.
+Every file is written atomically (flowcore.io.atomic_path). Weights are read from safetensors, which holds no code.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from flowcore.errors import ConfigError
 from flowcore.io import atomic_path, write_text_atomic
-from flowcore.train.config import Config, dump, from_dict
+from flowcore.train.config import Config, dump, from_dict, register_plugins
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -82,8 +81,6 @@ def run_config(run_dir: str | Path, registry=None) -> Config:
         raise ConfigError(f"{path}: cannot read the run's config ({exc}); is {run_dir} a flowcore run "
                           "directory (out_dir of `flowcore train`)?") from exc
     if registry is not None:
-        from flowcore.train.config import register_plugins
-
         register_plugins(raw.get("plugins") or [], str(path), registry)
     return from_dict(raw, source=str(path), registry=registry)
 
@@ -104,42 +101,3 @@ def check_versions(run_dir: Path, registry) -> list[str]:
     if changed:
         print(f"warning: {run_dir} was trained with other plugin versions: {', '.join(changed)}", file=sys.stderr)
     return changed
-
-
-@dataclass
-class Run:
-    """A trained flow run loaded for sampling: its config, modalities and network."""
-
-    config: Config
-    module: Any  # FlowModule
-    directory: Path
-
-    @property
-    def net(self) -> torch.nn.Module:
-        return self.module.sampler_net
-
-    @property
-    def bundles(self):
-        return self.module.bundles
-
-
-def load_run(run_dir: str | Path, registry=None, device: str | torch.device = "cpu") -> Run:
-    """Rebuild a flow run from ``model.safetensors`` + ``config.yaml`` (no Lightning checkpoint needed)."""
-    from flowcore.registry import get_registry
-    from flowcore.train.module import FlowModule
-
-    registry = registry or get_registry()
-    run_dir = run_directory(run_dir)
-    config = run_config(run_dir, registry)
-    if config.stage == "autoencoder":
-        raise ConfigError(f"{run_dir}: an autoencoder run has no flow to sample; point at a flow run")
-    weights = run_dir / WEIGHTS
-    if not weights.is_file():
-        raise ConfigError(f"{weights} does not exist; the run has not exported weights yet")
-    check_versions(run_dir, registry)
-    module = FlowModule(config.to_dict(), registry=registry, load_autoencoders=False)
-    module.sampler_net.load_state_dict(read_weights(weights, "net."))
-    for name, ae in module.autoencoders.items():
-        ae.load_state_dict(read_weights(weights, f"autoencoders.{name}."))
-    module.to(device).eval()
-    return Run(config, module, run_dir)

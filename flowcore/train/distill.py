@@ -36,7 +36,7 @@ from torch import nn
 
 from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.modality import Tokens
-from flowcore.train.sampling import make_velocity
+from flowcore.train.sampling import SamplingOptions, make_velocity
 from flowcore.train.sampling import without_aids as unaided
 
 
@@ -51,9 +51,10 @@ class OnPolicyDistillation:
         self.generator = torch.Generator().manual_seed(config.seed + 7919)
         self.teacher: nn.Module | None = None
         self.queue: list[tuple[dict[str, Tokens], float, dict[str, torch.Tensor]]] = []
-        self.grid = time_grid(config.sample.steps, config.sample.shift)
+        sampling = SamplingOptions.from_config(config)  # the rollouts follow the run's sampler
+        self.grid = time_grid(sampling.steps, sampling.shift)
         self.first_low = int((self.grid > d.t_max + 1e-6).sum())  # grid[first_low]: the first time <= t_max
-        self.solver = make_solver(config.sample.solver, **dict(config.sample.solver_options))
+        self.solver = make_solver(sampling.solver, **sampling.solver_options)
         self.rollouts = 0
 
     def state_dict(self) -> dict[str, Any]:

@@ -8,7 +8,9 @@ noise, t = 1) — the same three states training used, so one network serves all
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,9 +23,52 @@ from flowcore.flow.guidance import guided_velocity
 from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.io import atomic_path
 from flowcore.modality import Tokens
-from flowcore.train.bundle import Bundle
+from flowcore.train.bundle import Bundle, move_to
+from flowcore.train.config import Config
 
 Velocity = Callable[[dict[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How a run is sampled, built once from ``config.sample`` plus overrides.
+
+    Every place that samples takes one: training previews, ``flowcore sample``, ``eval``, reflow
+    pairs, distillation rollouts, ``flowcore.load(...).generate`` and the plugins' scoring commands.
+    ``cfg``: one guidance weight for every given condition, or ``{condition: weight}`` (a condition
+    not named keeps weight 1). ``solver_options`` belong to ``solver``; overriding the solver
+    drops them unless new ones are given.
+    """
+
+    steps: int = 32
+    solver: str = "euler"
+    solver_options: dict[str, Any] = field(default_factory=dict)
+    cfg: float | dict[str, float] = 1.0
+    shift: float = 1.0
+    seed: int = 0
+    unaided: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> SamplingOptions:
+        """``config.sample`` with ``overrides`` applied (a None override keeps the config's value)."""
+        s = config.sample
+        base = cls(steps=s.steps, solver=s.solver, solver_options=dict(s.solver_options), cfg=s.cfg,
+                   shift=s.shift, unaided=s.unaided)
+        return base.replace(**overrides)
+
+    def replace(self, **overrides: Any) -> SamplingOptions:
+        """These options with ``overrides`` (None keeps a value; a new solver starts without options)."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown sampling option {sorted(unknown)[0]!r}; known: "
+                              f"{[f.name for f in dataclasses.fields(self)]}")
+        if changes.get("solver", self.solver) != self.solver and "solver_options" not in changes:
+            changes["solver_options"] = {}
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def without_aids(net: nn.Module):
@@ -34,12 +79,14 @@ def without_aids(net: nn.Module):
 
 
 def make_velocity(net: nn.Module, bundles: Mapping[str, Bundle], layouts: Mapping[str, Tokens],
-                  given: Mapping[str, Tokens], generator: torch.Generator, cfg: float = 1.0) -> Velocity:
+                  given: Mapping[str, Tokens], generator: torch.Generator,
+                  cfg: float | Mapping[str, float] = 1.0) -> Velocity:
     """``velocity(x, t)`` over the made modalities (the keys of ``layouts``).
 
     ``given`` tokens are clean conditions; every other modality is absent (prior noise drawn
     once from ``generator``, t = 1). With ``cfg`` != 1 each given condition is guided with
-    weight ``cfg`` (``flowcore.flow.guidance``; a dropped condition is absent, as in training).
+    weight ``cfg`` (or ``cfg[name]``; ``flowcore.flow.guidance``; a dropped condition is absent,
+    as in training).
     """
     make = list(layouts)
     count = next(iter(layouts.values())).batch_size
@@ -62,30 +109,28 @@ def make_velocity(net: nn.Module, bundles: Mapping[str, Bundle], layouts: Mappin
         v = net(tokens, times)
         return {m: v[m].float() for m in make}
 
-    if cfg != 1.0 and given:
-        return guided_velocity(velocity_fn, {n: cfg for n in given})
+    weights = {n: float(cfg.get(n, 1.0) if isinstance(cfg, Mapping) else cfg) for n in given}
+    if any(w != 1.0 for w in weights.values()):
+        return guided_velocity(velocity_fn, weights)
     return lambda state, t: velocity_fn(state, t, frozenset())
 
 
 @torch.no_grad()
 def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str], given: Mapping[str, Tokens],
-             count: int, *, steps: int, solver: str = "euler", cfg: float = 1.0, seed: int = 0, shift: float = 1.0,
-             device: torch.device | str = "cpu", solver_options: Mapping[str, Any] | None = None,
-             unaided: bool = False) -> dict[str, Tokens]:
+             count: int, options: SamplingOptions, device: torch.device | str = "cpu") -> dict[str, Tokens]:
     """Generate ``make`` for ``count`` samples given clean tokens ``given`` (count must match theirs).
 
-    The noise is drawn on the CPU from ``seed``: a seed gives the same samples on any device.
-    ``solver_options``: the solver's keyword arguments (``sample.solver_options``). ``unaided``:
-    the network without its sampling-only aids (``sample.unaided``; ``without_aids``).
+    The noise is drawn on the CPU from ``options.seed``: a seed gives the same samples on any
+    device. ``options.unaided``: the network without its sampling-only aids (``without_aids``).
     """
     for name, tok in given.items():
         if tok.batch_size != count:
             raise DataError(f"given {name!r} has {tok.batch_size} samples, but {count} are to be generated")
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(options.seed)
     layouts = {m: bundles[m].layout(count, device) for m in make}
     x = {m: bundles[m].path.masked_prior(layouts[m].values.shape, layouts[m].mask, generator=g).to(device)
          for m in make}
-    velocity = make_velocity(net, bundles, layouts, given, g, cfg)
+    velocity = make_velocity(net, bundles, layouts, given, g, options.cfg)
     paths = {m: bundles[m].path for m in make}
 
     def noise() -> dict[str, torch.Tensor]:
@@ -93,22 +138,24 @@ def generate(net: nn.Module, bundles: Mapping[str, Bundle], make: Sequence[str],
         return {m: paths[m].masked_prior(layouts[m].values.shape, layouts[m].mask, generator=g).to(device)
                 for m in make}
 
-    with without_aids(net) if unaided else contextlib.nullcontext():
-        result = make_solver(solver, **dict(solver_options or {})).solve(
-            velocity, x, time_grid(steps, shift, device=device), paths, noise=noise)
+    with without_aids(net) if options.unaided else contextlib.nullcontext():
+        result = make_solver(options.solver, **options.solver_options).solve(
+            velocity, x, time_grid(options.steps, options.shift, device=device), paths, noise=noise)
     return {m: layouts[m].with_values(result.x[m]) for m in make}
 
 
 @torch.no_grad()
 def invert(net: nn.Module, bundles: Mapping[str, Bundle], data: Mapping[str, Tokens], given: Mapping[str, Tokens],
-           *, steps: int, solver: str = "euler", shift: float = 1.0, seed: int = 0,
-           ) -> tuple[dict[str, torch.Tensor], dict[str, Tokens], dict[str, float]]:
-    """Data tokens -> the noise that generates them, the regeneration from that noise, RMS errors."""
-    g = torch.Generator().manual_seed(seed)
+           options: SamplingOptions) -> tuple[dict[str, torch.Tensor], dict[str, Tokens], dict[str, float]]:
+    """Data tokens -> the noise that generates them, the regeneration from that noise, RMS errors.
+
+    Inversion follows the plain conditional field: ``options.cfg`` is not applied."""
+    g = torch.Generator().manual_seed(options.seed)
     layouts = dict(data)
     velocity = make_velocity(net, bundles, layouts, given, g)
     paths = {m: bundles[m].path for m in data}
     x0 = {m: tok.values for m, tok in data.items()}
+    steps, solver, shift = options.steps, options.solver, options.shift
     eps = inversion.invert(velocity, x0, steps, solver=solver, paths=paths, shift=shift)
     back = inversion.generate(velocity, eps, steps, solver=solver, paths=paths, shift=shift)
     errors = {m: float(((back[m] - paths[m].project(x0[m])) ** 2).mean().sqrt()) for m in data}
@@ -154,6 +201,4 @@ def read_given(bundle: Bundle, spec: str) -> list[Any]:
 
 def tokens_of(bundle: Bundle, samples: Sequence[Any], device: torch.device | str) -> Tokens:
     """Samples -> tokens on ``device`` (collate, move, autoencoder, tokenizer)."""
-    from lightning.fabric.utilities.apply_func import move_data_to_device
-
-    return bundle.tokens(move_data_to_device(bundle.modality.collate(list(samples)), device))
+    return bundle.tokens(move_to(bundle.modality.collate(list(samples)), device))

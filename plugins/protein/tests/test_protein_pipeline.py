@@ -47,7 +47,7 @@ def test_train_sample_eval_on_generated_backbones(tmp_path, registry, model):
         assert module.distiller.rollouts == 1
         with pytest.raises(ConfigError, match="modalities.protein.size"):  # pairs need one layout
             train(reflow_config(cfg.out_dir, registry), registry)
-    written = sample(cfg.out_dir, ["protein"], {}, tmp_path / "pdb", count=3, steps=4, registry=registry)
+    written = sample(cfg.out_dir, ["protein"], {}, tmp_path / "pdb", count=3, steps=4, registry=registry).paths
     pdbs = sorted(p for p in written if p.name.startswith("sample_0"))
     assert [len(read_backbones(p)[0]) for p in pdbs] == [30, 45, 30]
     report = evaluate(cfg.out_dir, tmp_path / "eval.json", steps=4, registry=registry)

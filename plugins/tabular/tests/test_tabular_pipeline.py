@@ -28,7 +28,7 @@ def test_train_sample_eval(tmp_path, config_name, overrides):
         f"out_dir={tmp_path / 'run'}", "train.steps=20", "train.checkpoint_every=20", "train.progress_bar=false",
         "train.cpu_threads=1", "sample.steps=4", *overrides])
     train(config)
-    [written] = sample(tmp_path / "run", ["tabular"], {}, tmp_path / "samples", count=50, device="cpu")
+    [written] = sample(tmp_path / "run", ["tabular"], {}, tmp_path / "samples", count=50, device="cpu").paths
     modality = get_registry().modality("tabular", dataset="titanic")
     rows = TableCsv(modality.schema).read_all(written)  # generated rows parse under the schema
     assert len(rows) == 50

@@ -1,0 +1,201 @@
+"""A trained run loaded for inference: ``flowcore.load(run_dir)`` -> :class:`FlowPipeline`.
+
+The pipeline holds what sampling needs and nothing of training: the sampling network (the EMA
+weights a run exports), the modality bundles with their autoencoders, the run's config and its
+:class:`SamplingOptions`. It never builds the Lightning module, an optimizer, an EMA copy or a
+distiller. ``flowcore sample``, ``flowcore eval``, ``flowcore invert`` and the plugins' scoring
+commands are thin layers over it::
+
+    pipe = flowcore.load("runs/mnist", device="cuda")
+    images = pipe.generate(make="image", given={"label": [3, 1, 4]}, steps=8, cfg=2.0)["image"]
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from flowcore.errors import ConfigError, DataError
+from flowcore.modality import Tokens
+from flowcore.registry import get_registry
+from flowcore.train import checkpoint as ckpt
+from flowcore.train.bundle import Bundle, build_bundles
+from flowcore.train.config import Config
+from flowcore.train.networks import build_network
+from flowcore.train.objective import FlowObjective
+from flowcore.train.sampling import SamplingOptions, generate, invert, read_given, tokens_of
+
+
+def device_for(name: str | torch.device | None) -> torch.device:
+    """``name``, else CUDA when there is one, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class Inversion:
+    """What :meth:`FlowPipeline.invert` returns: the noise, the regeneration from it, its RMS error."""
+
+    noise: torch.Tensor  # [B, L, C] tokens of prior noise
+    reconstruction: list[Any]  # samples regenerated from ``noise``
+    rms_error: float
+
+
+class FlowPipeline:
+    """A flow run's sampling network, modality bundles and sampling options (module docstring)."""
+
+    def __init__(self, config: Config, net: nn.Module, bundles: Mapping[str, Bundle], directory: Path,
+                 device: torch.device):
+        self.config, self.net, self.bundles = config, net, dict(bundles)
+        self.directory, self.device = directory, device
+        self.options = SamplingOptions.from_config(config)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.bundles)
+
+    # -- per-modality codec path -------------------------------------------------------
+
+    def encode(self, modality: str, samples: Any) -> Tokens:
+        """Samples (a list, one sample, or a file / literal the CLI's ``--given`` takes) -> tokens."""
+        return tokens_of(self._bundle(modality), self.read(modality, samples), self.device)
+
+    def decode(self, modality: str, tokens: Tokens) -> list[Any]:
+        """Tokens -> samples on the CPU (what the modality's codec writes)."""
+        return self._bundle(modality).samples(tokens)
+
+    def read(self, modality: str, samples: Any) -> list[Any]:
+        """A list of samples as given; a str/Path read as ``--given`` reads it; anything else is one sample."""
+        bundle = self._bundle(modality)
+        if isinstance(samples, (str, Path)):
+            return read_given(bundle, str(samples))
+        if isinstance(samples, (list, tuple)):
+            return [bundle.modality.validate(s, f"{modality} sample {i}") for i, s in enumerate(samples)]
+        return [bundle.modality.validate(samples, modality)]
+
+    # -- generation and inversion ------------------------------------------------------
+
+    def sampling_options(self, **overrides: Any) -> SamplingOptions:
+        """The run's sampling options with ``overrides`` (None keeps the run's value)."""
+        return self.options.replace(**overrides)
+
+    def given_tokens(self, given: Mapping[str, Sequence[Any]], start: int, stop: int) -> dict[str, Tokens]:
+        """Tokens of samples ``start:stop`` of each given modality (a single sample is repeated)."""
+        return {n: tokens_of(self.bundles[n], list(s) * (stop - start) if len(s) == 1 else list(s[start:stop]),
+                             self.device) for n, s in given.items()}
+
+    def generate(self, make: str | Sequence[str], given: Mapping[str, Any] | None = None,
+                 count: int | None = None, *, batch_size: int | None = None, progress: bool = False,
+                 decode: bool = True, **overrides: Any) -> dict[str, list[Any]] | dict[str, Tokens]:
+        """``{modality: samples}`` for each of ``make``, given ``{modality: samples}``.
+
+        ``given`` values: a list of samples (one is repeated ``count`` times), one sample, or a
+        file the modality's codec reads. ``count``: default the given samples' count, else
+        ``sample.count``. ``overrides``: any :class:`SamplingOptions` field (steps, solver,
+        solver_options, cfg as a number or ``{condition: weight}``, shift, seed, unaided).
+        ``batch_size``: samples per network batch (default all at once); batch k is drawn with
+        seed ``seed + k * batch_size``. ``decode=False`` returns the made tokens in one batch.
+        """
+        make = [make] if isinstance(make, str) else list(make)
+        options = self.sampling_options(**overrides)
+        given_samples = {n: self.read(n, s) for n, s in (given or {}).items()}
+        self.check_roles(make, list(given_samples))
+        if count is None:
+            count = max((len(s) for s in given_samples.values()), default=self.config.sample.count)
+        for name, samples in given_samples.items():
+            if len(samples) not in (1, count):
+                raise DataError(f"given {name!r}: {len(samples)} samples, but {count} are to be generated "
+                                f"(give 1 or {count})")
+        if not decode:
+            return generate(self.net, self.bundles, make, self.given_tokens(given_samples, 0, count), count,
+                            options, self.device)
+        batch_size = batch_size or count
+        made: dict[str, list[Any]] = {m: [] for m in make}
+        with tqdm(total=count, desc="sampling", unit="sample", disable=not progress, file=sys.stderr) as bar:
+            for start in range(0, count, batch_size):
+                stop = min(count, start + batch_size)
+                out = generate(self.net, self.bundles, make, self.given_tokens(given_samples, start, stop),
+                               stop - start, options.replace(seed=options.seed + start), self.device)
+                for m in make:
+                    made[m] += self.bundles[m].samples(out[m])
+                bar.update(stop - start)
+        return made
+
+    def invert(self, modality: str, samples: Any, given: Mapping[str, Any] | None = None,
+               **overrides: Any) -> Inversion:
+        """Samples -> the noise the flow maps to them, and the regeneration from that noise."""
+        bundle = self._bundle(modality)
+        items = self.read(modality, samples)
+        given_samples = {n: self.read(n, s) for n, s in (given or {}).items()}
+        for name, cond in given_samples.items():
+            if len(cond) not in (1, len(items)):
+                raise DataError(f"given {name!r}: {len(cond)} samples for {len(items)} to invert (give 1 or {len(items)})")
+        data = {modality: tokens_of(bundle, items, self.device)}
+        given_tokens = self.given_tokens(given_samples, 0, len(items))
+        eps, back, errors = invert(self.net, self.bundles, data, given_tokens, self.sampling_options(**overrides))
+        return Inversion(eps[modality], bundle.samples(back[modality]), errors[modality])
+
+    @torch.no_grad()
+    def loss(self, items: Mapping[str, Sequence[Any]], seed: int = 0) -> float:
+        """The training loss (``flowcore.flow.loss``) of the sampling network on ``{modality: samples}``,
+        with noise and times drawn from ``seed``."""
+        torch.manual_seed(seed)
+        x0 = {n: tokens_of(b, items[n], self.device) for n, b in self.bundles.items()}
+        return float(FlowObjective(self.config, self.bundles)(self.net, x0).loss)
+
+    def check_roles(self, make: Sequence[str], given: Sequence[str]) -> None:
+        """``make`` were trained to be generated and ``given`` to be given; none is both."""
+        roles = {n: m.role for n, m in self.config.modalities.items()}
+        for name in [*make, *given]:
+            self._bundle(name)
+        for name in make:
+            if roles[name] == "condition":
+                raise ConfigError(f"{self.directory}: {name!r} has role 'condition' in this run; it was never "
+                                  "generated (train it with role 'generate' or 'any')")
+        for name in given:
+            if roles[name] == "generate":
+                raise ConfigError(f"{self.directory}: {name!r} has role 'generate' in this run; it was never given "
+                                  "as a condition (train it with role 'condition' or 'any')")
+        overlap = set(make) & set(given)
+        if overlap:
+            raise ConfigError(f"modality {sorted(overlap)[0]!r} is both made and given")
+
+    def _bundle(self, name: str) -> Bundle:
+        if name not in self.bundles:
+            raise ConfigError(f"{self.directory}: the run has no modality {name!r}; it has {list(self.bundles)}")
+        return self.bundles[name]
+
+
+def load(run_dir: str | Path, device: str | torch.device | None = None, registry=None) -> FlowPipeline:
+    """A flow run directory (``model.safetensors`` + ``config.yaml``) as a :class:`FlowPipeline`.
+
+    ``device``: default CUDA when there is one. No Lightning checkpoint is needed or read.
+    """
+    registry = registry or get_registry()
+    run_dir = ckpt.run_directory(run_dir)
+    config = ckpt.run_config(run_dir, registry)
+    if config.stage == "autoencoder":
+        raise ConfigError(f"{run_dir}: an autoencoder run has no flow to sample; point at a flow run")
+    weights = run_dir / ckpt.WEIGHTS
+    if not weights.is_file():
+        raise ConfigError(f"{weights} does not exist; the run has not exported weights yet")
+    ckpt.check_versions(run_dir, registry)
+    bundles = build_bundles(config, registry, load_autoencoders=False)
+    for name, b in bundles.items():
+        if b.autoencoder is not None:
+            b.autoencoder.load_state_dict(ckpt.read_weights(weights, f"autoencoders.{name}."))
+    net = build_network(config, {n: b.modality for n, b in bundles.items()})
+    net.load_state_dict(ckpt.read_weights(weights, "net."))
+    dev = device_for(device)
+    net.to(dev).eval().requires_grad_(False)
+    for b in bundles.values():
+        if b.autoencoder is not None:
+            b.autoencoder.to(dev)
+    return FlowPipeline(config, net, bundles, run_dir, dev)
