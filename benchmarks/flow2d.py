@@ -220,7 +220,7 @@ def run_dataset(name: str, args) -> dict:
 
 
 def goal_check(results: dict) -> dict:
-    """The issue's goal: flowcore (OT or reflow) beats every peer at 1-2 NFE, matches the best at 8+ (4 shown too)."""
+    """The goal: flowcore (OT or reflow) beats every peer at 1-2 NFE, matches the best at 8+ (4 shown too)."""
     verdict = {}
     for dataset, rows in results.items():
         peers = [m for m in rows if not m.startswith("flowcore")]

@@ -197,7 +197,7 @@ def write_results_md(record: dict, path: Path) -> None:
             w = qg["guidance"]
             lines += [f"\"Model only\" is the network's own flow; \"with guidance\" adds the opt-in steric / bond "
                       f"guidance of the sampler (clash {w['clash']:g}, bond {w['bond']:g}, t < {w['t_max']:g}; "
-                      f"docs/plugins/protein.md) to the same noise. The #9 goals are read on the model-only column; "
+                      f"docs/plugins/protein.md) to the same noise. The goals are read on the model-only column; "
                       f"the guided one is a sampling aid beside it."]
         columns = [("generated, model only", q)] + ([("with guidance", qg)] if qg else [])
         lines += ["", "| | " + " | ".join(c for c, _ in columns) + " | training set | goal |",

@@ -74,7 +74,7 @@ QUICK_EPOCHS = 0.1
 # the FlowTransformer route: the core FlowTransformer on column tokens inside the plugin's
 # ColumnTransformer; its budget rule is flowcore_tabular.budget's (transformer_batch, transformer_options,
 # TRANSFORMER_*): batch rows_batch(rows, 64, 256, per_epoch=32), lr 3e-3 x sqrt(batch / 128) at most 3e-3,
-# 4 blocks instead of 2 on tables of more than 10,000 rows (docs/plugins/tabular.md has the probes)
+# 4 blocks instead of 2 on tables of more than 10,000 rows (benchmarks/notes/tabular.md has the probes)
 
 # the modality options of both networks: integer columns with at most 20 values one-hot, and columns
 # that relabel each other modelled once (the default; on these tables: Adult's education_num, decoded
@@ -84,7 +84,7 @@ MAX_ROWS = 5000
 # two GLU blocks of 128 at lr 3e-3 (at 256 rows a batch; sqrt-scaled for larger batches): on this
 # CPU's budgets the shallow, narrow GLU-MLP learns the tables' pairs faster than the earlier
 # 256-512-256-256 at 1e-3 (german credit Trend 0.90 vs 0.80 in the same 300 steps, at a third of the
-# time per step); docs/plugins/tabular.md has the probes
+# time per step); benchmarks/notes/tabular.md has the probes
 GLU_HIDDEN = (128, 128)
 IMPUTE_TABLE, IMPUTE_TARGETS, IMPUTE_MASKING = "titanic", ("survived", "class", "age"), 0.5
 IMPUTE_DRAWS = 9  # draws per row: the first is scored as one draw, all of them by their mode / median
@@ -296,7 +296,7 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     lines = ["## tabular", "",
              f"`{results['command']}` — {results['date']}, {results['machine']}. One run per table, models side "
              "by side on the same machine, each run holding the machine's CPU lock (no other benchmark ran "
-             "meanwhile; other sessions' editors and tests could). Train s: wall-clock of the fit call (flowcore: "
+             "meanwhile; other processes, editors and tests, could). Train s: wall-clock of the fit call (flowcore: "
              "the whole `train` call, Lightning start-up included); CPU s: the process CPU time of it; load: the "
              "1-minute load average before / after; x CTGAN: train s over CTGAN's on the same table.", "",
              "Shape, Trend, C2ST, alpha/beta: generated vs training rows (TabSyn's convention); MLE: "
@@ -349,7 +349,7 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
         goals += [g for g in (goal_line(table, models, "flowcore-glu"),
                               goal_line(table, models, "flowcore-transformer")) if g]
     if goals:
-        lines += ["Against the issue's goal (better Shape and Trend than every peer row, at most a third of CTGAN's "
+        lines += ["Against the goal (better Shape and Trend than every peer row, at most a third of CTGAN's "
                   "training time; flowcore-glu is the default network):", "", *goals, ""]
     imp = results.get("imputation")
     if imp:
