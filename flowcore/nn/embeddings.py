@@ -10,14 +10,16 @@ from torch import nn
 from flowcore.nn.config import SincosPosition
 
 
-def timestep_frequencies(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal features of ``t [B]`` -> [B, dim], ``[cos, sin]`` halves (Flux/DiT convention).
+def timestep_frequencies(t: torch.Tensor, dim: int, max_period: float = 10000.0,
+                         scale: float = 1000.0) -> torch.Tensor:
+    """Sinusoidal features of ``scale * t`` for ``t [B]`` -> [B, 2 (dim // 2)], ``[cos, sin]``
+    halves (Flux/DiT convention) at frequencies ``max_period^(-k / (dim // 2))``.
 
-    Callers pass ``1000 t`` for t in [0, 1], as SD3 and Flux do.
+    ``scale`` 1000 stretches t in [0, 1] over the range SD3 and Flux feed their timesteps in.
     """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
+    args = scale * t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
@@ -42,7 +44,7 @@ class TimestepEmbedder(nn.Module):
         self.mlp = MLPEmbedder(frequency_dim, hidden_size)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        freq = timestep_frequencies(1000.0 * t.float(), self.frequency_dim)
+        freq = timestep_frequencies(t, self.frequency_dim)
         return self.mlp(freq.to(self.mlp.in_layer.weight.dtype))
 
 

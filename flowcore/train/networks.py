@@ -8,7 +8,6 @@ labels, tabular rows: RecTable's shape of model); ``transformer`` is the FlowTra
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import torch
@@ -16,15 +15,8 @@ from torch import nn
 
 from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Modality, Tokens
+from flowcore.nn.embeddings import timestep_frequencies
 from flowcore.train.config import Config
-
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal features of t [B] -> [B, dim] (DiT), with t scaled by 1000 as Flux does."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = 1000.0 * t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], -1)
 
 
 class ResidualBlock(nn.Module):
@@ -70,7 +62,7 @@ class FlowMLP(nn.Module):
                                 "model.network: transformer")
             parts.append(v.reshape(v.shape[0], -1))
         x = torch.cat(parts, -1)
-        temb = self.time(torch.cat([timestep_embedding(t[n], self.time_dim) for n in self.shapes], -1).to(x.dtype))
+        temb = self.time(torch.cat([timestep_frequencies(t[n], self.time_dim) for n in self.shapes], -1).to(x.dtype))
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, temb)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Tokens
-from flowcore.train.networks import timestep_embedding
+from flowcore.nn.embeddings import timestep_frequencies
 
 
 def _groups(channels: int) -> int:
@@ -121,7 +121,7 @@ class ConvUNet(nn.Module):
     def embedding(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Time embedding of the image's t plus each present condition's, scaled by (1 - t): [B, emb_dim]."""
         t_image = t[self.image]
-        emb = self.time(timestep_embedding(t_image, self.emb_dim))
+        emb = self.time(timestep_frequencies(t_image, self.emb_dim))
         for name in self.conds:
             if name not in tokens:
                 continue

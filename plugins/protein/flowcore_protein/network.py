@@ -56,7 +56,7 @@ from torch import nn
 from flowcore.errors import ConfigError, DataError
 from flowcore.flow import so3
 from flowcore.modality import Tokens
-from flowcore.train.networks import timestep_embedding
+from flowcore.nn.embeddings import timestep_frequencies
 from flowcore_protein.geometry import CA_CA  # local geometry is measured in this unit
 from flowcore_protein.guidance import BackboneGuidance
 
@@ -338,7 +338,7 @@ class FrameNet(nn.Module):
             features = torch.cat([features, self.estimate_features(estimate, x, rotation, mask, given)], -1)
             d2_estimate = torch.cdist(estimate, estimate) ** 2
         h = self.embed(features)
-        c = self.time(timestep_embedding(t, self.time_dim).to(h.dtype))
+        c = self.time(timestep_frequencies(t, self.time_dim).to(h.dtype))
         d2 = torch.cdist(x, x) ** 2
         # a chain with no real residue would softmax over nothing: let it attend freely (zeroed below)
         key_mask = (mask | ~mask.any(1, keepdim=True))[:, None, None, :]

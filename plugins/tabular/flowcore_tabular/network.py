@@ -18,7 +18,6 @@ path, so depth learns slowly on a few hundred CPU steps: there ``hidden=(128, 12
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import torch
@@ -26,16 +25,9 @@ from torch import nn
 
 from flowcore.errors import DataError
 from flowcore.modality import Tokens
+from flowcore.nn.embeddings import timestep_frequencies
 
 RECTABLE_HIDDEN = (1024, 2048, 1024, 1024)
-
-
-def sinusoidal(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """t [B] in [0, 1] -> [B, dim] sinusoidal features of 1000 t (RecTable feeds 999 t)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = 1000.0 * t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], -1)
 
 
 class GLUBlock(nn.Module):
@@ -110,7 +102,7 @@ class RecTableMLP(nn.Module):
     def velocity(self, x: torch.Tensor, t: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """x [B, D] and t [B] (or one t [B] per modality) -> v [B, D]."""
         ts = [t] if isinstance(t, torch.Tensor) else list(t)
-        temb = self.time(torch.cat([sinusoidal(ti, self.time_dim) for ti in ts], -1).to(x.dtype))
+        temb = self.time(torch.cat([timestep_frequencies(ti, self.time_dim) for ti in ts], -1).to(x.dtype))
         h = self.proj(x) + temb
         for block in self.blocks:
             h = block(h)
