@@ -11,6 +11,10 @@ from flowcore.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
+#: the keys of flowcore.flow.solvers.SOLVERS, importable without torch (command-line help and
+#: choices); tests/test_cli_flags.py keeps the two equal
+SOLVER_NAMES = ("euler", "midpoint", "heun", "rk4", "dopri5", "fireflow", "euler_sde")
+
 
 def lookup(table: Mapping[str, T], kind: str, name: str) -> T:
     """``table[name]``; an unknown name raises UnknownNameError listing the ``kind``'s choices."""

@@ -1,5 +1,6 @@
 """Entry point of flowcore-image. Tiny on purpose: specs only, no torch, no Pillow."""
 
+from flowcore.cli_flags import add_sampling_flags
 from flowcore.hookspecs import hookimpl
 from flowcore.modality import DatasetSpec, ModalitySpec
 
@@ -49,7 +50,7 @@ def flowcore_add_commands(subparsers):
     p.add_argument("checkpoint", help="run directory")
     p.add_argument("--steps", default="8", help="comma-separated Euler step counts (default 8)")
     p.add_argument("--count", type=int, default=1000, help="samples per step count, classes in turn")
-    p.add_argument("--cfg", type=float, help="guidance weight (default: the run's sample.cfg)")
+    add_sampling_flags(p, ("cfg",))
     p.add_argument("--grid", help="write a PNG grid (row = class) of the samples at --grid-steps")
     p.add_argument("--grid-steps", type=int, default=8)
     p.add_argument("--out", help="write the scores as JSON here")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flowcore.cli_flags import sampling_overrides
 from flowcore.errors import ConfigError
 
 
@@ -36,7 +37,8 @@ def impute_csv(args: argparse.Namespace) -> int:
 
     from flowcore_tabular.impute import impute
 
-    device = device_for(args.device)
+    flags = sampling_overrides(args)
+    device = device_for(flags.pop("device", None))
     run = load_run(args.checkpoint, None, device)
     if args.modality not in run.bundles:
         raise ConfigError(f"{run.directory}: the run has no modality {args.modality!r}; it has {list(run.bundles)}")
@@ -45,9 +47,9 @@ def impute_csv(args: argparse.Namespace) -> int:
                           f"has {list(run.bundles)}")
     modality = run.bundles[args.modality].modality
     given, rows = modality.codec.read_columns(Path(args.given))
-    out = impute(run.net, modality, rows, given, steps=args.steps or run.config.sample.steps,
-                 solver=args.solver or run.config.sample.solver, guidance=args.guidance, seed=args.seed,
-                 method=args.method, name=args.modality, device=device)
+    solve = {"steps": run.config.sample.steps, "solver": run.config.sample.solver, **flags}
+    out = impute(run.net, modality, rows, given, guidance=args.guidance, method=args.method, name=args.modality,
+                 device=device, **solve)
     for path in modality.codec.write_all(out, Path(args.out), "imputed"):
         print(path)
     return 0

@@ -1,5 +1,6 @@
 """The hook module: specs only. Nothing heavy is imported until a modality or dataset is built."""
 
+from flowcore.cli_flags import add_sampling_flags
 from flowcore.hookspecs import hookimpl
 from flowcore.modality import DatasetSpec, ModalitySpec
 
@@ -56,10 +57,7 @@ def flowcore_add_commands(subparsers):
                    help="masked (runs trained with option masking > 0; auto picks it), guidance (any run)")
     p.add_argument("--guidance", type=float, default=5.0, help="reconstruction-guidance weight (method guidance)")
     p.add_argument("--modality", default="tabular", help="the run's tabular modality (default: tabular)")
-    p.add_argument("--steps", type=int, help="solver steps (default: the run's sample.steps)")
-    p.add_argument("--solver", help="euler, midpoint, heun, rk4, dopri5, fireflow (default: sample.solver)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--device", help="cpu, cuda, … (default: cuda when available)")
+    add_sampling_flags(p)
     p.set_defaults(func=_impute_command)
 
 

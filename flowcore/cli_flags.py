@@ -1,0 +1,47 @@
+"""Sampling flags of the command line, one definition for the core's commands and every plugin's.
+
+    add_sampling_flags(parser)                              --steps --solver --seed --device
+    add_sampling_flags(parser, SOLVE_FLAGS + ("cfg", "shift"))   ... --cfg --shift
+    sampling_overrides(args) -> {"steps": 4}                only the flags the user gave
+
+Every flag defaults to "not given" (None), so a run's ``sample`` section supplies the rest and
+the overrides can be passed on as keyword arguments. Imports no torch: parsers are built for
+``flowcore --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Sequence
+
+from flowcore.flow.names import SOLVER_NAMES
+
+#: the flags every sampling command takes
+SOLVE_FLAGS = ("steps", "solver", "seed", "device")
+
+_FLAGS: dict[str, dict[str, Any]] = {
+    "steps": {"type": int, "help": "solver steps (default: the run's sample.steps)"},
+    "solver": {"choices": SOLVER_NAMES, "metavar": "SOLVER",
+               "help": f"{', '.join(SOLVER_NAMES)} (default: the run's sample.solver)"},
+    "seed": {"type": int, "help": "noise seed; the same seed gives the same samples on CPU (default 0)"},
+    "device": {"help": "cpu, cuda, cuda:1 … (default: cuda when available)"},
+    "cfg": {"type": float, "help": "guidance weight per given condition (default: the run's sample.cfg)"},
+    "shift": {"type": float, "help": "time-grid shift (default: the run's sample.shift)"},
+    "quiet": {"action": "store_true", "default": None, "help": "print no progress"},
+}
+#: every flag add_sampling_flags knows, in the order they are added
+SAMPLING_FLAGS = tuple(_FLAGS)
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, flags: Sequence[str] = SOLVE_FLAGS) -> None:
+    """Add ``--<name>`` for each of ``flags`` (names from :data:`SAMPLING_FLAGS`) to ``parser``."""
+    unknown = [name for name in flags if name not in _FLAGS]
+    if unknown:
+        raise ValueError(f"no sampling flag {unknown}; choose from {list(SAMPLING_FLAGS)}")
+    for name in flags:
+        parser.add_argument(f"--{name}", **_FLAGS[name])
+
+
+def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``{flag: value}`` of the sampling flags the user gave, e.g. ``{"steps": 4, "solver": "heun"}``."""
+    return {name: value for name in SAMPLING_FLAGS if (value := getattr(args, name, None)) is not None}
