@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 
 import torch
+
+import flowcore
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +52,7 @@ def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str 
     ``guidance`` option), None: the run's own (the config's ``model.options.guidance``).
     solver_options: the solver's keyword arguments (``euler_sde``: churn, noise_scale).
     """
-    from flowcore.train.sampling import generate
+    from flowcore.train.sampling import SamplingOptions, generate
     from flowcore_protein.guidance import BackboneGuidance
 
     bundles = dict(run.bundles)
@@ -60,13 +62,14 @@ def generate_frames(run, lengths: list[int], steps: int, seed: int, solver: str 
         modality.rotation_schedule = schedule
         bundle = bundles["protein"] = dataclasses.replace(bundle, modality=modality, path=modality.path)
     bundle.config.size = lengths  # the tokenizer lays out these lengths, in turn
-    net = run.module.sampler_net
+    net = run.net
     own = net.guidance
     if guidance is not None:
         net.guidance = BackboneGuidance.from_options(guidance, "--guidance")
     try:
-        out = generate(net, bundles, ["protein"], {}, len(lengths), steps=steps,
-                       solver=solver, seed=seed, shift=shift, device=device, solver_options=solver_options)
+        options = SamplingOptions(steps=steps, solver=solver, solver_options=dict(solver_options or {}), shift=shift,
+                                  seed=seed)
+        out = generate(net, bundles, ["protein"], {}, len(lengths), options, device)
     finally:
         net.guidance = own
     return bundle.samples(out["protein"])
@@ -327,10 +330,8 @@ def describe_training(t: dict) -> str:
 
 def speed_only(args) -> None:
     """The speed table alone on ``args.device`` (a GPU machine needs no dataset or biotite for it)."""
-    from flowcore.train.checkpoint import load_run
-
     torch.set_num_threads(args.threads)
-    run = load_run(args.run, device=args.device)
+    run = flowcore.load(args.run, device=args.device)
     lengths, steps_list = ([100], [20]) if args.quick else ([100, 200, 300], [20, 50, 100])
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
     record = {"command": f"python benchmarks/protein.py --run {args.run} --speed-only --device {args.device}",
@@ -374,7 +375,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from flowcore.registry import get_registry
-    from flowcore.train.checkpoint import load_run
 
     if args.per_length_from:
         per_length_from_pdb(args.out, args.per_length_from, args.results_md)
@@ -399,7 +399,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
-    run = load_run(run_dir)
+    run = flowcore.load(run_dir, device="cpu")
     options = {k: v for k, v in run.config.data.options.items() if k != "crop"}  # whole chains as reference
     reference_ds = get_registry().dataset(run.config.data.dataset).build("train", **options)
     reference = [reference_ds[i]["protein"] for i in range(len(reference_ds))]
@@ -419,7 +419,7 @@ def main() -> None:
         "training": args.training or (describe_training(training) if training else ""),
         "training_measured": training,
         "config": {"lengths": lengths, "steps": steps_list, "model": run.config.to_dict()["model"],
-                   "parameters": sum(p.numel() for p in run.module.sampler_net.parameters())},
+                   "parameters": sum(p.numel() for p in run.net.parameters())},
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "threads": args.threads, "torch": torch.__version__, "load_start": round(load_start, 2)},
     }

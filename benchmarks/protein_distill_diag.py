@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+import flowcore
 from flowcore.modality import Tokens
-from flowcore.train.checkpoint import load_run
 from flowcore.train.distill import OnPolicyDistillation, unaided
 from flowcore.train.sampling import make_velocity
 from flowcore_protein.guidance import BackboneGuidance
@@ -36,9 +36,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    run = load_run(args.run)
-    config, bundles = run.module.config, run.bundles
-    student = run.module.sampler_net.eval()
+    run = flowcore.load(args.run, device="cpu")
+    config, bundles = run.config, run.bundles
+    student = run.net.eval()
     checkpoint = torch.load(args.run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     if "distill_teacher" not in checkpoint:
         raise SystemExit(f"{args.run}: its last checkpoint holds no distill_teacher (trained without distill?)")

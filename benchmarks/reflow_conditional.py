@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
+import flowcore
 from flowcore.builtins.toy2d import in_class, sliced_wasserstein
 from flowcore.registry import get_registry
-from flowcore.train import checkpoint as ckpt
 from flowcore.train.config import load_config
-from flowcore.train.pipeline import reflow_config, train
-from flowcore.train.sampling import generate
+from flowcore.train.pipeline import train
+from flowcore.train.reflow import reflow_config
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parent
@@ -44,15 +44,14 @@ CLASSES = 2
 
 def score(run_dir: Path, registry, cfg: float, count: int, seed: int) -> dict[int, dict[str, float]]:
     """{nfe: {"in_class", "sliced_w2"}} averaged over the classes, samples given each class."""
-    run = ckpt.load_run(run_dir, registry)
+    pipe = flowcore.load(run_dir, registry=registry)
     test = registry.dataset("eight_gaussians_labeled").build("test", classes=CLASSES)
     out = {}
     for nfe in NFES:
         hits, sw = [], []
         for k in range(CLASSES):
-            label = run.bundles["label"].modality.tokenizer.encode(torch.full((count,), k))
-            x = generate(run.net, run.bundles, ["toy2d"], {"label": label}, count, steps=nfe, cfg=cfg,
-                         seed=seed + 100 * k)["toy2d"].values[:, 0]
+            x = pipe.generate("toy2d", {"label": k}, count, steps=nfe, cfg=cfg, seed=seed + 100 * k,
+                              decode=False)["toy2d"].values[:, 0]
             hits.append(float(in_class(x, k, CLASSES).double().mean()))
             sw.append(sliced_wasserstein(test.points[test.labels == k], x))
         out[nfe] = {"in_class": round(sum(hits) / CLASSES, 4), "sliced_w2": round(sum(sw) / CLASSES, 4)}

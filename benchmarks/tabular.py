@@ -517,7 +517,7 @@ def run_imputation(args: argparse.Namespace, results: dict[str, Any], work: Path
     """Masked-column and guidance imputation vs the marginal and a gradient-boosted predictor."""
     from threadpoolctl import threadpool_limits
 
-    from flowcore.train.checkpoint import load_run
+    import flowcore
     from flowcore_tabular.budget import epoch_steps
     from flowcore_tabular.datasets import load_table
     from flowcore_tabular.impute import impute
@@ -538,7 +538,7 @@ def run_imputation(args: argparse.Namespace, results: dict[str, Any], work: Path
         clock = train_run(IMPUTE_TABLE, network, steps, run, n, masking, table_options=TABLE_OPTIONS)
         out["models"][label] = {"budget": f"{steps} steps x {batch} ({steps * batch / n:.0f} "
                                           f"epochs), masking {masking}", **clock.record()}
-        loaded = load_run(run, None, "cpu")
+        loaded = flowcore.load(run, device="cpu")
         modality = loaded.bundles["tabular"].modality
         for target in IMPUTE_TARGETS:
             given = [c for c in table.schema.names if c != target]

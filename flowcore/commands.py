@@ -69,7 +69,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _reflow(args: argparse.Namespace) -> int:
     from flowcore.registry import get_registry
-    from flowcore.train.pipeline import reflow_config, train
+    from flowcore.train.pipeline import train
+    from flowcore.train.reflow import reflow_config
 
     registry = get_registry()
     config = reflow_config(args.checkpoint, registry, args.config, args.set or [], args.out)

@@ -154,15 +154,13 @@ def test_bad_reflow_config_names_the_key(tmp_path, registry, change, words):
 
 def _one_step(run_dir, registry, cfg):
     """Per class k: (fraction in class k, sliced W2 to the test split's class k) of 1-step Euler samples."""
-    from flowcore.train.checkpoint import load_run
-    from flowcore.train.sampling import generate
+    import flowcore
 
-    run = load_run(run_dir, registry)
+    pipe = flowcore.load(run_dir, registry=registry)
     test = registry.dataset("eight_gaussians_labeled").build("test", classes=2)
     scores = []
     for k in range(2):
-        label = run.bundles["label"].modality.tokenizer.encode(torch.full((500,), k))
-        x = generate(run.net, run.bundles, ["toy2d"], {"label": label}, 500, steps=1, cfg=cfg, seed=7)
+        x = pipe.generate("toy2d", {"label": k}, 500, steps=1, cfg=cfg, seed=7, decode=False)
         x = x["toy2d"].values[:, 0]
         hits = float(in_class(x, k, classes=2).double().mean())
         scores.append((hits, sliced_wasserstein(test.points[test.labels == k], x)))
@@ -212,7 +210,7 @@ def test_class_conditional_reflow_straightens_each_class(tmp_path):
         assert hit0 < 0.1 and hit1 > 0.5, (before, after)  # 0.0 -> ~0.75 measured
         assert sw1 < 0.4 * sw0, (before, after)  # ~1.25 -> ~0.25 measured
     # a rerun with other settings does not train on these pairs
-    from flowcore.train.pipeline import prepare_reflow, reflow_config
+    from flowcore.train.reflow import prepare_reflow, reflow_config
 
     other = reflow_config(teacher, registry, overrides=["reflow.cfg=3", "reflow.pairs=2000", "reflow.steps=16"],
                           out_dir=str(student))

@@ -159,13 +159,13 @@ def test_distill_lr_takes_over_at_the_start_step(registry, tmp_path):
 
 
 def test_sample_unaided_turns_the_aids_off_and_back_on(registry, tmp_path):
-    from flowcore.train.sampling import generate
+    from flowcore.train.sampling import SamplingOptions, generate
 
     distiller, _ = _distiller(registry, tmp_path)
     bundles = distiller.bundles
     net = ScaledField(a=0.5, b=1.0).eval()
-    kw = {"steps": 10, "solver": "euler", "seed": 3}
-    aided = generate(net, bundles, ["toy2d"], {}, 4, **kw)["toy2d"].values
-    alone = generate(net, bundles, ["toy2d"], {}, 4, unaided=True, **kw)["toy2d"].values
+    options = SamplingOptions(steps=10, solver="euler", seed=3)
+    aided = generate(net, bundles, ["toy2d"], {}, 4, options)["toy2d"].values
+    alone = generate(net, bundles, ["toy2d"], {}, 4, options.replace(unaided=True))["toy2d"].values
     assert torch.allclose(alone / aided, torch.tensor((0.95 / 0.85) ** 10), rtol=1e-5)  # (1 - a/10)^10 vs (1 - (a+b)/10)^10
     assert net.aided

@@ -7,7 +7,8 @@ import yaml
 
 from flowcore.errors import ConfigError
 from flowcore.train.config import load_config
-from flowcore.train.pipeline import evaluate, reflow_config, sample, train
+from flowcore.train.pipeline import evaluate, sample, train
+from flowcore.train.reflow import reflow_config
 from flowcore_protein.metrics import METRICS
 from flowcore_protein.pdbio import read_backbones
 
