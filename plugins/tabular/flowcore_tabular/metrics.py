@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from flowcore.modality import Metric
+from flowcore.splits import permuted_split
 
 from flowcore_tabular.schema import Schema, to_seconds
 
@@ -237,9 +238,8 @@ def mle(schema: Schema, target: str, real: Rows, generated: Rows, seed: int = 0)
     else:
         y_gen = np.array([float(to_seconds(r[target]) if col.kind == "datetime" else r[target]) for r in gen])
         y_real = np.array([float(to_seconds(r[target]) if col.kind == "datetime" else r[target]) for r in real])
-    order = np.random.default_rng(seed).permutation(len(gen))
-    n_val = max(len(gen) // 9, 1)
-    val, fit = order[:n_val], order[n_val:]
+    parts = permuted_split(len(gen), seed, {"val": max(len(gen) // 9, 1), "fit": None})
+    val, fit = parts["val"], parts["fit"]
     model_cls = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
 
     def score(model, x, y) -> float:
