@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from flowcore.cli_flags import SOLVE_FLAGS, add_sampling_flags, sampling_overrides
 from flowcore.errors import ConfigError
 
 
@@ -26,10 +27,13 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
 
 def _train(args: argparse.Namespace) -> int:
     from flowcore.registry import get_registry
-    from flowcore.train.config import load_config
+    from flowcore.train.config import dump, load_config
 
     registry = get_registry()
     config = load_config(args.config, args.set or [], registry)
+    if args.print_config:
+        print(dump(config), end="")
+        return 0
     from flowcore.train.pipeline import train
 
     module = train(config, registry, resume=not args.restart)
@@ -44,9 +48,9 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _sampling(args: argparse.Namespace) -> dict:
-    """The sampling overrides the user gave (a flag left out keeps the run's ``sample`` value)."""
-    return {"steps": args.steps, "solver": args.solver, "seed": args.seed,
-            "cfg": getattr(args, "cfg", None), "shift": getattr(args, "shift", None)}
+    """The sampling options the user gave (a flag left out keeps the run's ``sample`` value)."""
+    given = sampling_overrides(args)
+    return {k: v for k, v in given.items() if k not in ("device", "quiet")}
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -89,20 +93,14 @@ def _invert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _solver_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help="solver steps (default: the run's sample.steps)")
-    p.add_argument("--solver", help="euler, midpoint, heun, rk4, dopri5, fireflow, euler_sde (default: sample.solver)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same samples on CPU)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the training-side subcommands on the CLI's subparsers."""
     p = sub.add_parser("train", help="train the stage a YAML config describes (resumes its last checkpoint)")
     p.add_argument("config", help="YAML config (docs/config.md)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start from step 0")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the validated config with every default filled in (YAML) and exit without training")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sample", help="generate samples from a trained run")
@@ -110,10 +108,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--make", action="append", required=True, metavar="MOD", help="modality to generate (repeatable)")
     p.add_argument("--given", action="append", metavar="MOD=FILE", help="condition: a file or a value (repeatable)")
     p.add_argument("--count", type=int, help="samples (default: the given file's count, else sample.count)")
-    p.add_argument("--cfg", type=float, help="guidance weight per given condition (default: sample.cfg)")
-    p.add_argument("--shift", type=float, help="time-grid shift (default: sample.shift)")
     p.add_argument("--out", required=True, help="output directory")
-    _solver_flags(p)
+    add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("eval", help="metrics of a trained run against held-out data, as JSON")
@@ -121,7 +117,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="JSON file (default: <run>/eval.json)")
     p.add_argument("--split", choices=["val", "test"], help="held-out split (default: eval.split)")
     p.add_argument("--count", type=int, help="held-out items (default: eval.count)")
-    _solver_flags(p)
+    add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("reflow", help="straighten a trained flow: generate pairs, retrain on them")
@@ -137,7 +133,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", "--mod", required=True, help="the modality of the file")
     p.add_argument("--input", required=True, help="file read with the modality's codec")
     p.add_argument("--given", action="append", metavar="MOD=FILE", help="condition (repeatable)")
-    p.add_argument("--shift", type=float, help="time-grid shift (default: sample.shift)")
     p.add_argument("--out", required=True, help="output directory")
-    _solver_flags(p)
+    add_sampling_flags(p, (*SOLVE_FLAGS, "shift"))
     p.set_defaults(func=_invert)
