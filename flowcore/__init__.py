@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 def load(run_dir: Any, device: Any = None, registry: Any = None) -> FlowPipeline:
     """A trained run as a :class:`~flowcore.train.inference.FlowPipeline` (``generate``, ``invert``,
     ``encode``/``decode``); see docs/python.md."""
-    # imported here, not at the top: `import flowcore` must stay free of torch
+    # lazy: `import flowcore` stays free of torch; the inference stack loads on the first call
     from flowcore.train.inference import load as load_run
 
     return load_run(run_dir, device=device, registry=registry)

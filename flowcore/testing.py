@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from flowcore.modality import DatasetSpec, Modality, Tokens
+from flowcore.registry import get_registry
 
 
 @dataclass
@@ -85,8 +86,6 @@ def check_modality(modality: Modality, tmp_path: Path, datasets: Sequence[str | 
     datasets: names (looked up in ``registry``) or specs; each must yield valid samples.
     sizes:    for variable-size modalities, two or more ``layout`` sizes to check masks with.
     """
-    from flowcore.registry import get_registry
-
     report = ConformanceReport(modality.name)
     name = modality.name
     tmp_path = Path(tmp_path)

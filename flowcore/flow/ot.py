@@ -57,7 +57,7 @@ def ot_coupling(x0: torch.Tensor | State, eps: torch.Tensor | State, method: str
     cost = torch.cdist(a.double(), b.double()) ** 2
     cost = cost / cost.max().clamp_min(1e-12)
     if method == "exact":
-        from scipy.optimize import linear_sum_assignment
+        from scipy.optimize import linear_sum_assignment  # lazy: scipy only for the exact coupling
 
         rows, cols = linear_sum_assignment(cost.cpu().numpy())
         index = torch.empty(len(rows), dtype=torch.long)

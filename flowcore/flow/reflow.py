@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -101,8 +102,6 @@ def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:
 
 def _tensor_names(path: Path) -> list[str]:
     """The tensor names in a safetensors file, without loading the tensors."""
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         return list(f.keys())
 

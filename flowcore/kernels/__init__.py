@@ -53,7 +53,7 @@ def _use_triton(x: torch.Tensor) -> bool:
 def _triton_ops():
     """The Triton implementations, or None where Triton is unavailable."""
     try:
-        from flowcore.kernels import triton_ops
+        from flowcore.kernels import triton_ops  # lazy: Triton only where a CUDA tensor asks for it
     except ImportError:
         return None
     return triton_ops

@@ -7,6 +7,7 @@ from typing import Mapping
 
 from flowcore.errors import ConfigError
 from flowcore.nn.config import FlowTransformerConfig
+from flowcore.nn.transformer import FlowTransformer
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,6 @@ def model_stats(model_or_config, lengths: Mapping[str, int]) -> ModelStats:
     block). Elementwise work (norms, RoPE, softmax, GELU) is left out, as in MFU accounting.
     ``model_or_config``: a FlowTransformer or its FlowTransformerConfig.
     """
-    from flowcore.nn.transformer import FlowTransformer
-
     if isinstance(model_or_config, FlowTransformer):
         cfg = model_or_config.config
         params = sum(p.numel() for p in model_or_config.parameters() if p.requires_grad)

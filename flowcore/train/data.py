@@ -14,9 +14,11 @@ from typing import Any, Sequence
 
 import lightning as L
 import torch
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from flowcore.errors import ConfigError, DataError
+from flowcore.io import atomic_path
 from flowcore.modality import Codec
 from flowcore.splits import SPLITS, keyed_split
 from flowcore.train.bundle import Bundle, collate
@@ -88,10 +90,6 @@ def cached_latents(config: Config, bundles: dict[str, Bundle], dataset: Validate
     Autoencoders encode deterministically (the contract's ``encode`` returns the mean), so a
     latent computed once is the latent of every epoch; a resumed run reads the file back.
     """
-    from safetensors.torch import load_file, save_file
-
-    from flowcore.io import atomic_path
-
     names = [n for n, b in bundles.items() if b.autoencoder is not None]
     path = Path(config.out_dir) / "latents" / "train.safetensors"
     if path.is_file():

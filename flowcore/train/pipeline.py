@@ -66,7 +66,7 @@ def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback]) -> 
     metrics = MetricsCSV(out_dir / "logs")
     loggers: list[Any] = [metrics]
     try:
-        import tensorboard  # noqa: F401  (optional: a TensorBoard log when it is installed)
+        import tensorboard  # noqa: F401  (lazy and optional: a TensorBoard log when it is installed)
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(str(out_dir / "logs"), name="tensorboard", version=""))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from flowcore.errors import ConfigError, DataError
@@ -170,8 +171,6 @@ def write_samples(bundle: Bundle, samples: Sequence[Any], out_dir: Path, stem: s
     if modality.codec is not None:
         paths = list(modality.codec.write_all(samples, out_dir, stem))
     else:
-        from safetensors.torch import save_file
-
         path = out_dir / f"{stem}.safetensors"
         with atomic_path(path) as tmp:
             save_file({"samples": torch.stack([torch.as_tensor(s) for s in samples]).contiguous()}, str(tmp))
