@@ -145,12 +145,22 @@ class FlowModule(L.LightningModule):
             self.ema.update(self.net)
 
     def configure_optimizers(self):
-        return make_optimizer(self.net.parameters(), self.config)
+        return make_optimizer(self.net.parameters(), self.config, total_steps(self.config, self.trainer))
 
 
-def make_optimizer(params, config: Config) -> dict[str, Any]:
-    """Optimizer and per-step LR schedule from ``config.train`` (Lightning's dict form)."""
+def total_steps(config: Config, trainer: L.Trainer | None) -> int:
+    """The optimizer steps of the run: ``train.steps``, or for ``train.epochs`` Lightning's count of
+    the batches those epochs hold (the schedule's length)."""
+    if config.train.steps is not None or trainer is None:
+        return config.train.steps or 1
+    return max(1, int(trainer.estimated_stepping_batches))
+
+
+def make_optimizer(params, config: Config, total: int | None = None) -> dict[str, Any]:
+    """Optimizer and per-step LR schedule from ``config.train`` (Lightning's dict form);
+    ``total``: the steps the schedule spans (default ``train.steps``)."""
     tr = config.train
+    total = total or tr.steps or 1
     if tr.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=tr.lr, momentum=tr.betas[0], weight_decay=tr.weight_decay,
                               foreach=True)
@@ -163,7 +173,7 @@ def make_optimizer(params, config: Config) -> dict[str, Any]:
     def multiplier(step: int) -> float:
         if distill_lr is not None and step >= d.start_step:
             return distill_lr  # the distillation phase's own, constant lr
-        return lr_lambda(step, tr.warmup_steps, tr.steps, tr.schedule)
+        return lr_lambda(step, tr.warmup_steps, total, tr.schedule)
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, multiplier)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
