@@ -518,6 +518,7 @@ def run_imputation(args: argparse.Namespace, results: dict[str, Any], work: Path
     from threadpoolctl import threadpool_limits
 
     import flowcore
+    from flowcore.train.sampling import SamplingOptions
     from flowcore_tabular.budget import epoch_steps
     from flowcore_tabular.datasets import load_table
     from flowcore_tabular.impute import impute
@@ -546,8 +547,8 @@ def run_imputation(args: argparse.Namespace, results: dict[str, Any], work: Path
             draws = []
             with Clock() as c:
                 for seed in range(IMPUTE_DRAWS):
-                    rows = impute(loaded.net, modality, [{k: r[k] for k in given} for r in test], given, steps=50,
-                                  method=method, seed=seed)
+                    rows = impute(loaded.net, modality, [{k: r[k] for k in given} for r in test], given,
+                                  SamplingOptions(steps=50, seed=seed), method=method)
                     draws.append([r[target] for r in rows])
             score = impute_score(column, truth, draws[0])
             out["targets"][target][label] = {**score, "impute_seconds": c.wall / IMPUTE_DRAWS}

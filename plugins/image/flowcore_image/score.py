@@ -21,7 +21,13 @@ from typing import Any, Sequence
 
 import torch
 
+import flowcore
 from flowcore.errors import ConfigError
+from flowcore.io import atomic_path
+from flowcore_image import metrics as M
+from flowcore_image.classifier import _stack_split
+from flowcore_image.codec import ImageCodec
+from flowcore_image.modality import make_grid
 
 
 def _grid_order(classes: int, per_class: int) -> list[int]:
@@ -31,24 +37,20 @@ def _grid_order(classes: int, per_class: int) -> list[int]:
 
 def score_run(run_dir: str | Path, steps: Sequence[int] = (8,), count: int = 1000, cfg: float | None = None,
               grid: str | Path | None = None, grid_steps: int = 8, per_class: int = 10, image: str = "image",
-              label: str = "label", batch_size: int = 500, registry=None) -> dict[str, Any]:
-    """Class accuracy, classifier FD and pixel statistics of a run's samples at each step count."""
-    from flowcore.io import atomic_path
-    from flowcore.train.checkpoint import load_run
-    from flowcore.train.sampling import generate, tokens_of
-    from flowcore_image import metrics as M
-    from flowcore_image.classifier import _stack_split
-    from flowcore_image.codec import ImageCodec
-    from flowcore_image.modality import make_grid
+              label: str = "label", batch_size: int = 500, registry=None, device: str | None = None,
+              progress: bool = False) -> dict[str, Any]:
+    """Class accuracy, classifier FD and pixel statistics of a run's samples at each step count.
 
-    run = load_run(run_dir, registry, "cpu")
+    Sampled through ``flowcore.load(run_dir, device)`` (CUDA when there is one), Euler, the run's
+    ``sample.shift``; batch k of ``batch_size`` is drawn from seed k * batch_size, on any device."""
+    pipe = flowcore.load(run_dir, device=device, registry=registry)
     for name in (image, label):
-        if name not in run.bundles:
+        if name not in pipe.bundles:
             raise ConfigError(f"{run_dir}: image-score needs modalities {image!r} and {label!r}; "
-                              f"the run has {list(run.bundles)}")
-    modality = run.bundles[image].modality
+                              f"the run has {list(pipe.bundles)}")
+    modality = pipe.bundles[image].modality
     clf = modality.classifier
-    cfg = run.config.sample.cfg if cfg is None else cfg
+    cfg = pipe.config.sample.cfg if cfg is None else cfg
     real, _, classes = _stack_split(modality.classifier_dataset, "test")
     real = real[:count]
     labels = [i % classes for i in range(count)]
@@ -56,13 +58,8 @@ def score_run(run_dir: str | Path, steps: Sequence[int] = (8,), count: int = 100
     rows: dict[str, dict[str, float]] = {}
     for n_steps in steps:
         start = time.perf_counter()
-        made = []
-        for lo in range(0, count, batch_size):
-            part = labels[lo:lo + batch_size]
-            given = {label: tokens_of(run.bundles[label], part, "cpu")}
-            out = generate(run.net, run.bundles, [image], given, len(part), steps=n_steps, solver="euler",
-                           cfg=cfg, seed=lo)
-            made += run.bundles[image].samples(out[image])
+        made = pipe.generate(image, {label: labels}, count, batch_size=batch_size, progress=progress,
+                             steps=n_steps, solver="euler", solver_options={}, cfg=cfg, seed=0, unaided=False)[image]
         x = torch.stack(made).clamp(-1, 1)
         rows[str(n_steps)] = {
             "accuracy": round(M.conditional_accuracy(clf, x, labels), 4),

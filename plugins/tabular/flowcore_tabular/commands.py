@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import flowcore
 from flowcore.cli_flags import sampling_overrides
 from flowcore.errors import ConfigError
 
@@ -32,14 +33,10 @@ def train_epochs(args: argparse.Namespace) -> int:
 
 def impute_csv(args: argparse.Namespace) -> int:
     """Rows of ``args.given`` (some columns) -> ``<out>/imputed.csv`` (every column)."""
-    from flowcore.train.checkpoint import load_run
-    from flowcore.train.pipeline import device_for
-
     from flowcore_tabular.impute import impute
 
     flags = sampling_overrides(args)
-    device = device_for(flags.pop("device", None))
-    run = load_run(args.checkpoint, None, device)
+    run = flowcore.load(args.checkpoint, device=flags.pop("device", None))
     if args.modality not in run.bundles:
         raise ConfigError(f"{run.directory}: the run has no modality {args.modality!r}; it has {list(run.bundles)}")
     if len(run.bundles) != 1:
@@ -47,9 +44,9 @@ def impute_csv(args: argparse.Namespace) -> int:
                           f"has {list(run.bundles)}")
     modality = run.bundles[args.modality].modality
     given, rows = modality.codec.read_columns(Path(args.given))
-    solve = {"steps": run.config.sample.steps, "solver": run.config.sample.solver, **flags}
-    out = impute(run.net, modality, rows, given, guidance=args.guidance, method=args.method, name=args.modality,
-                 device=device, **solve)
+    flags.pop("quiet", None)
+    out = impute(run.net, modality, rows, given, run.sampling_options(**flags), guidance=args.guidance,
+                 method=args.method, name=args.modality, device=run.device)
     for path in modality.codec.write_all(out, Path(args.out), "imputed"):
         print(path)
     return 0

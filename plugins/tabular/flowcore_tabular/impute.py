@@ -34,15 +34,19 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from flowcore.errors import DataError
+from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.modality import Tokens
+from flowcore.train.sampling import SamplingOptions
 
 from flowcore_tabular.relabel import complete_given
 
 METHODS = ("auto", "masked", "guidance")
+#: Euler in 50 steps from seed 0: the imputation the plugin's tests and benchmark record
+DEFAULT_SAMPLING = SamplingOptions(steps=50)
 
 
-def impute(network: torch.nn.Module, modality, rows: Sequence[Mapping[str, Any]], given: Sequence[str], *,
-           steps: int = 50, solver: str = "euler", guidance: float = 5.0, seed: int = 0, method: str = "auto",
+def impute(network: torch.nn.Module, modality, rows: Sequence[Mapping[str, Any]], given: Sequence[str],
+           options: SamplingOptions = DEFAULT_SAMPLING, *, guidance: float = 5.0, method: str = "auto",
            name: str = "tabular", device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """Rows with ``given`` columns filled -> rows with every other column generated.
 
@@ -51,13 +55,11 @@ def impute(network: torch.nn.Module, modality, rows: Sequence[Mapping[str, Any]]
     modality  the :class:`~flowcore_tabular.modality.Tabular` it was trained on
     rows      dicts holding at least the ``given`` columns (other columns are ignored)
     given     the names of the columns to keep
-    steps, solver  the core ODE solver (``flowcore.flow.solvers.make_solver``) and grid size
+    options   how to integrate: steps, solver (and its options), shift, seed (the same seed gives the
+              same rows); a run's are ``flowcore.load(run).sampling_options(...)``
     guidance  reconstruction-guidance weight of the ``guidance`` route (0 = replacement only)
-    seed      the noise seed (the same seed gives the same rows)
     method    ``masked``, ``guidance`` or ``auto`` (masked when the modality trained with masking)
     """
-    from flowcore.flow.solvers import make_solver, time_grid
-
     if method not in METHODS:
         raise DataError(f"impute method {method!r}; use one of {list(METHODS)}")
     if method == "auto":
@@ -78,7 +80,7 @@ def impute(network: torch.nn.Module, modality, rows: Sequence[Mapping[str, Any]]
     tokens = modality.tokenizer.encode(modality.collate(filled)).to(device)
     x0 = tokens.values
     path = modality.path
-    eps = path.prior(x0.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    eps = path.prior(x0.shape, generator=torch.Generator().manual_seed(options.seed)).to(device)
     if method == "masked":
         known = torch.zeros(len(rows), modality.tokenizer.n_columns, dtype=torch.bool, device=device)
         known[:, modality.tokenizer.column_index(given)] = True
@@ -89,7 +91,8 @@ def impute(network: torch.nn.Module, modality, rows: Sequence[Mapping[str, Any]]
         velocity = _guided_velocity(network, tokens, held, eps - x0, guidance, name)
         start, clean = eps, x0
     network.eval()
-    result = make_solver(solver).solve(velocity, {name: start}, time_grid(steps, device=device), paths={name: path})
+    result = make_solver(options.solver, **options.solver_options).solve(
+        velocity, {name: start}, time_grid(options.steps, options.shift, device=device), paths={name: path})
     final = torch.where(held, clean, result.x[name])  # exact given values, free of float drift
     out = modality.split(modality.tokenizer.decode(tokens.with_values(final.cpu())))
     for r_in, r_out in zip(rows, out):

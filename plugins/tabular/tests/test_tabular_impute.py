@@ -9,6 +9,7 @@ import torch
 
 from flowcore.modality import Tokens
 from flowcore.registry import get_registry
+from flowcore.train.sampling import SamplingOptions
 from flowcore_tabular.impute import impute
 from flowcore_tabular.network import RecTableMLP
 
@@ -51,8 +52,8 @@ def test_imputed_colour_follows_the_given_height(mixed_table_csv, tokenizer):
     rows = [r for r in modality.train_rows if r["height"] is not None and r["colour"] is not None
             and abs(r["height"] - 1.7) > 0.05]
     given = [{"height": r["height"], "member": r["member"]} for r in rows]
-    out = impute(net, modality, given, ["height", "member"], steps=20, seed=0)
-    plain = impute(net, modality, given, ["height", "member"], steps=20, seed=0, guidance=0.0)
+    out = impute(net, modality, given, ["height", "member"], SamplingOptions(steps=20, seed=0))
+    plain = impute(net, modality, given, ["height", "member"], SamplingOptions(steps=20, seed=0), guidance=0.0)
     assert [(r["height"], r["member"]) for r in out] == [(r["height"], r["member"]) for r in rows]
     accuracy = sum(o["colour"] == r["colour"] for o, r in zip(out, rows)) / len(rows)
     plain_accuracy = sum(o["colour"] == r["colour"] for o, r in zip(plain, rows)) / len(rows)
@@ -61,7 +62,7 @@ def test_imputed_colour_follows_the_given_height(mixed_table_csv, tokenizer):
     assert accuracy > 0.8 and accuracy > plain_accuracy + 0.15
     for r in out:
         modality.validate(r, "imputed row")
-    again = impute(net, modality, given, ["height", "member"], steps=20, seed=0)
+    again = impute(net, modality, given, ["height", "member"], SamplingOptions(steps=20, seed=0))
     assert again == out  # the seed fixes the noise
 
 
@@ -93,7 +94,7 @@ def test_masked_imputation_follows_the_dependence(tmp_path, tokenizer):
     net = train_tiny(modality, steps=800)
     rows = modality.train_rows[:200]
     given = [{"x": r["x"]} for r in rows]
-    out = impute(net, modality, given, ["x"], steps=20, seed=1)
+    out = impute(net, modality, given, ["x"], SamplingOptions(steps=20, seed=1))
     assert [o["x"] for o in out] == [r["x"] for r in rows]  # held exactly
     x = np.array([r["x"] for r in rows])
     y_hat = np.array([o["y"] for o in out])
@@ -108,7 +109,8 @@ def test_masked_imputation_follows_the_dependence(tmp_path, tokenizer):
     right = sign_hat == truth
     assert right.mean() > np.mean(sign_marginal == truth) + 0.25
     assert right[np.abs(x) > 0.3].mean() > 0.85  # away from the boundary the tiny model is sure
-    plain = impute(net, modality, given, ["x"], steps=20, seed=1, method="guidance", guidance=0.0)
+    plain = impute(net, modality, given, ["x"], SamplingOptions(steps=20, seed=1), method="guidance",
+                   guidance=0.0)
     assert [o["x"] for o in plain] == [r["x"] for r in rows]
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from flowcore.errors import DataError
+from flowcore.train.sampling import SamplingOptions
 from flowcore_tabular.encoding import TableEncoder, collate, split
 from flowcore_tabular.impute import impute
 from flowcore_tabular.modality import Tabular
@@ -100,11 +101,11 @@ def test_imputation_given_the_relabelled_column_holds_its_source(tmp_path):
             return {k: torch.zeros_like(v.values) for k, v in tokens.items()}
 
     given = [{"grade_num": v} for v in (4, 1, 3, 2)]
-    out = impute(Still(), modality, given, ["grade_num"], steps=2, method="masked")
+    out = impute(Still(), modality, given, ["grade_num"], SamplingOptions(steps=2), method="masked")
     assert [r["grade"] for r in out] == ["top", "low", "high", "mid"]
     assert [r["grade_num"] for r in out] == [4, 1, 3, 2]
     with pytest.raises(DataError, match="grade_num.*7"):
-        impute(Still(), modality, [{"grade_num": 7}], ["grade_num"], steps=2, method="masked")
+        impute(Still(), modality, [{"grade_num": 7}], ["grade_num"], SamplingOptions(steps=2), method="masked")
 
 
 def test_adult_education_num_relabels_education():
