@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from flowcore.errors import DataError
 from flowcore.files import cache_dir
@@ -124,6 +126,9 @@ def train_classifier(dataset: str, recipe: Recipe | None = None, seed: int = 0) 
     steps = recipe.epochs * ((len(x) + bs - 1) // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps)
     model.train()
+    # the bar shows on a terminal only: cached runs and CI logs stay quiet
+    bar = tqdm(total=steps, desc=f"{dataset} metric classifier", unit="step", file=sys.stderr,
+               disable=not sys.stderr.isatty())
     for _ in range(recipe.epochs):
         order = torch.randperm(len(x), generator=g)
         for start in range(0, len(x), bs):
@@ -136,6 +141,8 @@ def train_classifier(dataset: str, recipe: Recipe | None = None, seed: int = 0) 
             loss.backward()
             opt.step()
             sched.step()
+            bar.update()
+    bar.close()
     return model.eval()
 
 
