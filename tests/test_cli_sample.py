@@ -1,10 +1,11 @@
 """`flowcore sample` samples as the run's `sample` section says: `unaided` and `solver_options` reach it.
 
-The run's network is v(x, t) = a x, plus b x in eval mode unless its ``unaided()`` is on, so
-Euler in n steps from the same noise x_1 ends at x_1 (1 - s/n)^n with s = a + b (aided) or a.
+The run's network is test_train_distill's ScaledField, v(x, t) = a x plus b x in eval mode unless
+its ``unaided()`` is on, so Euler in n steps from the same noise x_1 ends at x_1 (1 - s/n)^n with
+s = a + b (aided) or a.
 """
 
-import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,43 +15,13 @@ from safetensors.torch import save_file
 from flowcore.cli import main
 from flowcore.train.config import from_dict
 
-NETWORK = textwrap.dedent('''
-    from contextlib import contextmanager
-
-    import torch
-    from torch import nn
-
-
-    class ScaledField(nn.Module):
-        def __init__(self, b):
-            super().__init__()
-            self.a = nn.Parameter(torch.tensor(0.0))
-            self.b, self.aided = b, True
-
-        @contextmanager
-        def unaided(self):
-            self.aided = False
-            try:
-                yield self
-            finally:
-                self.aided = True
-
-        def forward(self, tokens, times):
-            scale = self.a + (self.b if self.aided and not self.training else 0.0)
-            return {m: scale * tok.values for m, tok in tokens.items()}
-
-
-    def scaled_field(shapes, b=1.0):
-        return ScaledField(b)
-''')
 A, B, STEPS = 0.5, 1.0, 8
 
 
 @pytest.fixture
 def run_dir(tmp_path, monkeypatch):
     """A run directory as `flowcore train` leaves it, holding the scaled field with a = A."""
-    (tmp_path / "scaled_net.py").write_text(NETWORK)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # model.network names a module of tests/
     run = tmp_path / "run"
     run.mkdir()
     save_file({"net.a": torch.tensor(A)}, str(run / "model.safetensors"))
@@ -59,7 +30,7 @@ def run_dir(tmp_path, monkeypatch):
 
 def write_config(run, **sample):
     config = from_dict({"modalities": {"toy2d": {}}, "data": {"dataset": "moons"},
-                        "model": {"network": "scaled_net:scaled_field", "options": {"b": B}},
+                        "model": {"network": "test_train_distill:scaled_field", "options": {"b": B}},
                         "sample": {"steps": STEPS, "solver": "euler", **sample}})
     (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 

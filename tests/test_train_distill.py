@@ -45,6 +45,11 @@ class ScaledField(nn.Module):
         return {m: scale * tok.values for m, tok in tokens.items()}
 
 
+def scaled_field(shapes, b: float = 1.0) -> ScaledField:
+    """A plugin-network factory (``model.network: test_train_distill:scaled_field``); a is loaded."""
+    return ScaledField(a=0.0, b=b)
+
+
 def _distiller(registry, tmp_path, **distill):
     overrides = [f"out_dir={tmp_path}", "sample.solver=euler", "sample.steps=10", "sample.shift=1",
                  *(f"distill.{k}={v}" for k, v in {"start_step": 0, "samples": 3, "states": 4, **distill}.items())]
