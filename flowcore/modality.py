@@ -9,50 +9,25 @@ A sample travels through four forms::
 and back the same way (tokenizer.decode, autoencoder.decode, split, codec.write). The core
 only ever sees tokens; everything else belongs to the modality.
 
-Discovery is lazy. A plugin's hook returns :class:`ModalitySpec` objects, which are plain
-data (no torch). The heavy :class:`Modality` is built by ``spec.build(**options)`` the first
-time someone needs it. This module therefore imports torch only for type checking.
+Discovery is lazy. A plugin's hook returns :class:`ModalitySpec` objects (flowcore/spec.py,
+re-exported here), which are plain data (no torch). The heavy :class:`Modality` is built by
+``spec.build(**options)`` the first time someone needs it.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from flowcore.errors import DataError, PluginError
+from flowcore.errors import DataError
+from flowcore.spec import DatasetSpec, ModalitySpec, check_name, resolve
 
 if TYPE_CHECKING:
     import torch
-    from torch.utils.data import Dataset
 
     from flowcore.flow.path import ProbabilityPath
-
-NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def check_name(name: str, what: str) -> str:
-    """Names are lower-case identifiers: they appear in configs, CLI flags and file names."""
-    if not isinstance(name, str) or not name or not set(name) <= NAME_CHARS or name[0].isdigit():
-        raise PluginError(f"{what} name {name!r} must be a lower-case identifier ([a-z0-9_]+)")
-    return name
-
-
-def resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``"package.module:attr"`` into the object it names (imported now), or pass a callable."""
-    if callable(target):
-        return target
-    module_name, _, attr = target.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split(".") if attr else []:
-            obj = getattr(obj, part)
-    except Exception as exc:  # the plugin's own import error, kept whole in the chain
-        raise PluginError(f"cannot import {target!r}: {type(exc).__name__}: {exc}") from exc
-    return obj
-
 
 # ----------------------------------------------------------------------------- tokens
 
@@ -262,73 +237,5 @@ class Modality(ABC):
         return None
 
 
-# ----------------------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A named dataset a plugin offers. It ships with a package or is generated; never downloaded.
-
-    ``factory(split, **options)`` returns a ``torch.utils.data.Dataset`` whose items are dicts
-    ``{modality name: sample}`` (a paired dataset yields several keys, e.g. image and label).
-    """
-
-    name: str
-    modalities: tuple[str, ...]
-    factory: str | Callable[..., Dataset]
-    description: str = ""
-    #: what must be installed for it (shown by ``flowcore plugins``), e.g. a Debian package
-    requires: str = ""
-    splits: tuple[str, ...] = ("train", "val", "test")
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "dataset")
-        if not self.modalities:
-            raise PluginError(f"dataset {self.name!r} names no modality")
-        for m in self.modalities:
-            check_name(m, f"dataset {self.name!r} modality")
-
-    def build(self, split: str = "train", **options: Any) -> Dataset:
-        if split not in self.splits:
-            raise DataError(f"dataset {self.name!r} has no split {split!r}; it has {self.splits}")
-        return resolve(self.factory)(split=split, **options)
-
-
-@dataclass(frozen=True)
-class ModalitySpec:
-    """What a plugin's hook returns: a name, a lazy factory, and what the modality offers.
-
-    ``factory(**options)`` builds the :class:`Modality` (options come from the config's
-    ``modalities.<name>`` section). Give it as ``"package.module:attr"`` so that discovery
-    does not import the plugin's heavy dependencies.
-    """
-
-    name: str
-    factory: str | Callable[..., Modality]
-    description: str = ""
-    datasets: tuple[DatasetSpec, ...] = ()
-    metrics: tuple[str, ...] = ()
-    has_codec: bool = False
-    has_autoencoder: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "modality")
-        if not (callable(self.factory) or (isinstance(self.factory, str) and ":" in self.factory)):
-            raise PluginError(
-                f"modality {self.name!r}: factory must be a callable or 'module:attr', "
-                f"got {self.factory!r}"
-            )
-        for d in self.datasets:
-            if not isinstance(d, DatasetSpec):
-                raise PluginError(f"modality {self.name!r}: datasets must be DatasetSpec, got {d!r}")
-
-    def build(self, **options: Any) -> Modality:
-        modality = resolve(self.factory)(**options)
-        if not isinstance(modality, Modality):
-            raise PluginError(
-                f"modality {self.name!r}: factory returned {type(modality).__name__}, "
-                "not a flowcore.modality.Modality"
-            )
-        modality.name = self.name
-        return modality
+__all__ = ["Tokens", "Codec", "Tokenizer", "Autoencoder", "Metric", "Modality",
+           "DatasetSpec", "ModalitySpec", "check_name", "resolve"]
