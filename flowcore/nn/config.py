@@ -1,20 +1,26 @@
-"""FlowTransformer configuration: plain dataclasses, validated once at construction.
+"""FlowTransformer configuration: pydantic models, validated once at construction.
 
-A YAML ``model`` section becomes a config through :meth:`FlowTransformerConfig.from_dict`;
-an unknown key raises :class:`ConfigError` naming it.
+A YAML ``model.transformer`` section is checked by :class:`TransformerSection` when the run
+config loads (before torch is imported); the network builder then completes it with each
+stream's ``in_channels`` and ``position_axes`` from the modality's tokenizer and builds a
+:class:`FlowTransformerConfig` through :meth:`FlowTransformerConfig.from_dict`. A bad value
+or an unknown key raises :class:`ConfigError` naming it. This module imports no torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
-from flowcore.errors import ConfigError
-from flowcore.modality import check_name
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+
+from flowcore.schema import Number, Options, validate
+from flowcore.spec import check_name
+
+#: YAML gives a list where the config keeps a tuple
+IntTuple = Annotated[tuple[int, ...], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
 
 
-@dataclass(frozen=True)
-class SincosPosition:
+class SincosPosition(Options):
     """SD3's fixed 2-D sin-cos position table, added to a stream's tokens after projection.
 
     The table covers a ``max_size x max_size`` grid whose coordinates are scaled by
@@ -22,17 +28,16 @@ class SincosPosition:
     centred ``h x w`` crop of it. Positions must be integer (row, col) token coordinates.
     """
 
-    max_size: int
-    base_size: int
-    interpolation_scale: float = 1.0
+    model_config = ConfigDict(frozen=True)
+
+    max_size: int = Field(ge=1)
+    base_size: int = Field(ge=1)
+    interpolation_scale: Number = 1.0
 
 
-@dataclass(frozen=True)
-class StreamConfig:
-    """One modality stream of the backbone.
+class StreamOptions(Options):
+    """What a config may set for one stream (``model.transformer.streams.<modality>``).
 
-    in_channels    C of the stream's tokens (values [B, L, C])
-    position_axes  A of the stream's positions [B, L, A]
     out_channels   channels of the velocity head; None = in_channels; 0 = a condition-only
                    stream (it is attended to but predicts nothing, e.g. SD3/Flux text)
     rope_axes_dim  head dims rotated by each position axis (even numbers, one per axis);
@@ -40,20 +45,40 @@ class StreamConfig:
     sincos_position  an additive SD3-style position table (see :class:`SincosPosition`)
     """
 
-    in_channels: int
-    position_axes: int = 1
-    out_channels: int | None = None
-    rope_axes_dim: tuple[int, ...] | None = None
+    model_config = ConfigDict(frozen=True)
+
+    out_channels: int | None = Field(None, ge=0)
+    rope_axes_dim: IntTuple | None = None
     sincos_position: SincosPosition | None = None
+
+
+class StreamConfig(StreamOptions):
+    """One modality stream of the backbone: its options and the tokenizer's facts.
+
+    in_channels    C of the stream's tokens (values [B, L, C])
+    position_axes  A of the stream's positions [B, L, A]
+    """
+
+    in_channels: int = Field(ge=1)
+    position_axes: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _axes_fit(self) -> StreamConfig:
+        dims = self.rope_axes_dim
+        if dims and (len(dims) != self.position_axes or any(d < 0 or d % 2 for d in dims)):
+            raise ValueError(f"rope_axes_dim {list(dims)} must give one even number per position axis "
+                             f"({self.position_axes}), or be [] for no RoPE")
+        if self.sincos_position is not None and self.position_axes != 2:
+            raise ValueError("sincos_position needs position_axes: 2 (row, col)")
+        return self
 
     @property
     def velocity_channels(self) -> int:
         return self.in_channels if self.out_channels is None else self.out_channels
 
 
-@dataclass(frozen=True)
-class FlowTransformerConfig:
-    """The whole backbone: streams, width, depths, and the conditioning it accepts.
+class TransformerOptions(Options):
+    """Width, depths and conditioning of the backbone: everything but its streams.
 
     hidden_size      D, the token width in every block (num_heads * head_dim)
     depth_double     blocks with separate weights per stream and one joint attention (MMDiT)
@@ -65,51 +90,30 @@ class FlowTransformerConfig:
     checkpointing    recompute each block's activations in backward (saves memory in training)
     """
 
-    streams: Mapping[str, StreamConfig]
-    hidden_size: int = 256
-    num_heads: int = 4
-    depth_double: int = 2
-    depth_single: int = 2
-    mlp_ratio: float = 4.0
-    rope_theta: float = 10000.0
-    global_cond_dim: int = 0
+    model_config = ConfigDict(frozen=True)
+
+    hidden_size: int = Field(256, ge=1)
+    num_heads: int = Field(4, ge=1)
+    depth_double: int = Field(2, ge=0)
+    depth_single: int = Field(2, ge=0)
+    mlp_ratio: Number = Field(4.0, gt=0)
+    rope_theta: Number = Field(10000.0, gt=0)
+    global_cond_dim: int = Field(0, ge=0)
     guidance_embed: bool = False
     qk_norm: bool = True
     checkpointing: bool = False
-    frequency_dim: int = 256
+    frequency_dim: int = Field(256, ge=2)
 
-    def __post_init__(self) -> None:
-        if not self.streams:
-            raise ConfigError("model.streams: name at least one modality stream")
-        for name, stream in self.streams.items():
-            check_name(name, "model stream")
-            if not isinstance(stream, StreamConfig):
-                raise ConfigError(f"model.streams.{name}: expected a StreamConfig, got {type(stream).__name__}")
-            if stream.in_channels < 1 or stream.position_axes < 0:
-                raise ConfigError(f"model.streams.{name}: in_channels must be >= 1 and position_axes >= 0")
-            if stream.out_channels is not None and stream.out_channels < 0:
-                raise ConfigError(f"model.streams.{name}.out_channels must be >= 0 (0 = condition only)")
-            dims = stream.rope_axes_dim
-            if dims and (len(dims) != stream.position_axes or any(d < 0 or d % 2 for d in dims)):
-                raise ConfigError(
-                    f"model.streams.{name}.rope_axes_dim {dims} must give one even number per position "
-                    f"axis ({stream.position_axes}), or be [] for no RoPE"
-                )
-            if stream.sincos_position is not None and stream.position_axes != 2:
-                raise ConfigError(f"model.streams.{name}.sincos_position needs position_axes: 2 (row, col)")
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> TransformerOptions:
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
-            raise ConfigError(
-                f"model.hidden_size {self.hidden_size} must be num_heads ({self.num_heads}) times an even head dim"
-            )
-        if self.depth_double < 0 or self.depth_single < 0 or self.depth_double + self.depth_single == 0:
-            raise ConfigError("model.depth_double + model.depth_single must be >= 1 (each >= 0)")
-        if not any(s.velocity_channels > 0 for s in self.streams.values()):
-            raise ConfigError("model.streams: at least one stream must predict a velocity (out_channels != 0)")
-        claimed = sum(sum(s.rope_axes_dim) for s in self.streams.values() if s.rope_axes_dim is not None)
-        if claimed > self.head_dim:
-            raise ConfigError(f"model.streams: rope_axes_dim claim {claimed} head dims, more than {self.head_dim}")
-        if self.global_cond_dim < 0 or self.mlp_ratio <= 0 or self.frequency_dim % 2:
-            raise ConfigError("model: global_cond_dim >= 0, mlp_ratio > 0, frequency_dim even")
+            raise ValueError(f"hidden_size {self.hidden_size} must be num_heads ({self.num_heads}) times an even "
+                             "head dim")
+        if self.depth_double + self.depth_single == 0:
+            raise ValueError("depth_double + depth_single must be >= 1")
+        if self.frequency_dim % 2:
+            raise ValueError(f"frequency_dim must be even, got {self.frequency_dim}")
+        return self
 
     @property
     def head_dim(self) -> int:
@@ -118,6 +122,35 @@ class FlowTransformerConfig:
     @property
     def mlp_hidden(self) -> int:
         return int(self.hidden_size * self.mlp_ratio)
+
+
+class TransformerSection(TransformerOptions):
+    """The run config's ``model.transformer``: the backbone's options and per-stream options.
+
+    Each stream's ``in_channels`` and ``position_axes`` come from its modality's tokenizer
+    when the network is built, so a config names only what :class:`StreamOptions` holds.
+    """
+
+    streams: dict[str, StreamOptions] = Field(default_factory=dict)
+
+
+class FlowTransformerConfig(TransformerOptions):
+    """The whole backbone: streams, width, depths, and the conditioning it accepts."""
+
+    streams: Mapping[str, StreamConfig]
+
+    @model_validator(mode="after")
+    def _streams_fit(self) -> FlowTransformerConfig:
+        if not self.streams:
+            raise ValueError("streams: name at least one modality stream")
+        for name in self.streams:
+            check_name(name, "model stream")
+        if not any(s.velocity_channels > 0 for s in self.streams.values()):
+            raise ValueError("streams: at least one stream must predict a velocity (out_channels != 0)")
+        claimed = sum(sum(s.rope_axes_dim) for s in self.streams.values() if s.rope_axes_dim is not None)
+        if claimed > self.head_dim:
+            raise ValueError(f"streams: rope_axes_dim claim {claimed} head dims, more than {self.head_dim}")
+        return self
 
     def rope_layout(self) -> dict[str, list[tuple[int, int]]]:
         """Each stream's slice of the head dim per position axis: ``{name: [(start, size), ...]}``.
@@ -139,43 +172,13 @@ class FlowTransformerConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "model") -> FlowTransformerConfig:
-        """Build from a YAML section; unknown keys raise ConfigError naming them."""
-        data = dict(data)
-        _check_keys(data, cls, where)
-        if "streams" not in data or not isinstance(data["streams"], Mapping):
-            raise ConfigError(f"{where}.streams: a mapping of stream name -> options is required")
-        streams = {}
-        for name, s in data["streams"].items():
-            s = dict(s or {})
-            _check_keys(s, StreamConfig, f"{where}.streams.{name}")
-            if s.get("rope_axes_dim") is not None:
-                s["rope_axes_dim"] = tuple(int(d) for d in s["rope_axes_dim"])
-            if s.get("sincos_position") is not None:
-                _check_keys(s["sincos_position"], SincosPosition, f"{where}.streams.{name}.sincos_position")
-                s["sincos_position"] = SincosPosition(**s["sincos_position"])
-            try:
-                streams[name] = StreamConfig(**s)
-            except TypeError as exc:
-                raise ConfigError(f"{where}.streams.{name}: {exc}") from exc
-        data["streams"] = streams
-        return cls(**data)
+        """Build from a YAML section; a bad value or an unknown key raises ConfigError naming it."""
+        return validate(cls, data, where)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (YAML-safe) that :meth:`from_dict` reads back."""
-        out = asdict(self)
-        out["streams"] = {name: _plain(asdict(s)) for name, s in self.streams.items()}
-        return out
+        return self.model_dump(mode="json")
 
 
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
-
-
-__all__ = ["FlowTransformerConfig", "StreamConfig", "SincosPosition"]
+__all__ = ["FlowTransformerConfig", "TransformerSection", "TransformerOptions", "StreamConfig", "StreamOptions",
+           "SincosPosition"]

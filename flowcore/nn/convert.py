@@ -169,7 +169,9 @@ def convert_sd3(config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) ->
     cfg = FlowTransformerConfig(
         streams={
             "image": StreamConfig(in_channels=c * p * p, position_axes=2, out_channels=s["out_channels"] * p * p,
-                                  rope_axes_dim=(), sincos_position=SincosPosition(s["pos_embed_max_size"] or grid, grid)),
+                                  rope_axes_dim=(),
+                                  sincos_position=SincosPosition(max_size=s["pos_embed_max_size"] or grid,
+                                                                 base_size=grid)),
             "text": StreamConfig(in_channels=s["joint_attention_dim"], position_axes=1, out_channels=0, rope_axes_dim=()),
         },
         hidden_size=d, num_heads=s["num_attention_heads"], depth_double=s["num_layers"], depth_single=0,
