@@ -1,11 +1,15 @@
 """The built-in modalities pass the conformance kit and their parts behave as documented."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
 
-from flowcore.builtins.toy2d import mmd, sample_points, sliced_wasserstein
-from flowcore.errors import DataError
+from flowcore.builtins.label import Label
+from flowcore.builtins.options import LabeledGaussiansOptions, LabelOptions, PointsOptions
+from flowcore.builtins.toy2d import LabeledGaussians, PointsDataset, mmd, sample_points, sliced_wasserstein
+from flowcore.errors import ConfigError, DataError
 from flowcore.testing import check_modality
 
 
@@ -70,3 +74,20 @@ def test_shapes_have_documented_support():
     assert np.all(np.abs(cb[:, 0]) <= 2) and np.all(np.abs(cb[:, 1]) <= 2)
     # a checkerboard: the cell (floor x1 + floor x2) parity is constant
     assert len(set(((np.floor(cb[:, 0]) + np.floor(cb[:, 1])) % 2).tolist())) == 1
+
+
+def test_option_defaults_are_the_factories_defaults():
+    """flowcore.builtins.options replaces the factories' checks: its defaults must be the factories' own."""
+    for model, factory in [(LabelOptions, Label), (PointsOptions, PointsDataset),
+                           (LabeledGaussiansOptions, LabeledGaussians)]:
+        params = inspect.signature(factory).parameters
+        for name, field in model.model_fields.items():
+            assert params[name].default == field.default, (factory, name)
+
+
+def test_label_options_need_classes(registry):
+    with pytest.raises(ConfigError, match="modality 'label': the label modality needs num_classes or classes"):
+        registry.modality("label")
+    with pytest.raises(ConfigError, match="num_classes is 3 but 2 classes are named"):
+        registry.modality("label", num_classes=3, classes=["cat", "dog"])
+    assert registry.modality("label", classes=["cat", "dog"]).classes == ["cat", "dog"]

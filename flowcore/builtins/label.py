@@ -79,18 +79,12 @@ def accuracy(real: Sequence, generated: Sequence) -> float:
 
 
 class Label(Modality):
-    """Categorical labels. Options: ``num_classes`` or ``classes`` (names)."""
+    """Categorical labels. Options (:class:`~flowcore.builtins.options.LabelOptions`): ``num_classes``
+    or ``classes`` (names)."""
 
     def __init__(self, num_classes: int | None = None, classes: Sequence[str] | None = None):
-        if classes is None:
-            if num_classes is None:
-                raise DataError("label modality needs num_classes or classes")
-            classes = [str(i) for i in range(num_classes)]
-        if num_classes is not None and num_classes != len(classes):
-            raise DataError(f"label: num_classes={num_classes} but {len(classes)} class names given")
-        if len(classes) < 2:
-            raise DataError("label: at least two classes are needed")
-        self.classes = list(classes)
+        # flowcore.builtins.options.LabelOptions has checked that one of them is given, and that they agree
+        self.classes = list(classes) if classes is not None else [str(i) for i in range(num_classes)]
         self.codec = LabelText(self.classes)
         self._tokenizer = OneHotTokenizer(len(self.classes))
 

@@ -1,7 +1,8 @@
 """Entry point of the built-in modalities. Tiny on purpose: specs only, no torch."""
 
+from flowcore.builtins.options import LabeledGaussiansOptions, LabelOptions, PointsOptions, Toy2dOptions
 from flowcore.hookspecs import hookimpl
-from flowcore.modality import DatasetSpec, ModalitySpec
+from flowcore.spec import DatasetSpec, ModalitySpec
 
 TOY2D_SHAPES = ("eight_gaussians", "moons", "checkerboard", "spirals")
 
@@ -19,6 +20,7 @@ def flowcore_modalities():
                     modalities=("toy2d",),
                     factory=f"flowcore.builtins.toy2d:{shape}",
                     description=f"generated 2-D {shape.replace('_', ' ')}",
+                    options=PointsOptions,
                 )
                 for shape in TOY2D_SHAPES
             ) + (
@@ -27,10 +29,12 @@ def flowcore_modalities():
                     modalities=("toy2d", "label"),
                     factory="flowcore.builtins.toy2d:eight_gaussians_labeled",
                     description="eight gaussians with each point's component index as a label (8 classes)",
+                    options=LabeledGaussiansOptions,
                 ),
             ),
             metrics=("sliced_wasserstein", "mmd"),
             has_codec=True,
+            options=Toy2dOptions,
         ),
         ModalitySpec(
             name="label",
@@ -38,5 +42,6 @@ def flowcore_modalities():
             description="a categorical value as one token, one-hot scaled to +-1 (condition or target)",
             metrics=("accuracy", "histogram_tv"),
             has_codec=True,
+            options=LabelOptions,
         ),
     ]

@@ -114,9 +114,6 @@ class LabeledGaussians(PointsDataset):
     """
 
     def __init__(self, split: str = "train", size: int | None = None, seed: int = 0, classes: int = 8):
-        if classes not in (2, 4, 8):
-            raise DataError(f"eight_gaussians_labeled: classes must be 2, 4 or 8 (it divides the 8 "
-                            f"components), got {classes!r}")
         n = size if size is not None else SPLIT_SIZES[split]
         rng = np.random.default_rng(1000 * seed + SPLIT_SEEDS[split])
         points, components = _eight_gaussians_labeled(rng, n)
