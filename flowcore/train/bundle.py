@@ -9,7 +9,6 @@ tokens back into samples::
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +19,7 @@ from torch import nn
 from flowcore.errors import ConfigError
 from flowcore.flow.path import ProbabilityPath
 from flowcore.modality import Modality, Tokens
+from flowcore.spec import checked_options
 from flowcore.train.checkpoint import read_weights
 from flowcore.train.config import Config, ModalityConfig
 
@@ -80,26 +80,13 @@ def _to_cpu(batch: Any) -> Any:
 
 
 def build_modality(config: Config, name: str, registry) -> Modality:
-    """``registry.modality(name, **options)``, with unknown options named as config keys."""
+    """``registry.modality(name, **options)``; a bad option is a ConfigError naming its config key."""
     section = config.modalities[name]
     spec = registry.spec(name)
-    from flowcore.modality import resolve
-
-    factory = resolve(spec.factory)
+    options = checked_options(spec.options, section.options, config.source, f"modalities.{name}")
     try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        params = ()
-    if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        known = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        for key in section.options:
-            if key not in known:
-                raise ConfigError(f"{config.source}: unknown key 'modalities.{name}.{key}': modality {name!r} "
-                                  f"takes the options {sorted(known)} (and the core keys role, dropout, size, "
-                                  "loss_weight, autoencoder)")
-    try:
-        return spec.build(**section.options)
-    except TypeError as exc:
+        return spec.build(**options)
+    except TypeError as exc:  # a spec without an options model: the factory's signature is the only check
         raise ConfigError(f"{config.source}: modalities.{name}: bad options {section.options}: {exc}") from exc
 
 
