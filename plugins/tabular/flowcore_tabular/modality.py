@@ -1,6 +1,7 @@
 """The ``tabular`` modality: rows of a mixed-type table, RecTable-encoded.
 
-Options (the config's ``modalities.tabular`` section):
+Options (the config's ``modalities.tabular`` section, checked by
+:class:`flowcore_tabular.options.TabularOptions`):
 
 =============  =================================================================
 ``dataset``    a table of this plugin (adult, titanic, german_credit, wine,
@@ -35,7 +36,6 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from flowcore.errors import DataError
 from flowcore.modality import Metric, Modality
 
 from flowcore_tabular.codec import TableCsv, read_table
@@ -54,18 +54,10 @@ class Tabular(Modality):
                  missing: Sequence[str] | None = None, tokenizer: str = "row", target: str | None = None,
                  seed: int = 0, masking: float = 0.0, integer_levels: int = 0,
                  relabels: str | bool | Mapping[str, str] | None = "auto"):
-        if (dataset is None) == (csv is None):
-            raise DataError("the tabular modality needs exactly one of the options `dataset: NAME` (adult, "
-                            "titanic, german_credit, wine, breast_cancer) or `csv: PATH`: its rows fit the encoder")
-        if tokenizer not in TOKENIZERS:
-            raise DataError(f"tabular option tokenizer: {tokenizer!r}; use one of {sorted(TOKENIZERS)}")
         missing = tuple(missing) if missing is not None else DEFAULT_MISSING
         if dataset is not None:
             table = load_table(dataset, seed)
             fitted, rows, default_target = table.schema, table.splits["train"], table.target
-            if schema:
-                raise DataError(f"tabular option schema applies to `csv:` tables; the built-in {dataset!r} has "
-                                f"fixed kinds {dict((c.name, c.kind) for c in fitted.columns)}")
         else:
             fitted, rows = read_table(Path(csv), schema, missing)
             default_target = fitted.names[-1]
@@ -75,8 +67,6 @@ class Tabular(Modality):
         self.target = target or default_target
         self.schema[self.target]  # names an existing column, or a DataError listing them
         self.encoder = TableEncoder(fitted, rows, seed=seed, integer_levels=int(integer_levels))
-        if not 0.0 <= masking <= 1.0:
-            raise DataError(f"tabular option masking: {masking}; use a share in [0, 1] (0 turns masking off)")
         self.masking = float(masking)
         self._tokenizer = TOKENIZERS[tokenizer](self.encoder, flags=self.masking > 0)
         self.codec = TableCsv(fitted)

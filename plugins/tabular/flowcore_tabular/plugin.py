@@ -2,7 +2,8 @@
 
 from flowcore.cli_flags import add_sampling_flags
 from flowcore.hookspecs import hookimpl
-from flowcore.modality import DatasetSpec, ModalitySpec
+from flowcore.spec import DatasetSpec, ModalitySpec
+from flowcore_tabular.options import TableOptions, TabularOptions
 
 DATASETS = (
     ("adult", "UCI Adult census income, 32,561 train rows, 6 integer + 9 categorical, missing values",
@@ -24,12 +25,13 @@ def flowcore_modalities():
             datasets=tuple(
                 DatasetSpec(name=name, modalities=("tabular",),
                             factory=f"flowcore_tabular.datasets:{name}_dataset",
-                            description=description, requires=requires)
+                            description=description, requires=requires, options=TableOptions)
                 for name, description, requires in DATASETS
             ),
             metrics=("shape", "trend", "c2st", "mle_auc", "alpha_precision", "beta_recall", "dcr_gap"),
             has_codec=True,
             extra={"tokenizers": ("row", "column"), "networks": ("glu_mlp", "transformer")},
+            options=TabularOptions,
         )
     ]
 

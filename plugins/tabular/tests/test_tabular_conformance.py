@@ -1,6 +1,9 @@
+import subprocess
+import sys
+
 import pytest
 
-from flowcore.errors import DataError
+from flowcore.errors import ConfigError, DataError
 from flowcore.registry import get_registry
 from flowcore.testing import check_modality
 
@@ -29,11 +32,30 @@ def test_conformance_on_a_csv_with_every_kind_and_missing_values(tmp_path, mixed
 
 def test_options_are_checked():
     registry = get_registry()
-    with pytest.raises(DataError, match="exactly one of"):
+    with pytest.raises(ConfigError, match="exactly one of"):
         registry.modality("tabular")
-    with pytest.raises(DataError, match="tokenizer"):
+    with pytest.raises(ConfigError, match=r"tokenizer: expected one of 'row', 'column', got 'pixels'"):
         registry.modality("tabular", dataset="wine", tokenizer="pixels")
     with pytest.raises(DataError, match="no column 'nope'"):
         registry.modality("tabular", dataset="wine", target="nope")
-    with pytest.raises(DataError, match="applies to `csv:` tables"):
+    with pytest.raises(ConfigError, match="applies to csv: tables"):
         registry.modality("tabular", dataset="wine", schema={"class": "integer"})
+    with pytest.raises(ConfigError, match="masking: must be <= 1"):
+        registry.modality("tabular", dataset="wine", masking=1.5)
+
+
+def test_options_are_checked_before_torch_is_imported():
+    """A config's tabular options and data.options are checked by flowcore_tabular.options (no torch)."""
+    code = ("import sys\n"
+            "from flowcore.errors import ConfigError\n"
+            "from flowcore.registry import get_registry\n"
+            "from flowcore.train.config import from_dict\n"
+            "raw = {'modalities': {'tabular': {'dataset': 'wine', 'tokeniser': 'row'}}, 'data': {'dataset': 'wine'}}\n"
+            "try:\n"
+            "    from_dict(raw, source='t.yaml', registry=get_registry())\n"
+            "except ConfigError as exc:\n"
+            "    print(exc)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["t.yaml: modalities.tabular.tokeniser: unknown key; did you mean 'tokenizer'?",
+                                "False"]
