@@ -68,8 +68,6 @@ class FrameTokenizer(Tokenizer):
     position_axes = 1
 
     def __init__(self, translation_scale: float = 10.0, default_length: int = 128):
-        if translation_scale <= 0:
-            raise DataError(f"protein: translation_scale must be > 0, got {translation_scale}")
         self.translation_scale = float(translation_scale)
         self.default_length = int(default_length)
 
@@ -117,7 +115,8 @@ def _residue_index(mask: torch.Tensor) -> torch.Tensor:
 class Protein(Modality):
     """Protein backbones as per-residue rigid frames on SE(3) = SO(3) x R^3.
 
-    Options (the config's ``modalities.protein`` section):
+    Options (the config's ``modalities.protein`` section, checked by
+    :class:`flowcore_protein.options.ProteinOptions`):
       translation_scale  Angstrom per token unit for CA translations (10: the prior is N(0, 10 A))
       length             default number of residues ``layout`` gives (generation)
       chains             chain ids the codec reads (None = all)
@@ -144,25 +143,11 @@ class Protein(Modality):
 
         self.codec = ProteinCodec(chains, residue)
         self._tokenizer = FrameTokenizer(translation_scale, length)
-        unknown = sorted(set(metrics or ()) - set(METRICS))
-        if unknown:
-            raise DataError(f"protein: unknown metric(s) {unknown}; known: {sorted(METRICS)}")
         self.metric_names = list(METRICS) if metrics is None else list(metrics)
         self.tm_samples = int(tm_samples)
-        if aux_weight < 0 or not 0 < aux_t_max <= 1:
-            raise DataError(f"protein: aux_weight must be >= 0 and 0 < aux_t_max <= 1, got {aux_weight}, {aux_t_max}")
         self.aux_weight, self.aux_t_max = float(aux_weight), float(aux_t_max)
-        if clash_weight < 0 or not clash_distance > 0:
-            raise DataError(f"protein: clash_weight must be >= 0 and clash_distance > 0, got {clash_weight}, "
-                            f"{clash_distance}")
         self.clash_weight, self.clash_distance = float(clash_weight), float(clash_distance)
-        clash_t_max = self.aux_t_max if clash_t_max is None else clash_t_max
-        if not 0 < clash_t_max <= 1:
-            raise DataError(f"protein: clash_t_max must be in (0, 1] (or null = aux_t_max), got {clash_t_max!r}")
-        self.clash_t_max = float(clash_t_max)
-        if rotation_schedule not in ("linear", "exp") or not rotation_rate > 0:
-            raise DataError(f"protein: rotation_schedule must be 'linear' or 'exp' and rotation_rate > 0, "
-                            f"got {rotation_schedule!r}, {rotation_rate!r}")
+        self.clash_t_max = self.aux_t_max if clash_t_max is None else float(clash_t_max)
         self.rotation_schedule, self.rotation_rate = rotation_schedule, float(rotation_rate)
 
     @property

@@ -1,11 +1,14 @@
 """The core's conformance kit on the protein modality (generated and real chains)."""
 
+import typing
+
 import pytest
 
 from flowcore.errors import DataError
 from flowcore.testing import check_modality
 from flowcore_protein.metrics import METRICS
 from flowcore_protein.modality import Protein
+from flowcore_protein.options import MetricName
 
 # A dispersed noise backbone has no CA clashes, and neither has a real chain, so clash_rate
 # cannot rank real-vs-real above real-vs-noise; it is checked against built clashes in
@@ -20,8 +23,8 @@ def test_conformance_on_generated_backbones(registry, tmp_path):
                             sizes=[60, 256, 300])
     assert "variable-length layouts" in report.passed and "codec round trip" in report.passed
     assert "metrics" in report.passed and not report.skipped.get("tokenizer round trip")
-    # the hook module lists the metrics without importing them: the two lists must agree
-    assert tuple(registry.spec("protein").metrics) == METRICS
+    # the hook module and the options model list the metrics without importing them: the lists must agree
+    assert tuple(registry.spec("protein").metrics) == METRICS == typing.get_args(MetricName)
 
 
 def test_conformance_on_real_chains(tmp_path):

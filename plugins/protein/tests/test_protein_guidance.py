@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from flowcore.errors import ConfigError, DataError
+from flowcore.errors import ConfigError
 from flowcore.flow import so3
 from flowcore.modality import Tokens
+from flowcore.registry import get_registry
 from flowcore_protein.guidance import BackboneGuidance
 from flowcore_protein.modality import Protein
 from flowcore_protein.network import FrameNet
@@ -150,8 +151,8 @@ def test_clash_window_reaches_past_the_backbone_losses_and_tapers():
     both = Protein(aux_weight=1.0, clash_weight=1.0, clash_t_max=0.7)
     loss = both.auxiliary_loss(_tokens([shifted, shifted], both), _tokens([true, true], both), torch.tensor([0.5, 0.1]))
     assert float(loss[0]) == 0.0 and float(loss[1]) == pytest.approx((1.0 / 10) ** 2, rel=1e-4)
-    with pytest.raises(DataError, match="clash_t_max"):
-        Protein(clash_t_max=1.5)
+    with pytest.raises(ConfigError, match="clash_t_max: must be <= 1"):
+        get_registry().modality("protein", clash_t_max=1.5)
 
 
 # -- steric / bond guidance ------------------------------------------------------------------

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from flowcore.errors import DataError
+from flowcore.errors import ConfigError, DataError
 from flowcore.flow.path import LinearPath, ProductPath, QuaternionPath
+from flowcore.registry import get_registry
 from flowcore_protein.modality import Protein
 
 
@@ -60,8 +61,8 @@ def test_path_is_the_cores_so3_x_r3_product():
 def test_rotation_schedule_option_reaches_the_cores_path():
     rotations = Protein(rotation_schedule="exp", rotation_rate=5.0).path.parts[0][0]
     assert (rotations.schedule, rotations.rate) == ("exp", 5.0)
-    with pytest.raises(DataError, match="rotation_schedule"):
-        Protein(rotation_schedule="cosine")
+    with pytest.raises(ConfigError, match="rotation_schedule: expected one of 'linear', 'exp', got 'cosine'"):
+        get_registry().modality("protein", rotation_schedule="cosine")
 
 
 def test_translation_prior_matches_the_data_scale(ideal_samples):
