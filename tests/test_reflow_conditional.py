@@ -122,7 +122,7 @@ def test_killed_generation_resumes_to_the_same_pairs(tmp_path):
 
 def test_example_config_loads(registry):
     config = load_config(EXAMPLES / "toy2d_labeled.yaml", registry=registry)
-    assert config.names("condition") == ["label"] and config.data.options == {"classes": 2}
+    assert config.names("condition") == ["label"] and config.data.options["classes"] == 2
 
 
 TEACHER = {"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2, "dropout": 0.1}},
