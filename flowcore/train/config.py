@@ -428,7 +428,7 @@ def check(config: Config, registry=None) -> None:
 
 def check_distill(config: Config) -> None:
     """The ``distill`` section of a run that turns it on (``distill.start_step`` set)."""
-    src, d = config.source, config.distill
+    src = config.source
     if config.stage != "flow":
         raise ConfigError(f"{src}: distill.start_step: on-policy distillation is part of the flow stage, "
                           f"not stage {config.stage!r}")
