@@ -77,8 +77,9 @@ def config_error(exc: ValidationError, schema: type[BaseModel], source: str, pre
     head = f"{OVERRIDE} {key}" if by_override else f"{source}: {key}" if key else source
     if first["type"] == "extra_forbidden":
         close = difflib.get_close_matches(keys[-1], known or [], n=1)
-        return ConfigError(f"{head}: unknown key; " + (f"did you mean {close[0]!r}?" if close else
-                                                      f"known keys: {', '.join(known or [])}"))
+        hint_text = (f"did you mean {close[0]!r}?" if close else
+                     f"known keys: {', '.join(known)}" if known else "no options are accepted here")
+        return ConfigError(f"{head}: unknown key; {hint_text}")
     if first["type"] == "missing":
         return ConfigError(f"{head}: missing (a required key)")
     if first["type"] == "value_error":  # a validator's own words, which say what they got
