@@ -250,7 +250,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), registry=None) 
     """Read a YAML config, apply ``--set key=value`` overrides, validate it.
 
     ``registry`` (a :class:`flowcore.registry.Registry`) checks that every modality and
-    dataset named exists; pass None to skip that check (it imports no plugin either way).
+    dataset named exists and checks their options against the models their specs declare
+    (which imports only the plugins' entry-point modules); pass None to skip those checks.
     """
     path = Path(path)
     try:
@@ -258,7 +259,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), registry=None) 
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc  # one line
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config is a mapping of sections, got {type(raw).__name__}")
