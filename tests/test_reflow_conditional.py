@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from flowcore.builtins.toy2d import eight_gaussian_centers, in_class, sliced_wasserstein
-from flowcore.errors import ConfigError, DataError
+from flowcore.errors import ConfigError
 from flowcore.flow.reflow import MANIFEST, PARTIAL, PairDataset, generate_pairs, prior_noise
 from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.modality import Tokens
@@ -39,7 +39,7 @@ def test_labeled_gaussians_are_eight_gaussians_with_their_component(registry):
     assert in_class(zeros, 0, classes=2).double().mean() > 0.98 and not in_class(zeros, 1, classes=2).any()
     item = eight[3]
     assert torch.equal(item["toy2d"], plain.points[3]) and item["label"] == int(nearest[3])
-    with pytest.raises(DataError, match="classes must be 2, 4 or 8"):
+    with pytest.raises(ConfigError, match="classes: expected one of 2, 4, 8, got 3"):
         labeled.build("val", classes=3)
 
 
