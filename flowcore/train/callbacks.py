@@ -105,10 +105,18 @@ class ExportWeights(L.Callback):
 
 
 class SampleEvery(L.Callback):
-    """Every ``every`` steps, write sample files and previews to ``<out>/samples/step_NNNNNN/``."""
+    """Every ``every`` steps, write sample files and previews to ``<out>/samples/step_NNNNNN/``.
 
-    def __init__(self, write: Callable[[L.LightningModule, Path], Any], out_dir: Path, every: int):
-        self.write, self.out_dir, self.every = write, Path(out_dir), every
+    ``every=None``: ten times a run, every tenth of the steps Lightning will take (at least ``least``).
+    """
+
+    def __init__(self, write: Callable[[L.LightningModule, Path], Any], out_dir: Path, every: int | None,
+                 least: int = 1):
+        self.write, self.out_dir, self.every, self.least = write, Path(out_dir), every, least
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.every is None:
+            self.every = max(self.least, int(trainer.estimated_stepping_batches) // 10)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step

@@ -110,7 +110,10 @@ class TrainConfig(Options):
     strategy: str = "auto"
     num_nodes: int = Field(1, ge=1)
     checkpoint_every: int = 500
-    sample_every: int = 0
+    #: steps between training-time samples and previews (``samples/step_N/``); null: ten times a
+    #: run (every tenth of its steps, at least checkpoint_every) when a made modality draws a
+    #: preview, else never; 0: never
+    sample_every: int | None = Field(None, ge=0)
     log_every: int = 10
     progress_bar: bool = True
     cpu_threads: int | None = None

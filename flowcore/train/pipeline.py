@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from flowcore.errors import ConfigError
 from flowcore.io import atomic_path, write_text_atomic
+from flowcore.modality import Modality
 from flowcore.registry import get_registry
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.autoencoder import AutoencoderModule
@@ -113,9 +114,9 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
         def export(m):
             ckpt.write_run_files(out_dir, config, ckpt.flow_state(m), registry)
         callbacks = [ExportWeights(export, config.train.checkpoint_every, out_dir / ckpt.LAST)]
-        if config.train.sample_every:
+        if previews_on(config, bundles):
             callbacks.append(SampleEvery(lambda m, d: sample_files(m, d, config, registry), out_dir,
-                                         config.train.sample_every))
+                                         config.train.sample_every, least=config.train.checkpoint_every))
     data = ReflowDataModule(config, bundles) if config.stage == "reflow" else FlowDataModule(config, bundles, registry)
     trainer, _ = make_trainer(config, out_dir, callbacks)
     last = out_dir / ckpt.LAST
@@ -124,6 +125,15 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
         print(f"resuming from {last}", file=sys.stderr)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     return module
+
+
+def previews_on(config: Config, bundles: Mapping[str, Bundle]) -> bool:
+    """Training-time samples: ``train.sample_every`` > 0, or left unset and a made modality draws a preview."""
+    every = config.train.sample_every
+    if every is not None:
+        return every > 0
+    made = config.names("generate") or config.names("any")
+    return any(type(bundles[m].modality).preview is not Modality.preview for m in made)
 
 
 def sample_files(module: FlowModule, out_dir: Path, config: Config, registry) -> list[Path]:
