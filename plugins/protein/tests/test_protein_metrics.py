@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from flowcore.errors import ConfigError
+from flowcore.registry import get_registry
 from flowcore_protein import geometry
 from flowcore_protein import metrics as M
 from flowcore_protein.modality import Protein
@@ -91,5 +93,5 @@ def test_metrics_listed_by_the_modality_rank_a_set_against_itself_first(ideal_sa
     for name, m in metrics.items():
         same, other = m(ideal_samples, ideal_samples), m(ideal_samples, collapsed)
         assert (same < other) if m.lower_is_better else (same > other), name
-    with pytest.raises(Exception, match="unknown metric"):
-        Protein(metrics=["fid"])
+    with pytest.raises(ConfigError, match=r"metrics\[0\]: expected one of 'ca_ca_valid', .*, got 'fid'"):
+        get_registry().modality("protein", metrics=["fid"])
