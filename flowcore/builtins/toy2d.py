@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flowcore.errors import DataError
+from flowcore.io import atomic_path
 from flowcore.modality import Codec, Metric, Modality, Tokenizer, Tokens
 
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
@@ -175,8 +176,6 @@ class PointsCsv(Codec):
         self._write_rows([sample], path)
 
     def write_all(self, samples: Sequence[torch.Tensor], out_dir: Path, stem: str = "points") -> list[Path]:
-        from flowcore.io import atomic_path
-
         path = Path(out_dir) / f"{stem}.csv"
         with atomic_path(path) as tmp:
             self._write_rows(samples, tmp)
@@ -295,9 +294,7 @@ class Toy2d(Modality):
 
     def preview(self, samples: Sequence, path: Path) -> Path:
         """A scatter plot PNG (Pillow), axes fixed to [-4, 4]^2 so previews compare."""
-        from PIL import Image, ImageDraw
-
-        from flowcore.io import atomic_path
+        from PIL import Image, ImageDraw  # lazy: Pillow only when a preview is drawn
 
         size, lim = 512, 4.0
         img = Image.new("RGB", (size, size), "white")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors.torch import load_file
 
 from flowcore.errors import ConfigError
 from flowcore.modality import Tokens
@@ -60,8 +61,6 @@ def from_diffusers(source: str | Path | torch.nn.Module) -> FlowTransformer:
 
 
 def _read_directory(path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
-
     if not (path / "config.json").exists() and (path / "transformer" / "config.json").exists():
         path = path / "transformer"
     config_file = path / "config.json"

@@ -54,7 +54,7 @@ def flowcore_add_commands(subparsers):
     p.add_argument("checkpoint", help="run directory")
     p.add_argument("--steps", default="8", help="comma-separated Euler step counts (default 8)")
     p.add_argument("--count", type=int, default=1000, help="samples per step count, classes in turn")
-    add_sampling_flags(p, ("cfg",))
+    add_sampling_flags(p, ("cfg", "device", "quiet"))
     p.add_argument("--grid", help="write a PNG grid (row = class) of the samples at --grid-steps")
     p.add_argument("--grid-steps", type=int, default=8)
     p.add_argument("--out", help="write the scores as JSON here")
@@ -72,6 +72,7 @@ def _classifier_command(args) -> int:
 
 def _score_command(args) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from flowcore.errors import ConfigError
@@ -81,7 +82,8 @@ def _score_command(args) -> int:
         steps = [int(v) for v in args.steps.split(",")]
     except ValueError:
         raise ConfigError(f"--steps {args.steps!r}: give comma-separated integers, e.g. 1,2,4,8") from None
-    report = score_run(args.checkpoint, steps, args.count, args.cfg, args.grid, args.grid_steps)
+    report = score_run(args.checkpoint, steps, args.count, args.cfg, args.grid, args.grid_steps, device=args.device,
+                       progress=not args.quiet and sys.stderr.isatty())
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
