@@ -19,7 +19,7 @@ import pluggy
 if TYPE_CHECKING:
     import argparse
 
-    from flowcore.modality import ModalitySpec
+    from flowcore.spec import ModalitySpec
 
 PROJECT = "flowcore"
 

@@ -9,8 +9,8 @@ A sample travels through four forms::
 and back the same way (tokenizer.decode, autoencoder.decode, split, codec.write). The core
 only ever sees tokens; everything else belongs to the modality.
 
-Discovery is lazy. A plugin's hook returns :class:`ModalitySpec` objects (flowcore/spec.py,
-re-exported here), which are plain data (no torch). The heavy :class:`Modality` is built by
+Discovery is lazy. A plugin's hook returns :class:`~flowcore.spec.ModalitySpec` objects
+(flowcore/spec.py), which are plain data (no torch). The heavy :class:`Modality` is built by
 ``spec.build(**options)`` the first time someone needs it.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from flowcore.errors import DataError
-from flowcore.spec import DatasetSpec, ModalitySpec, check_name, resolve
+from flowcore.io import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -99,8 +99,6 @@ class Codec(ABC):
 
     def write_all(self, samples: Sequence[Any], out_dir: Path, stem: str = "sample") -> list[Path]:
         """Many samples -> files in ``out_dir``; returns the paths written."""
-        from flowcore.io import atomic_path
-
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = []
         for i, sample in enumerate(samples):
@@ -187,7 +185,7 @@ class Modality(ABC):
     @property
     def path(self) -> ProbabilityPath:
         """The probability path; Euclidean linear (rectified flow) unless overridden."""
-        from flowcore.flow.path import LinearPath
+        from flowcore.flow.path import LinearPath  # lazy: this module stays free of torch
 
         return LinearPath()
 
@@ -197,7 +195,7 @@ class Modality(ABC):
 
     def collate(self, samples: Sequence[Any]) -> Any:
         """Samples -> one batch. Default: ``torch.stack`` (override for variable sizes)."""
-        import torch
+        import torch  # lazy: this module stays free of torch
 
         return torch.stack([torch.as_tensor(s) for s in samples])
 
@@ -207,7 +205,7 @@ class Modality(ABC):
 
     def validate(self, sample: Any, where: str) -> Any:
         """Check one sample (shape, dtype, finiteness); raise DataError naming ``where``."""
-        import torch
+        import torch  # lazy: this module stays free of torch
 
         t = torch.as_tensor(sample)
         if t.is_floating_point() and not torch.isfinite(t).all():
@@ -237,5 +235,4 @@ class Modality(ABC):
         return None
 
 
-__all__ = ["Tokens", "Codec", "Tokenizer", "Autoencoder", "Metric", "Modality",
-           "DatasetSpec", "ModalitySpec", "check_name", "resolve"]
+__all__ = ["Tokens", "Codec", "Tokenizer", "Autoencoder", "Metric", "Modality"]

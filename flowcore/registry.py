@@ -17,7 +17,8 @@ import pluggy
 
 from flowcore import hookspecs
 from flowcore.errors import PluginError, UnknownNameError
-from flowcore.modality import DatasetSpec, Modality, ModalitySpec
+from flowcore.modality import Modality
+from flowcore.spec import DatasetSpec, ModalitySpec
 
 
 @dataclass

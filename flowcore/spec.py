@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from pydantic import BaseModel
 
 from flowcore.errors import DataError, PluginError
+from flowcore.modality import Modality
 from flowcore.schema import validate
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
-
-    from flowcore.modality import Modality
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -125,8 +124,6 @@ class ModalitySpec:
         _check_model(self.options, f"modality {self.name!r}")
 
     def build(self, **options: Any) -> Modality:
-        from flowcore.modality import Modality
-
         options = checked_options(self.options, options, f"modality {self.name!r}")
         modality = resolve(self.factory)(**options)
         if not isinstance(modality, Modality):

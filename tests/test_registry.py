@@ -9,7 +9,7 @@ import pytest
 
 from flowcore.errors import UnknownNameError
 from flowcore.hookspecs import hookimpl
-from flowcore.modality import ModalitySpec
+from flowcore.spec import ModalitySpec
 from flowcore.registry import Registry
 
 
@@ -109,7 +109,7 @@ def _make_plugin_package(root, name, body):
 def test_pip_installed_plugin_package_is_discovered_and_a_broken_one_listed(tmp_path):
     good = _make_plugin_package(tmp_path, "throwaway", """
         from flowcore.hookspecs import hookimpl
-        from flowcore.modality import ModalitySpec
+        from flowcore.spec import ModalitySpec
         @hookimpl
         def flowcore_modalities():
             return [ModalitySpec("throwaway_points", "flowcore.builtins.toy2d:Toy2d")]

@@ -8,7 +8,8 @@ import yaml
 
 from flowcore.builtins.toy2d import Toy2d
 from flowcore.hookspecs import hookimpl
-from flowcore.modality import ModalitySpec, Tokens
+from flowcore.modality import Tokens
+from flowcore.spec import ModalitySpec
 from flowcore.train.config import load_config
 from flowcore.train.module import FlowModule
 

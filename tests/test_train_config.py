@@ -141,7 +141,7 @@ def test_local_plugin_file(tmp_path):
     plugin = tmp_path / "myplug.py"
     plugin.write_text(
         "from flowcore.hookspecs import hookimpl\n"
-        "from flowcore.modality import ModalitySpec, DatasetSpec\n"
+        "from flowcore.spec import ModalitySpec, DatasetSpec\n"
         "@hookimpl\n"
         "def flowcore_modalities():\n"
         "    return [ModalitySpec(name='dots', factory='flowcore.builtins.toy2d:Toy2d',\n"

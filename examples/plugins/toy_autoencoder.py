@@ -13,7 +13,8 @@ from torch.utils.data import Dataset
 
 from flowcore.builtins.toy2d import Toy2d, moons
 from flowcore.hookspecs import hookimpl
-from flowcore.modality import Autoencoder, DatasetSpec, ModalitySpec
+from flowcore.modality import Autoencoder
+from flowcore.spec import DatasetSpec, ModalitySpec
 
 
 class PointAutoencoder(nn.Module, Autoencoder):

@@ -4,6 +4,7 @@ The configuration classes load without torch (a run config is checked before tor
 imported); the network and its statistics import torch on first use.
 """
 
+import importlib
 from typing import Any
 
 from flowcore.nn.config import FlowTransformerConfig, SincosPosition, StreamConfig
@@ -14,8 +15,6 @@ _TORCH_PARTS = {"FlowTransformer": "flowcore.nn.transformer", "ModelStats": "flo
 
 def __getattr__(name: str) -> Any:
     if name in _TORCH_PARTS:
-        import importlib
-
         return getattr(importlib.import_module(_TORCH_PARTS[name]), name)
     raise AttributeError(f"module 'flowcore.nn' has no attribute {name!r}")
 

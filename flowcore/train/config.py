@@ -10,6 +10,7 @@ naming the dotted key, the file (or ``--set`` for an override) and what was expe
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -287,7 +288,6 @@ def _anchor_paths(raw: dict[str, Any], base: Path) -> None:
 
 def register_plugins(plugins: Sequence[Any], source: str, registry) -> None:
     """Register the config's ``plugins`` (module names or .py files) in ``registry``, once each."""
-    import importlib.util
 
     loaded = {p.source for p in registry.plugins}
     for i, entry in enumerate(plugins):

@@ -15,7 +15,10 @@ from torch import nn
 
 from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Modality, Tokens
+from flowcore.nn.config import FlowTransformerConfig
 from flowcore.nn.embeddings import timestep_frequencies
+from flowcore.nn.transformer import FlowTransformer
+from flowcore.spec import resolve
 from flowcore.train.config import Config
 
 
@@ -97,8 +100,6 @@ def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Modu
         if model.network == "mlp":
             return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim)
         return _plugin_network(config, shapes)
-    from flowcore.nn import FlowTransformer, FlowTransformerConfig
-
     section = dict(model.transformer)
     extra = section.pop("streams", None) or {}
     unknown = sorted(set(extra) - set(modalities))
@@ -115,8 +116,6 @@ def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Modu
 
 def _plugin_network(config: Config, shapes: Mapping[str, tuple[int, int]]) -> nn.Module:
     """A network a plugin ships, named ``package.module:attr`` in ``model.network``."""
-    from flowcore.modality import resolve
-
     where = f"{config.source}: model.network"
     try:
         factory = resolve(config.model.network)

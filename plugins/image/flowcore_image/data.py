@@ -28,13 +28,13 @@ from flowcore.files import package_file
 from flowcore.splits import permuted_split, select
 
 from flowcore_image.codec import ImageCodec, list_images
+from flowcore_image.options import FASHION_ROOT
 from flowcore_image.tokenizer import parse_size
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 FASHION_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat",
                    "sandal", "shirt", "sneaker", "bag", "ankle boot")
 SHAPE_CLASSES = ("circle", "square", "triangle")
-FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_PACKAGE = "dataset-fashion-mnist"
 #: the 80/10/10 % seeded split (val and test a tenth each, rounded down)
 TENTHS = {"train": None, "val": 0.1, "test": 0.1}

@@ -19,6 +19,9 @@ Length = Annotated[int, Field(ge=1)]
 ImageSize = Length | Annotated[list[Length], Field(min_length=2, max_length=2)]
 
 
+#: where the Debian package dataset-fashion-mnist puts its IDX files
+FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
+
 class ImageOptions(Options):
     """``modalities.image`` (see :class:`flowcore_image.modality.Image` for what each does)."""
 
@@ -50,7 +53,7 @@ class FashionOptions(ArrayOptions):
     """``data.options`` of fashion_mnist."""
 
     #: the folder of the IDX files (Debian package dataset-fashion-mnist)
-    root: str = "/usr/share/datasets/fashion-mnist"
+    root: str = FASHION_ROOT
 
 
 class ShapesOptions(Options):

@@ -265,7 +265,7 @@ def mle(schema: Schema, target: str, real: Rows, generated: Rows, seed: int = 0)
     for leaves in (7, 31, 63):
         model = model_cls(max_leaf_nodes=leaves, max_iter=100, early_stopping=False, random_state=seed)
         if classify and len(set(y_gen[fit])) < 2:
-            fit = order
+            fit = np.concatenate([val, fit])  # every row, in the split's order
         model.fit(x_gen[fit], y_gen[fit])
         s = score(model, x_gen[val], y_gen[val]) if len(set(y_gen[val])) > 1 or not classify else 0.0
         if s > best_score:
