@@ -17,6 +17,7 @@ demo: setup
 	$(BIN)/python examples/demo.py
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests $(PLUGIN_TESTS) -q -p no:cacheprovider --timeout=900
 
 clean:

@@ -35,9 +35,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
+
 from flowcore.nn import model_stats  # noqa: E402
 from flowcore.nn.convert import from_diffusers, sd3_image_tokens, sd3_unpatchify, text_tokens  # noqa: E402
-from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 DEFAULT_RUNS = {"cpu": ["fp32/2/8/12", "bf16/2/2/2"], "cuda": ["fp32/0/8/20", "bf16/0/8/20"]}
 

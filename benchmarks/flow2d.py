@@ -38,12 +38,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from flowcore.builtins.toy2d import PointMLP, mmd, point_field, sample_points, sliced_wasserstein
 from flowcore.flow.inversion import generate
 from flowcore.flow.reflow import PairDataset, data_draw, fit, generate_pairs, prior_noise
 from flowcore.registry import get_registry
-from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parent
 NFES = (1, 2, 4, 8, 32)
@@ -68,8 +68,7 @@ def _batch(data: torch.Tensor, batch: int, g: torch.Generator) -> torch.Tensor:
 
 
 def train_torchcfm(data, args, exact_ot: bool) -> Sampler:
-    from torchcfm.conditional_flow_matching import (ConditionalFlowMatcher,
-                                                    ExactOptimalTransportConditionalFlowMatcher)
+    from torchcfm.conditional_flow_matching import ConditionalFlowMatcher, ExactOptimalTransportConditionalFlowMatcher
     from torchdyn.core import NeuralODE
 
     torch.manual_seed(args.seed)

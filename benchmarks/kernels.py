@@ -45,10 +45,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import flowcore.kernels as kernels  # noqa: E402
-from flowcore.kernels import reference  # noqa: E402
-from flowcore.kernels import triton_ops  # noqa: E402
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
+
+import flowcore.kernels as kernels  # noqa: E402
+from flowcore.kernels import (
+    reference,  # noqa: E402
+    triton_ops,  # noqa: E402
+)
 
 OPS = ("modulated_layer_norm", "rms_norm", "apply_rope", "gated_residual")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

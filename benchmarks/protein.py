@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 import torch
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 import flowcore
-from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUALITY_LENGTHS = [60, 100, 150, 200, 256]

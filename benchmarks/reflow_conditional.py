@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 import flowcore
 from flowcore.builtins.toy2d import in_class, sliced_wasserstein
@@ -34,7 +35,6 @@ from flowcore.registry import get_registry
 from flowcore.train.config import load_config
 from flowcore.train.pipeline import train
 from flowcore.train.reflow import reflow_config
-from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parent
 CONFIG = ROOT.parent / "examples" / "configs" / "toy2d_labeled.yaml"

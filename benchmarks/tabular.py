@@ -47,12 +47,24 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-from flowcore_tabular.budget import (GLU_LR, TRANSFORMER_DEEP, TRANSFORMER_DEEP_EPOCHS, TRANSFORMER_DEEP_ROWS,
-                                     TRANSFORMER_EPOCHS, TRANSFORMER_LR, TRANSFORMER_LR_BATCH, TRANSFORMER_MIN_STEPS,
-                                     TRANSFORMER_OPTIONS, glu_batch, transformer_batch, transformer_epochs,
-                                     transformer_options)
+from flowcore_tabular.budget import (
+    GLU_LR,
+    TRANSFORMER_DEEP,
+    TRANSFORMER_DEEP_EPOCHS,
+    TRANSFORMER_DEEP_ROWS,
+    TRANSFORMER_EPOCHS,
+    TRANSFORMER_LR,
+    TRANSFORMER_LR_BATCH,
+    TRANSFORMER_MIN_STEPS,
+    TRANSFORMER_OPTIONS,
+    glu_batch,
+    transformer_batch,
+    transformer_epochs,
+    transformer_options,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -494,8 +506,9 @@ def gbm_predictions(schema, train: list[dict], test: list[dict], target: str, se
 
 def consensus(column, draws: list[list[Any]]) -> list[Any]:
     """Per row, the most frequent of several imputed draws (a category) or their median (a number)."""
-    import numpy as np
     from collections import Counter
+
+    import numpy as np
 
     per_row = list(zip(*draws))
     if column.continuous:

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import torch
 
 from flowcore.modality import Modality, Tokens
-from flowcore.spec import DatasetSpec
 from flowcore.registry import get_registry
+from flowcore.spec import DatasetSpec
 
 
 @dataclass

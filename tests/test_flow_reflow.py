@@ -17,12 +17,10 @@ from flowcore.builtins.toy2d import PointMLP, mmd, point_field, sliced_wasserste
 from flowcore.errors import DataError
 from flowcore.flow.inversion import generate
 from flowcore.flow.ot import ot_coupling
-from flowcore.flow.reflow import (PairDataset, data_draw, fit, generate_pairs,
-                                  prior_noise)
+from flowcore.flow.reflow import PairDataset, data_draw, fit, generate_pairs, prior_noise
 from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.flow.timesteps import make_timestep_sampler
 from flowcore.registry import get_registry
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

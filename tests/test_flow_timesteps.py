@@ -9,8 +9,7 @@ from scipy import optimize, stats
 
 from flowcore.errors import ConfigError, UnknownNameError
 from flowcore.flow.solvers import time_grid
-from flowcore.flow.timesteps import (flux_mu, flux_shift, make_loss_weight, make_timestep_sampler,
-                                     shift_time)
+from flowcore.flow.timesteps import flux_mu, flux_shift, make_loss_weight, make_timestep_sampler, shift_time
 
 N = 20_000
 

@@ -9,8 +9,8 @@ import pytest
 
 from flowcore.errors import UnknownNameError
 from flowcore.hookspecs import hookimpl
-from flowcore.spec import ModalitySpec
 from flowcore.registry import Registry
+from flowcore.spec import ModalitySpec
 
 
 def test_builtins_are_found_through_the_entry_point(registry):

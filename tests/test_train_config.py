@@ -156,9 +156,9 @@ def test_local_plugin_file(tmp_path):
 
 def test_plugin_network_is_built_from_module_attr(tmp_path):
     """`model.network: package.module:attr` builds the named factory with `model.options`."""
+    from flowcore.registry import get_registry
     from flowcore.train.config import from_dict
     from flowcore.train.networks import FlowMLP, build_network
-    from flowcore.registry import get_registry
 
     raw = {"modalities": {"toy2d": {}}, "data": {"dataset": "moons"},
            "model": {"network": "flowcore.train.networks:FlowMLP", "options": {"hidden": 32, "depth": 1}}}

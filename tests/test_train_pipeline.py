@@ -8,10 +8,10 @@ import yaml
 
 from flowcore.errors import ConfigError, DataError
 from flowcore.train.config import load_config
-from flowcore.train.pipeline import cpu_has_amx, resolve_precision, sample, train
 from flowcore.train.data import build_split
 from flowcore.train.module import FlowModule
 from flowcore.train.objective import ABSENT, CLEAN, NOISED
+from flowcore.train.pipeline import cpu_has_amx, resolve_precision, sample, train
 
 TINY = {"network": "mlp", "hidden": 64, "depth": 2, "time_dim": 16}
 FAST = {"batch_size": 128, "lr": 5.0e-3, "ema": 0, "checkpoint_every": 1000, "progress_bar": False, "cpu_threads": 1}

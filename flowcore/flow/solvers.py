@@ -30,8 +30,8 @@ from typing import Callable, Mapping
 import torch
 
 from flowcore.errors import ConfigError, DataError
-from flowcore.flow.path import LinearPath, ProbabilityPath
 from flowcore.flow.names import build_by_name
+from flowcore.flow.path import LinearPath, ProbabilityPath
 from flowcore.flow.timesteps import shift_time
 
 State = dict[str, torch.Tensor]

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from flowcore.errors import ConfigError
-from flowcore.nn.config import FlowTransformerConfig
 from flowcore.nn.transformer import FlowTransformer
 
 

@@ -17,7 +17,6 @@ from typing import Any, Mapping, Sequence
 
 import lightning as L
 import torch
-
 from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 
@@ -35,7 +34,6 @@ from flowcore.train.inference import load
 from flowcore.train.module import FlowModule
 from flowcore.train.reflow import ReflowDataModule, ReflowModule, prepare_reflow
 from flowcore.train.sampling import SamplingOptions, generate, tokens_of, write_samples
-
 
 # ----------------------------------------------------------------------------- precision
 

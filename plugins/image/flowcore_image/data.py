@@ -26,7 +26,6 @@ from torch.utils.data import Dataset
 from flowcore.errors import DataError
 from flowcore.files import package_file
 from flowcore.splits import permuted_split, select
-
 from flowcore_image.codec import ImageCodec, list_images
 from flowcore_image.options import FASHION_ROOT
 from flowcore_image.tokenizer import parse_size

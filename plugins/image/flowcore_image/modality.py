@@ -16,11 +16,11 @@ import torch
 
 from flowcore.errors import DataError
 from flowcore.modality import Metric, Modality
-
 from flowcore_image import metrics as M
 from flowcore_image.codec import ImageCodec
 from flowcore_image.tokenizer import PatchTokenizer, parse_size
 from flowcore_image.vae import KLVAE
+
 
 class Image(Modality):
     """Images. Options (the config's ``modalities.image`` keys other than the core's, checked by

@@ -11,8 +11,13 @@ import torch
 from flowcore.errors import DataError
 from flowcore_protein import geometry
 from flowcore_protein.modality import ProteinCodec
-from flowcore_protein.pdbio import (MissingBackboneWarning, backbone_array, read_backbones, write_backbone_pdb,
-                                    write_chains_pdb)
+from flowcore_protein.pdbio import (
+    MissingBackboneWarning,
+    backbone_array,
+    read_backbones,
+    write_backbone_pdb,
+    write_chains_pdb,
+)
 
 
 def _helix(length=12):

@@ -42,6 +42,7 @@ def test_ideal_frame_geometry_matches_the_published_constants():
 
 def test_nerf_backbone_has_the_requested_torsions_per_biotite():
     import biotite.structure as struc
+
     from flowcore_protein.pdbio import backbone_array
 
     rng = np.random.default_rng(0)

@@ -12,7 +12,6 @@ from flowcore.train.reflow import reflow_config
 from flowcore_protein.metrics import METRICS
 from flowcore_protein.pdbio import read_backbones
 
-
 TRANSFORMER = {"network": "transformer",
                "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 0, "depth_single": 1}}
 #: the plugin's own network, self-conditioned, guided, with an attention sink and position updates, with

@@ -13,7 +13,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from flowcore.errors import DataError
 from flowcore.modality import Codec
-
 from flowcore_tabular.schema import DEFAULT_MISSING, Schema, infer_schema
 
 

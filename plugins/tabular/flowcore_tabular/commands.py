@@ -17,7 +17,6 @@ def train_epochs(args: argparse.Namespace) -> int:
     """Train ``args.config`` for ``args.epochs`` passes over its train rows (at least ``args.min_steps`` steps)."""
     from flowcore.registry import get_registry
     from flowcore.train.pipeline import train
-
     from flowcore_tabular.budget import load_with_epochs
 
     registry = get_registry()

@@ -29,7 +29,6 @@ from torch.utils.data import Dataset
 from flowcore.errors import DataError
 from flowcore.files import package_file
 from flowcore.splits import SPLITS, permuted_split
-
 from flowcore_tabular.codec import read_cells
 from flowcore_tabular.schema import Schema, fit_schema, infer_schema, schema_from_kinds
 

@@ -46,7 +46,6 @@ import torch
 from scipy.special import ndtr, ndtri
 
 from flowcore.errors import DataError
-
 from flowcore_tabular.relabel import lookup
 from flowcore_tabular.schema import Column, Schema, from_seconds, to_seconds
 

@@ -37,7 +37,6 @@ from flowcore.errors import DataError
 from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.modality import Tokens
 from flowcore.train.sampling import SamplingOptions
-
 from flowcore_tabular.relabel import complete_given
 
 METHODS = ("auto", "masked", "guidance")

@@ -43,7 +43,6 @@ import numpy as np
 
 from flowcore.modality import Metric
 from flowcore.splits import permuted_split
-
 from flowcore_tabular.schema import Schema, to_seconds
 
 Rows = Sequence[Mapping[str, Any]]

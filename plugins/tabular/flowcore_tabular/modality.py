@@ -37,7 +37,6 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from flowcore.modality import Metric, Modality
-
 from flowcore_tabular.codec import TableCsv, read_table
 from flowcore_tabular.datasets import load_table
 from flowcore_tabular.encoding import TableBatch, TableEncoder, collate, split

@@ -23,7 +23,6 @@ import torch
 
 from flowcore.errors import DataError
 from flowcore.flow.path import LinearPath, PathSample
-
 from flowcore_tabular.tokenizers import GAUSSIAN, UNIFORM, known_channels
 
 

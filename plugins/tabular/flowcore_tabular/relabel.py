@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 from flowcore.errors import DataError
-
 from flowcore_tabular.schema import Column, Schema
 
 #: a value must be seen this many times on the training rows for ``auto`` to use its pairing

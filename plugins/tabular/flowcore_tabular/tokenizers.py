@@ -26,7 +26,6 @@ import torch
 
 from flowcore.errors import DataError
 from flowcore.modality import Tokenizer, Tokens
-
 from flowcore_tabular.encoding import TableBatch, TableEncoder
 
 #: what a channel of a token holds, and so which prior it has

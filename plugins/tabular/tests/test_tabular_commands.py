@@ -9,8 +9,16 @@ import pytest
 from flowcore.cli import main
 from flowcore.errors import ConfigError
 from flowcore.train.checkpoint import run_config
-from flowcore_tabular.budget import (batch_rule_overrides, epoch_steps, load_with_epochs, rows_batch, scaled_lr,
-                                     transformer_batch, transformer_epochs, transformer_options)
+from flowcore_tabular.budget import (
+    batch_rule_overrides,
+    epoch_steps,
+    load_with_epochs,
+    rows_batch,
+    scaled_lr,
+    transformer_batch,
+    transformer_epochs,
+    transformer_options,
+)
 from flowcore_tabular.codec import TableCsv
 from flowcore_tabular.datasets import load_table
 

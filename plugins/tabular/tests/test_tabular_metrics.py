@@ -50,7 +50,7 @@ def test_dcr_flags_copies_of_the_training_rows(titanic):
 def test_alpha_beta_is_synthcitys_naive_score():
     # 1-D: real points 0..9, generated points identical -> both curves are the identity up to
     # quantile steps; generated far away -> precision and coverage collapse
-    from flowcore_tabular.schema import Schema, Column
+    from flowcore_tabular.schema import Column, Schema
 
     schema = Schema((Column("x", "numeric"), Column("c", "categorical", categories=("a", "b"))))
     real = [{"x": float(i), "c": "a" if i % 2 else "b"} for i in range(40)]
