@@ -199,7 +199,7 @@ class Protein(Modality):
         then linear down to 0 at clash_t_max.
 
         Clashes form in the clean CA estimate well above aux_t_max (long-range pairs, by t ~ 0.3,
-        docs/plugins/protein.md), so the hinge may reach further than the backbone losses. The taper:
+        benchmarks/notes/protein.md), so the hinge may reach further than the backbone losses. The taper:
         at large t the clean estimate is a posterior mean over many chains, shrunk towards their
         centre, so its pairs may be legitimately closer than in any one chain; the hinge should bite
         fully only where that estimate is close to a single structure.

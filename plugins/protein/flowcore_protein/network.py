@@ -29,7 +29,7 @@ two residues within 4 A of me, and nothing when there are none" -- the sum a ste
 is. Each head gets one more key with zero value and zero point offset and a learned logit
 (StreamingLLM's sink, Miller's "softmax + 1"): weight left on it is weight taken off the
 residues, and a sharp distance head becomes a sum over the close residues. On-policy
-distillation of the clash guidance needs exactly that (docs/plugins/protein.md).
+distillation of the clash guidance needs exactly that (benchmarks/notes/protein.md).
 
 Position updates (``position_updates=True``): every block reads the distances of the input CA,
 so no block can ask "where do the residues end up, and do they collide there?". With this

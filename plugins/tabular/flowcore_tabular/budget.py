@@ -90,7 +90,7 @@ def scaled_lr(lr: float, batch_size: int, reference_batch: int = 256) -> float:
     return lr * math.sqrt(batch_size / reference_batch)
 
 
-#: The ColumnTransformer's budget (the FlowTransformer on column tokens; docs/plugins/tabular.md,
+#: The ColumnTransformer's budget (the FlowTransformer on column tokens; benchmarks/notes/tabular.md,
 #: "FlowTransformer on column tokens"): width 64, 4 heads, 2 single-stream blocks, 12 epochs with a
 #: floor of 150 steps; tables of more than TRANSFORMER_DEEP_ROWS rows get 4 blocks and 20 epochs
 #: (Adult: at 12 its rarest categories, 0.16 % of rows, came out at an eighth of their rate). A row

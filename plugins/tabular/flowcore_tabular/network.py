@@ -11,7 +11,7 @@ head back to the input width, started at zero so a fresh network predicts v = 0.
 
 The default widths are RecTable's (a GPU budget of 30,000 steps). The blocks have no residual
 path, so depth learns slowly on a few hundred CPU steps: there ``hidden=(128, 128)`` with lr
-3e-3 learns the tables' column pairs faster (docs/plugins/tabular.md, "GLU-MLP sizes").
+3e-3 learns the tables' column pairs faster (benchmarks/notes/tabular.md, "GLU-MLP sizes").
 ``residual=True`` (not RecTable's) gives the blocks a pre-norm residual path instead
 (:class:`ResidualGLUBlock`); on Adult it did not beat the plain blocks, so it is off by default.
 """

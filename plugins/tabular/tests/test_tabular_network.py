@@ -30,7 +30,7 @@ def _std_through(blocks, h):
 
 
 def test_residual_glu_blocks_keep_the_signal_scale_that_plain_blocks_lose():
-    # docs/plugins/tabular.md: plain GLU blocks shrink a unit-variance signal block by block
+    # benchmarks/notes/tabular.md: plain GLU blocks shrink a unit-variance signal block by block
     # (about 0.3x each); the residual option keeps it, whatever its out-projections hold
     torch.manual_seed(0)
     h = torch.randn(2048, 128)
