@@ -62,7 +62,8 @@ class RunSpec:
                 raise ValueError
             spec = cls(dtype, int(threads), int(batch), int(pairs), bool(rest))
         except ValueError:
-            raise SystemExit(f"--runs {text!r}: expected dtype/threads/batch/pairs[/compile], e.g. fp32/2/8/12") from None
+            raise SystemExit(f"--runs {text!r}: expected dtype/threads/batch/pairs[/compile], "
+                             "e.g. fp32/2/8/12") from None
         if spec.dtype not in ("fp32", "bf16") or spec.threads < 0 or spec.batch < 1 or spec.pairs < 1:
             raise SystemExit(f"--runs {text!r}: dtype fp32 or bf16, threads >= 0, batch >= 1, pairs >= 1")
         return spec
@@ -268,15 +269,19 @@ def one_run(args, device: str, spec: RunSpec) -> dict:
         "steps": times,
     }
     if args.profile and device == "cuda":
-        run["profile_cuda"] = {"diffusers": profile_cuda(step_theirs, autocast), "flowcore": profile_cuda(step_ours, autocast)}
+        run["profile_cuda"] = {"diffusers": profile_cuda(step_theirs, autocast),
+                               "flowcore": profile_cuda(step_ours, autocast)}
         for name, p in run["profile_cuda"].items():
             print(f"  {name}: profiled step {p['wall_s'] * 1e3:.1f} ms, GPU busy {p['gpu_busy_s'] * 1e3:.1f} ms, "
                   f"{p['kernel_launches']} kernel launches, {p['aten_ops']} aten ops, {p['syncs']} syncs", flush=True)
     elif args.profile:
-        run["profile"] = {"diffusers": profile_split(step_theirs, autocast), "flowcore": profile_split(step_ours, autocast)}
+        run["profile"] = {"diffusers": profile_split(step_theirs, autocast),
+                          "flowcore": profile_split(step_ours, autocast)}
     sp = run["speedup"]
-    print(f"{device} {spec.dtype}{' compiled' if spec.compile else ''} threads {run['threads']} batch {spec.batch}: diffusers {med['diffusers']:.3f} s  "
-          f"flowcore {med['flowcore']:.3f} s  speedup median {sp['median']:.2f}x (quartiles {sp['q1']:.2f}-{sp['q3']:.2f}, "
+    print(f"{device} {spec.dtype}{' compiled' if spec.compile else ''} threads {run['threads']} batch {spec.batch}: "
+          f"diffusers {med['diffusers']:.3f} s  "
+          f"flowcore {med['flowcore']:.3f} s  speedup median {sp['median']:.2f}x "
+          f"(quartiles {sp['q1']:.2f}-{sp['q3']:.2f}, "
           f"range {sp['min']:.2f}-{sp['max']:.2f}; CPU time {run['cpu_time_speedup']['median']:.2f}x)  "
           f"flowcore {run['flowcore_flops'] / 1e9:.1f} GFLOP/s ({100 * run['flowcore_fraction_of_peak']:.0f}% of "
           f"matmul peak {peak / 1e9:.1f}); output diff {diff:.1e}; load {load_start[0]:.1f} -> {load_end[0]:.1f}",
@@ -350,7 +355,8 @@ def _merge(record: dict, others: list[dict]) -> None:
     for other in others:
         record["runs"] += other["runs"]
         for device in sorted({r["device"] for r in other["runs"]}):
-            record["other_machines"].append({"device": device, "machine": other["machine"], "command": other["command"]})
+            record["other_machines"].append({"device": device, "machine": other["machine"],
+                                             "command": other["command"]})
         record["machine"]["gpu"] = other["machine"].get("gpu") or record["machine"]["gpu"]
 
 
@@ -374,20 +380,24 @@ def write_section(record: dict, path: Path) -> None:
         f"Machine: {m['cpu']} ({m['cpu_cores']} cores, AMX: {'yes' if m['amx'] else 'no'}), GPU: {m['gpu'] or 'none'}; "
         f"torch {m['torch']}.",
         "",
-        "| device | model | dtype | threads | batch | pairs | diffusers s/step | flowcore s/step | speedup | CPU-time speedup "
-        "| flowcore GFLOP/s | diffusers GFLOP/s | matmul peak GFLOP/s | flowcore / diffusers % of peak | load start/end "
+        "| device | model | dtype | threads | batch | pairs | diffusers s/step | flowcore s/step | speedup "
+        "| CPU-time speedup "
+        "| flowcore GFLOP/s | diffusers GFLOP/s | matmul peak GFLOP/s | flowcore / diffusers % of peak "
+        "| load start/end "
         "| out diff |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["runs"]:
         sp, cp = r["speedup"], r["cpu_time_speedup"]
         lines.append(
-            f"| {r['device']} | {r.get('model', 'as above')} | {r['dtype']}{' compiled' if r.get('compiled') else ''} | "
+            f"| {r['device']} | {r.get('model', 'as above')} | "
+            f"{r['dtype']}{' compiled' if r.get('compiled') else ''} | "
             f"{r['threads'] or '-'} | {r['batch']} | {r['pairs']} | "
             f"{r['diffusers_step_s']:.3f} | {r['flowcore_step_s']:.3f} | "
             f"**{sp['median']:.2f}x** [{sp['q1']:.2f}-{sp['q3']:.2f}] ({sp['min']:.2f}-{sp['max']:.2f}) | "
             f"{cp['median']:.2f}x [{cp['q1']:.2f}-{cp['q3']:.2f}] | "
-            f"{r['flowcore_flops'] / 1e9:.1f} | {r['diffusers_flops'] / 1e9:.1f} | {r['matmul_peak_flops'] / 1e9:.1f} | "
+            f"{r['flowcore_flops'] / 1e9:.1f} | {r['diffusers_flops'] / 1e9:.1f} | "
+            f"{r['matmul_peak_flops'] / 1e9:.1f} | "
             f"{100 * r['flowcore_fraction_of_peak']:.0f}% / {100 * r['diffusers_fraction_of_peak']:.0f}% | "
             f"{r['load_average_start'][0]:.1f} / {r['load_average_end'][0]:.1f} | {r['max_abs_output_diff_fp32']:.1e} |"
         )
@@ -405,14 +415,16 @@ def write_section(record: dict, path: Path) -> None:
     gpu_profiled = [r for r in record["runs"] if "profile_cuda" in r]
     if gpu_profiled:
         lines += ["", "GPU steps under torch.profiler (one step each; the profiler adds time): wall, GPU-busy time "
-                  "(the profiler's device times summed: an upper bound, some kernels count twice), kernel launches, aten "
+                  "(the profiler's device times summed: an upper bound, some kernels count twice), "
+                  "kernel launches, aten "
                   "ops, host syncs. Busy far below wall: the step is bound by launching work from Python, not by the "
                   "GPU.", ""]
         lines += _table(["model", "dtype", "batch", "library", "wall ms", "GPU busy ms", "busy %", "launches",
                          "aten ops", "syncs"],
                         [[r["model"], r["dtype"] + (" compiled" if r["compiled"] else ""), r["batch"], name,
                           f"{p['wall_s'] * 1e3:.1f}", f"{p['gpu_busy_s'] * 1e3:.1f}",
-                          f"{100 * p['gpu_busy_s'] / p['wall_s']:.0f}%", p["kernel_launches"], p["aten_ops"], p["syncs"]]
+                          f"{100 * p['gpu_busy_s'] / p['wall_s']:.0f}%", p["kernel_launches"], p["aten_ops"],
+                          p["syncs"]]
                          for r in gpu_profiled for name, p in r["profile_cuda"].items()])
     lines += ["", f"Command: `{record['command']}`"]
     for other in record.get("other_machines", []):
@@ -438,7 +450,8 @@ def _auto_notes(record: dict) -> list[str]:
     if same and not m["amx"]:
         t = same[0]
         notes.append(
-            f"This CPU has no AMX: its bf16 matmul peak ({t} threads) is {peaks[('fp32', t)] / peaks[('bf16', t)]:.1f}x "
+            f"This CPU has no AMX: its bf16 matmul peak ({t} threads) is "
+            f"{peaks[('fp32', t)] / peaks[('bf16', t)]:.1f}x "
             "below fp32, so bf16 autocast is slower than fp32 here for both libraries, and the bf16 rows say "
             "nothing about bf16 on hardware built for it (autocast is the caller's choice; FlowTransformer never "
             "enables it)."

@@ -50,7 +50,8 @@ NFES = (1, 2, 4, 8, 32)
 Sampler = Callable[[torch.Tensor, int], torch.Tensor]  # (noise [N, 2], nfe) -> samples [N, 2]
 
 
-def _adam_loop(model: PointMLP, loss_fn: Callable[[torch.Generator], torch.Tensor], steps: int, lr: float, seed: int) -> None:
+def _adam_loop(model: PointMLP, loss_fn: Callable[[torch.Generator], torch.Tensor], steps: int, lr: float,
+               seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
@@ -239,7 +240,8 @@ def goal_check(results: dict) -> dict:
 def write_results_md(payload: dict, path: Path) -> None:
     lines = ["## flow2d", "",
              f"flowcore vs torchcfm vs flow_matching on toy2d; `{payload['command']}`; "
-             f"{payload['machine']['cpu']} ({payload['machine']['threads']} thread), torch {payload['machine']['torch']}, "
+             f"{payload['machine']['cpu']} ({payload['machine']['threads']} thread), "
+             f"torch {payload['machine']['torch']}, "
              f"torchcfm {payload['machine']['torchcfm']}, flow_matching {payload['machine']['flow_matching']}. "
              f"Same PointMLP, Adam lr {payload['config']['lr']}, batch {payload['config']['batch']}, "
              f"{payload['config']['steps']} steps for every method; Euler sampling from the same noise. "
@@ -252,7 +254,8 @@ def write_results_md(payload: dict, path: Path) -> None:
         lines += [f"**{dataset}**{note}", "", "| method | " + " | ".join(f"SW @{n} NFE" for n in NFES) + " | train s |",
                   "| --- |" + " ---: |" * (len(NFES) + 1)]
         for method, row in rows.items():
-            lines.append(f"| {method} | " + " | ".join(f"{row['sw'][str(n)]:.3f}" for n in NFES) + f" | {row['train_s']:.0f} |")
+            lines.append(f"| {method} | " + " | ".join(f"{row['sw'][str(n)]:.3f}" for n in NFES)
+                         + f" | {row['train_s']:.0f} |")
         goal = payload["goal"].get(dataset)
         if goal:
             lines += ["", "Goal (best of flowcore OT / 2-RF / OT+2-RF beats every peer at 1-2 NFE, is within 10% "

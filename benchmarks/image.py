@@ -52,7 +52,8 @@ def timed(argv: list[str]) -> dict:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"command": " ".join(f"{k}={v}" for k, v in ENV.items()) + " flowcore " + " ".join(argv), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+    return {"command": " ".join(f"{k}={v}" for k, v in ENV.items()) + " flowcore " + " ".join(argv),
+            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
             "load_start": [round(v, 2) for v in load_start], "load_end": [round(v, 2) for v in os.getloadavg()]}
 
 
@@ -173,7 +174,8 @@ def main() -> None:
     entry = {
         "dataset": config.data.dataset, "label": args.label or previous.get("label") or name,
         "train": trained, "train_steps": config.train.steps, "score_command": score_command,
-        "command": previous.get("command") if args.reuse_score else "python benchmarks/image.py " + " ".join(sys.argv[1:]),
+        "command": (previous.get("command") if args.reuse_score
+                    else "python benchmarks/image.py " + " ".join(sys.argv[1:])),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, train.cpu_threads "
                    f"{config.train.cpu_threads}, torch {torch.__version__}",
         "score": scored, "real_floor": real_floor(config.data.dataset, args.count), "reflow": previous.get("reflow"),

@@ -48,10 +48,7 @@ sys.path.insert(0, str(ROOT))
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 import flowcore.kernels as kernels  # noqa: E402
-from flowcore.kernels import (
-    reference,  # noqa: E402
-    triton_ops,  # noqa: E402
-)
+from flowcore.kernels import reference, triton_ops  # noqa: E402
 
 OPS = ("modulated_layer_norm", "rms_norm", "apply_rope", "gated_residual")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -140,7 +137,8 @@ CHECK_CASES = {
         lambda dev, dt: [torch.randn(3, 37, 129, device=dev, dtype=dt), torch.randn(3, 37, 129, device=dev, dtype=dt),
                          torch.randn(3, 1, 129, device=dev, dtype=dt)],
         lambda dev, dt: [torch.randn(37, 3, 1100, device=dev, dtype=dt).transpose(0, 1),
-                         torch.randn(3, 37, 1100, device=dev, dtype=dt), torch.randn(3, 37, 1100, device=dev, dtype=dt)],
+                         torch.randn(3, 37, 1100, device=dev, dtype=dt),
+                         torch.randn(3, 37, 1100, device=dev, dtype=dt)],
     ],
 }
 
@@ -149,7 +147,8 @@ CHECK_CASES = {
 GPU_ONLY_CASES = {
     # More row groups than a grid's axis 1 holds (65535): [B * L, 2, H, Dh] with B * L * 2 > 65535.
     "rms_norm": [
-        lambda dev, dt: [torch.randn(40000, 3, 2, 64, device=dev, dtype=dt)[:, :2], torch.randn(2, 1, 64, device=dev, dtype=dt)],
+        lambda dev, dt: [torch.randn(40000, 3, 2, 64, device=dev, dtype=dt)[:, :2],
+                         torch.randn(2, 1, 64, device=dev, dtype=dt)],
     ],
 }
 
@@ -461,7 +460,8 @@ def write_results_md(record: dict, path: Path) -> None:
              f"{record['copy_bandwidth_gbps']:.0f} GB/s. GB/s counts the minimum bytes of each op; % is of the copy "
              f"bandwidth. Sizes {record['config']['size']}. Correctness: "
              f"{'all checks passed' if all(r['ok'] for r in record['correctness']) else 'SOME CHECKS FAILED'}.", "",
-             "| op | dtype | pass | triton us | triton % | eager us | eager % | compile us | compile % | vs eager | vs compile |",
+             "| op | dtype | pass | triton us | triton % | eager us | eager % | compile us | compile % "
+             "| vs eager | vs compile |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in record["kernels"]:
         lines.append(f"| {r['op']} | {r['dtype']} | {r['pass']} | {r['triton_s'] * 1e6:.1f} | "

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/protein.py --train examples/configs/protein_chains.yaml   # train, then measure
     .venv/bin/python benchmarks/protein.py --run runs/protein_chains [--quick]          # measure a trained run
-    python benchmarks/protein.py --run RUN --speed-only --device cuda --out gpu.json      # seconds per backbone on a GPU
+    python benchmarks/protein.py --run RUN --speed-only --device cuda --out gpu.json      # seconds per backbone
+                                                                                          # on a GPU
     .venv/bin/python benchmarks/protein.py --run RUN --gpu-speed gpu.json                 # ... added to the record
 
 ``--train`` trains the config in this process first (resuming if its run exists) and records
@@ -113,7 +114,8 @@ def quality(run, count: int, steps: int, shift: float, reference: list[torch.Ten
     return {"count": count, "steps": steps, "shift": shift, "guidance": guidance, "solver": solver,
             "solver_options": solver_options or {}, "schedule": modality.rotation_schedule,
             "rotation_rate": modality.rotation_rate, "lengths": QUALITY_LENGTHS, "generate_s": gen_s,
-            "generated": gen, "training_set": real, "per_length": lengths_table, "metrics": metrics, "goals": goals, "pdb_dir": str(pdb_dir)}
+            "generated": gen, "training_set": real, "per_length": lengths_table, "metrics": metrics, "goals": goals,
+            "pdb_dir": str(pdb_dir)}
 
 
 def per_length(generated: list[torch.Tensor], rg_fit: tuple[float, float]) -> list[dict]:
@@ -186,7 +188,7 @@ def write_results_md(record: dict, path: Path) -> None:
         t = record["training"]
         lines += [f"Run `{record['run']}`: {t}", ""]
     if q:
-        g, r = q["generated"], q["training_set"]
+        r = q["training_set"]
         qg = record.get("quality_guided")
         schedule = q.get("schedule", "linear")
         rotations = f"exp rotation schedule, rate {q['rotation_rate']:g}" if schedule == "exp" else "linear rotations"
@@ -248,7 +250,8 @@ def write_results_md(record: dict, path: Path) -> None:
         lines.append("")
     if record.get("variants"):
         lines += ["Sampler settings (10 backbones each, lengths as above, same noise):", "",
-                  "| Euler steps | time shift | rotations | CA-CA in 3.8 +/- 0.2 | CA-CA mean +/- std | clash rate | helix "
+                  "| Euler steps | time shift | rotations | CA-CA in 3.8 +/- 0.2 | CA-CA mean +/- std "
+                  "| clash rate | helix "
                   "| strand |", "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {v['steps']} | {v['shift']:g} | {v.get('schedule', 'linear')} | {v['ca_ca_valid']:.3f} | "
                   f"{v['ca_ca_mean']:.2f} +/- "
@@ -333,7 +336,8 @@ def speed_only(args) -> None:
     torch.set_num_threads(args.threads)
     run = flowcore.load(args.run, device=args.device)
     lengths, steps_list = ([100], [20]) if args.quick else ([100, 200, 300], [20, 50, 100])
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    device = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+              else platform.processor() or platform.machine())
     record = {"command": f"python benchmarks/protein.py --run {args.run} --speed-only --device {args.device}",
               "device": device, "torch": torch.__version__, "lengths": lengths, "steps": steps_list,
               "speed": speed(run, lengths, steps_list, args.shift, args.device)}
@@ -348,7 +352,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for --train's config")
     ap.add_argument("--train-only", action="store_true", help="with --train: stop after training")
     ap.add_argument("--train-minutes", type=float, help="with --train: stop the training after this many minutes")
-    ap.add_argument("--shift", type=float, default=0.5, help="time shift of the sampling grid (< 1: steps near the data)")
+    ap.add_argument("--shift", type=float, default=0.5,
+                    help="time shift of the sampling grid (< 1: steps near the data)")
     ap.add_argument("--count", type=int, default=50, help="backbones generated for the quality check")
     ap.add_argument("--steps", type=int, default=50, help="Euler steps for the quality check")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -443,7 +448,8 @@ def main() -> None:
         record["speed"] = speed(run, lengths, steps_list, args.shift)
     record["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     record["wall_s"] = time.perf_counter() - started
-    record["json"] = str(args.out.resolve().relative_to(ROOT)) if args.out.resolve().is_relative_to(ROOT) else str(args.out)
+    record["json"] = (str(args.out.resolve().relative_to(ROOT)) if args.out.resolve().is_relative_to(ROOT)
+                      else str(args.out))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     write_results_md(record, args.results_md)

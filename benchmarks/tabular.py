@@ -19,7 +19,8 @@ steps = max(300, ceil(train rows x epochs / batch)) (``flowcore_tabular.budget``
 32 epochs in batches of ``rows_batch(rows)`` rows (256 on titanic and german credit, 1,024 on
 Adult) at lr 3e-3 x sqrt(batch / 256); the transformer 12 epochs, at least 150 steps, in
 batches of ``rows_batch(rows, 64, 256, per_epoch=32)`` at lr 3e-3 x sqrt(batch / 128) (at most
-3e-3): ``flowcore_tabular.budget.transformer_batch``. Both see the tables with ``integer_levels: 20`` (few-valued integer columns one-hot).
+3e-3): ``flowcore_tabular.budget.transformer_batch``. Both see the tables with ``integer_levels: 20``
+(few-valued integer columns one-hot).
 
 ``--impute`` instead measures imputation on titanic's test split: each target column is
 generated given all the others, by masked-column models (GLU rows and transformer columns,
@@ -125,7 +126,8 @@ def flowcore_config(table: str, network: str, steps: int, out_dir: Path, masking
         "data": {"dataset": table},
         "model": model,
         "flow": {"timesteps": "logit_normal"},
-        "train": {"steps": steps, "batch_size": batch, "lr": lr, "schedule": "cosine", "warmup_steps": min(100, steps // 10), "ema": 0.999,
+        "train": {"steps": steps, "batch_size": batch, "lr": lr, "schedule": "cosine",
+                  "warmup_steps": min(100, steps // 10), "ema": 0.999,
                   "cpu_threads": 1, "checkpoint_every": steps, "progress_bar": False, "log_every": 50},
         "sample": {"steps": 50, "solver": "euler"},
     }
@@ -319,7 +321,8 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
              "what a perfect generator scores under the same size imbalance.", "",
              "Budgets. flowcore: steps = max(floor, ceil(train rows x epochs / batch)) (`flowcore tabular-train "
              f"--epochs E --min-steps floor`), floor {MIN_STEPS_BY_NETWORK['mlp']} for the GLU and "
-             f"{MIN_STEPS_BY_NETWORK['transformer']} for the transformer. GLU-MLP: {EPOCHS['mlp']:g} epochs (titanic and german credit stay at the 300-step floor), "
+             f"{MIN_STEPS_BY_NETWORK['transformer']} for the transformer. GLU-MLP: {EPOCHS['mlp']:g} epochs "
+             "(titanic and german credit stay at the 300-step floor), "
              "batch `rows_batch(train rows)` (the power of two nearest rows / 32, within 256-1024: 256 on titanic "
              f"and german credit, 1,024 on adult), lr {GLU_LR:g} x sqrt(batch / 256), widths "
              f"{'-'.join(map(str, GLU_HIDDEN))} (RecTable: 1024-2048-1024-1024); FlowTransformer (the plugin's "
@@ -367,7 +370,8 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     if imp:
         lines += [f"### imputation ({imp['table']}, {imp['test_rows']} test rows)", "",
                   f"`{results.get('impute_command', '')}` — {results.get('impute_date', '')}. Each target column is "
-                  "generated given every other column of the test rows (50 Euler steps), scored on one draw per row and "
+                  "generated given every other column of the test rows (50 Euler steps), "
+                  "scored on one draw per row and "
                   f"on the mode (a number: the median) of {IMPUTE_DRAWS} draws per row. "
                   "`masked`: a model trained with `masking: "
                   f"{imp['masking']}` (known columns held at their values, flag channels), imputed by the masked "
@@ -431,7 +435,8 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
                 rows, clock = train_flowcore(name, network, steps, count, n, work)
                 label = f"{steps} steps x {batch} ({steps * batch / n:.0f} epochs), lr {lr:.3g}"
             else:
-                peer_epochs = slope_epochs or args.peer_epochs or (QUICK_PEER_EPOCHS if args.quick else PEER_EPOCHS[name])
+                peer_epochs = (slope_epochs or args.peer_epochs
+                               or (QUICK_PEER_EPOCHS if args.quick else PEER_EPOCHS[name]))
                 rows, clock = train_peer(model, table, peer_epochs, count)
                 label = f"{peer_epochs} epochs x 500"
             with threadpool_limits(1):
@@ -591,7 +596,8 @@ def main() -> int:
                         f"transformer's is {EPOCHS['transformer']:g}); its rows are then named e.g. "
                         "'flowcore-glu (8 epochs)'")
     parser.add_argument("--peer-epochs", type=int, help="the peers' epochs for these tables, in place of "
-                        f"{PEER_EPOCHS}; their rows are named e.g. 'tvae (300 epochs)' (with --merge: beside the others)")
+                        f"{PEER_EPOCHS}; their rows are named e.g. 'tvae (300 epochs)' "
+                        "(with --merge: beside the others)")
     parser.add_argument("--impute", action="store_true", help="the imputation benchmark (titanic) instead")
     parser.add_argument("--impute-epochs", type=float, default=16, help="epoch budget of the imputation models")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script runs")

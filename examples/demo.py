@@ -5,7 +5,8 @@ Runs the same commands a user types (docs/cli.md, docs/plugins/image.md), a few 
     flowcore train examples/configs/image_demo.yaml --set out_dir=outputs/demo/run
     flowcore sample outputs/demo/run --make image --given label=7 --count 16 --steps 8 --out outputs/demo/sevens
     flowcore eval outputs/demo/run --out outputs/demo/eval.json
-    flowcore image-score outputs/demo/run --steps 8 --count 500 --grid outputs/demo/grid.png --out outputs/demo/score.json
+    flowcore image-score outputs/demo/run --steps 8 --count 500 --grid outputs/demo/grid.png \\
+        --out outputs/demo/score.json
 
 `flowcore eval`, the first to score, also trains the MNIST-5k metric classifier once (cached in
 ~/.cache/flowcore/image/). A second `make demo` resumes the finished run (nothing left to

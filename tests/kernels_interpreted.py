@@ -239,7 +239,8 @@ def test_dispatch_picks_the_backend(ops, backend, monkeypatch, name, choice, exp
     used = []
     for module, label in ((ops, "triton"), (reference, "reference")):
         real = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _real=real, _label=label, **k: used.append(_label) or _real(*a, **k))
+        monkeypatch.setattr(module, name,
+                            lambda *a, _real=real, _label=label, **k: used.append(_label) or _real(*a, **k))
     backend(choice)
     _CALLS[name](kernels)
     assert used == [expected]

@@ -104,7 +104,8 @@ def test_condition_dropout_rates_and_independence():
         assert stats.binomtest(k, n, p).pvalue > 0.001
     both = int((drop["text"] & drop["audio"]).sum())
     assert stats.binomtest(both, n, 0.03).pvalue > 0.001  # independent: p_text * p_audio
-    again = condition_dropout(n, ["text", "audio"], {"text": 0.1, "audio": 0.3}, generator=torch.Generator().manual_seed(3))
+    again = condition_dropout(n, ["text", "audio"], {"text": 0.1, "audio": 0.3},
+                              generator=torch.Generator().manual_seed(3))
     assert all(torch.equal(drop[k], again[k]) for k in drop)
 
 

@@ -79,7 +79,8 @@ def _linear_field(x, t):
 
 def test_pairs_round_trip_through_shards(tmp_path):
     noise = prior_noise({"a": (2, 3)})
-    files = generate_pairs(_linear_field, noise, 10, tmp_path, steps=4, solver="rk4", batch_size=3, shard_size=4, seed=5)
+    files = generate_pairs(_linear_field, noise, 10, tmp_path, steps=4, solver="rk4", batch_size=3, shard_size=4,
+                           seed=5)
     assert [f.name for f in files] == ["pairs-00000.safetensors", "pairs-00001.safetensors", "pairs-00002.safetensors"]
     manifest = json.loads((tmp_path / "pairs.json").read_text())
     assert manifest["count"] == 10 and [s["count"] for s in manifest["shards"]] == [4, 4, 2]
@@ -89,9 +90,11 @@ def test_pairs_round_trip_through_shards(tmp_path):
     x0 = make_solver("rk4").solve(_linear_field, {"a": ds.eps["a"]}, time_grid(4)).x["a"]
     assert torch.allclose(ds.x0["a"], x0, atol=1e-6)
     # the same seed gives the same pairs, another seed others
-    generate_pairs(_linear_field, noise, 10, tmp_path / "again", steps=4, solver="rk4", batch_size=3, shard_size=4, seed=5)
+    generate_pairs(_linear_field, noise, 10, tmp_path / "again", steps=4, solver="rk4", batch_size=3, shard_size=4,
+                   seed=5)
     assert torch.equal(PairDataset(tmp_path / "again").eps["a"], ds.eps["a"])
-    generate_pairs(_linear_field, noise, 10, tmp_path / "other", steps=4, solver="rk4", batch_size=3, shard_size=4, seed=6)
+    generate_pairs(_linear_field, noise, 10, tmp_path / "other", steps=4, solver="rk4", batch_size=3, shard_size=4,
+                   seed=6)
     assert not torch.allclose(PairDataset(tmp_path / "other").eps["a"], ds.eps["a"])
 
 

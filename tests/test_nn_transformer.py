@@ -13,7 +13,8 @@ from flowcore.nn.embeddings import rope_angles
 
 def make_config(**kw):
     base = dict(
-        streams={"image": StreamConfig(in_channels=4, position_axes=2), "label": StreamConfig(in_channels=10, position_axes=1)},
+        streams={"image": StreamConfig(in_channels=4, position_axes=2),
+                 "label": StreamConfig(in_channels=10, position_axes=1)},
         hidden_size=64, num_heads=4, depth_double=2, depth_single=2,
     )
     base.update(kw)
@@ -125,7 +126,8 @@ def test_each_stream_rotates_only_its_own_slice_of_the_head():
     pos = torch.randn(1, 5, 2) * 10
     cos, sin = rope_angles(pos, layout["image"], cfg.head_dim, cfg.rope_theta)
     # pairs 4.. belong to the label stream: image positions leave them unrotated
-    assert torch.equal(cos[..., 4:], torch.ones_like(cos[..., 4:])) and torch.equal(sin[..., 4:], torch.zeros_like(sin[..., 4:]))
+    assert (torch.equal(cos[..., 4:], torch.ones_like(cos[..., 4:]))
+            and torch.equal(sin[..., 4:], torch.zeros_like(sin[..., 4:])))
     # pair 0 of the row axis turns at frequency 1, pair 1 at theta^(-2/4)
     torch.testing.assert_close(sin[..., 0], torch.sin(pos[..., 0]))
     torch.testing.assert_close(sin[..., 1], torch.sin(pos[..., 0] * 10000.0 ** -0.5))
@@ -198,5 +200,6 @@ def test_stats_count_parameters_and_the_flops_torch_counts():
     counter = FlopCounterMode(display=False)
     # the math backend runs attention as matmuls the counter sees (it skips CPU flash kernels)
     with counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        model({"image": image_tokens(b=1), "label": label_tokens(b=1)}, times(1, "image", "label"), cond=torch.zeros(1, 3))
+        model({"image": image_tokens(b=1), "label": label_tokens(b=1)}, times(1, "image", "label"),
+              cond=torch.zeros(1, 3))
     assert stats.forward_flops == pytest.approx(counter.get_total_flops(), rel=1e-6)

@@ -144,7 +144,8 @@ def test_distill_runs_inside_training_and_its_teacher_survives_a_resume(registry
     ("distill.t_max", 0, "t_max"), ("distill.samples", 0, "samples"), ("distill.ema", 1.0, "distill.ema")])
 def test_bad_distill_settings_are_refused_by_name(registry, tmp_path, key, value, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(EXAMPLES / "toy2d.yaml", [f"out_dir={tmp_path}", "distill.start_step=0", f"{key}={value}"], registry)
+        load_config(EXAMPLES / "toy2d.yaml", [f"out_dir={tmp_path}", "distill.start_step=0", f"{key}={value}"],
+                    registry)
 
 
 def test_distill_needs_every_modality_generated(registry, tmp_path):
@@ -172,5 +173,6 @@ def test_sample_unaided_turns_the_aids_off_and_back_on(registry, tmp_path):
     options = SamplingOptions(steps=10, solver="euler", seed=3)
     aided = generate(net, bundles, ["toy2d"], {}, 4, options)["toy2d"].values
     alone = generate(net, bundles, ["toy2d"], {}, 4, options.replace(unaided=True))["toy2d"].values
-    assert torch.allclose(alone / aided, torch.tensor((0.95 / 0.85) ** 10), rtol=1e-5)  # (1 - a/10)^10 vs (1 - (a+b)/10)^10
+    assert torch.allclose(alone / aided, torch.tensor((0.95 / 0.85) ** 10),  # (1 - a/10)^10 vs (1 - (a+b)/10)^10
+                          rtol=1e-5)
     assert net.aided

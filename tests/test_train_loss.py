@@ -14,7 +14,8 @@ TINY = {"network": "mlp", "hidden": 32, "depth": 2, "time_dim": 8}
 
 
 def _module(registry, modalities, **flow):
-    config = from_dict({"seed": 0, "modalities": modalities, "data": {"dataset": "eight_gaussians_labeled"}, "model": TINY,
+    config = from_dict({"seed": 0, "modalities": modalities, "data": {"dataset": "eight_gaussians_labeled"},
+                        "model": TINY,
                         "flow": {"timesteps": "uniform", **flow}, "train": {"ema": 0}}, registry=registry)
     return FlowModule(config, registry)
 

@@ -25,7 +25,8 @@ State = dict[str, torch.Tensor]
 ConditionalVelocity = Callable[[State, torch.Tensor, frozenset], State]
 
 
-def guided_velocity(velocity_fn: ConditionalVelocity, weights: Mapping[str, float]) -> Callable[[State, torch.Tensor], State]:
+def guided_velocity(velocity_fn: ConditionalVelocity,
+                    weights: Mapping[str, float]) -> Callable[[State, torch.Tensor], State]:
     """``velocity(x, t) -> dict`` combining ``velocity_fn(x, t, dropped)`` over conditions.
 
     velocity_fn(x: dict, t [B], dropped: frozenset[str]) -> dict: the model with the

@@ -176,7 +176,8 @@ class QuaternionPath(ProbabilityPath):
         self.schedule, self.rate = schedule, float(rate)
 
     def __repr__(self) -> str:
-        return "QuaternionPath()" if self.schedule == "linear" else f"QuaternionPath(schedule='exp', rate={self.rate:g})"
+        return ("QuaternionPath()" if self.schedule == "linear"
+                else f"QuaternionPath(schedule='exp', rate={self.rate:g})")
 
     def prior(self, shape, *, generator=None, device=None, dtype=torch.float32):
         shape = tuple(shape)
@@ -265,7 +266,8 @@ class ProductPath(ProbabilityPath):
         return PathSample(x_t=torch.cat([s.x_t for s in samples], -1), v=torch.cat([s.v for s in samples], -1), t=t)
 
     def step(self, x, v, dt):
-        return torch.cat([path.step(a, b, dt) for (path, _), a, b in zip(self.parts, self._split(x), self._split(v))], -1)
+        return torch.cat([path.step(a, b, dt)
+                          for (path, _), a, b in zip(self.parts, self._split(x), self._split(v))], -1)
 
     def project(self, x):
         return torch.cat([path.project(a) for (path, _), a in zip(self.parts, self._split(x))], -1)

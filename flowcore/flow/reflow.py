@@ -156,7 +156,8 @@ def generate_pairs(velocity: Velocity | FieldFactory, noise: NoiseFn, n: int, ou
     ``progress`` shows a bar on stderr.
     """
     if n < 1 or batch_size < 1 or shard_size < 1:
-        raise ConfigError(f"generate_pairs: n, batch_size and shard_size must be >= 1 (got {n}, {batch_size}, {shard_size})")
+        raise ConfigError(f"generate_pairs: n, batch_size and shard_size must be >= 1 "
+                          f"(got {n}, {batch_size}, {shard_size})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)

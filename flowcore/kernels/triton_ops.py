@@ -113,8 +113,10 @@ def _norm_bwd(X, SCALE, DY, MEAN, RSTD, DX, DSHIFT, DSCALE,
         rows = start + tl.arange(0, BLOCK_M)
         row_ok = rows < n2
         mask = row_ok[:, None] & col_ok[None, :]
-        x = tl.load(X + (i0 * sx0 + i1 * sx1 + rows * sx2)[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(DY + (i0 * sd0 + i1 * sd1 + rows * sd2)[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(X + (i0 * sx0 + i1 * sx1 + rows * sx2)[:, None] + cols[None, :], mask=mask,
+                    other=0.0).to(tl.float32)
+        dy = tl.load(DY + (i0 * sd0 + i1 * sd1 + rows * sd2)[:, None] + cols[None, :], mask=mask,
+                     other=0.0).to(tl.float32)
         rstd = tl.load(RSTD + g * n2 + rows, mask=row_ok, other=0.0)
         if CENTER:
             mean = tl.load(MEAN + g * n2 + rows, mask=row_ok, other=0.0)
@@ -215,7 +217,8 @@ def _gated_bwd(DO, Y, GATE, DY, DGATE,
     for start in range(c * BLOCK_M, n2, n_chunks * BLOCK_M):
         rows = start + tl.arange(0, BLOCK_M)
         mask = (rows < n2)[:, None] & col_ok[None, :]
-        do = tl.load(DO + (i0 * so0 + i1 * so1 + rows * so2)[:, None] + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        do = tl.load(DO + (i0 * so0 + i1 * so1 + rows * so2)[:, None] + cols[None, :], mask=mask,
+                     other=0.0).to(tl.float32)
         if NEED_DY:
             gate = tl.load(GATE + (i0 * sg0 + i1 * sg1 + rows * sg2)[:, None] + cols[None, :], mask=mask, other=0.0)
             tl.store(DY + (g * n2 + rows)[:, None] * D + cols[None, :],
@@ -226,7 +229,8 @@ def _gated_bwd(DO, Y, GATE, DY, DGATE,
             if GATE_SHARED:
                 acc += tl.sum(dgate, 0)
             else:
-                tl.store(DGATE + (g * n2 + rows)[:, None] * D + cols[None, :], dgate.to(DGATE.dtype.element_ty), mask=mask)
+                tl.store(DGATE + (g * n2 + rows)[:, None] * D + cols[None, :], dgate.to(DGATE.dtype.element_ty),
+                         mask=mask)
     if NEED_DGATE:
         if GATE_SHARED:
             tl.store(DGATE + (g * n_chunks + c) * D + cols, acc, mask=col_ok)
@@ -425,7 +429,8 @@ def _angles(t: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
     """cos or sin [B or 1, L or 1, Dh/2] -> a [B, L, Dh/2] view with unit stride in the last dim."""
     b, _, l, dh = x.shape
     if t.dim() != 3:
-        raise DataError(f"flowcore.kernels.apply_rope: {name} must be [B, L, Dh/2] = [{b}, {l}, {dh // 2}], got {list(t.shape)}")
+        raise DataError(f"flowcore.kernels.apply_rope: {name} must be [B, L, Dh/2] = [{b}, {l}, {dh // 2}], "
+                        f"got {list(t.shape)}")
     t = t.expand(b, l, dh // 2)
     return t if t.stride(-1) == 1 else t.contiguous()
 

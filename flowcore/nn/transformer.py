@@ -138,7 +138,8 @@ class FlowTransformer(nn.Module):
         shared = None
         if self.cond_embed is not None:
             if cond is None:
-                raise DataError(f"this model was built with global_cond_dim {self.config.global_cond_dim}: pass cond [B, G]")
+                raise DataError(f"this model was built with global_cond_dim {self.config.global_cond_dim}: "
+                                "pass cond [B, G]")
             shared = self.cond_embed(cond)
         if self.guidance_embed is not None:
             if guidance is None:

@@ -304,7 +304,8 @@ def register_plugins(plugins: Sequence[Any], source: str, registry) -> None:
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:
-                raise ConfigError(f"{source}: plugins[{i}]: {entry} failed to import: {type(exc).__name__}: {exc}") from exc
+                raise ConfigError(f"{source}: plugins[{i}]: {entry} failed to import: "
+                                  f"{type(exc).__name__}: {exc}") from exc
             record = registry.register(module, name=Path(entry).stem)
             record.source = f"in-process {entry}"
         else:

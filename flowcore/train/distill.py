@@ -95,7 +95,8 @@ class OnPolicyDistillation:
         try:
             with unaided(net):
                 velocity = make_velocity(net, self.bundles, layouts, {}, g)
-                x = self.solver.solve(velocity, prior(), self.grid[:self.first_low + 1].to(device), paths, noise=prior).x
+                x = self.solver.solve(velocity, prior(), self.grid[:self.first_low + 1].to(device), paths,
+                                      noise=prior).x
                 states = []
                 for i in range(self.first_low, len(self.grid) - 1):  # every grid time <= t_max but t = 0
                     states.append((float(self.grid[i]), x))

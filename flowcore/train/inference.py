@@ -136,7 +136,8 @@ class FlowPipeline:
         given_samples = {n: self.read(n, s) for n, s in (given or {}).items()}
         for name, cond in given_samples.items():
             if len(cond) not in (1, len(items)):
-                raise DataError(f"given {name!r}: {len(cond)} samples for {len(items)} to invert (give 1 or {len(items)})")
+                raise DataError(f"given {name!r}: {len(cond)} samples for {len(items)} to invert "
+                                f"(give 1 or {len(items)})")
         data = {modality: tokens_of(bundle, items, self.device)}
         given_tokens = self.given_tokens(given_samples, 0, len(items))
         eps, back, errors = invert(self.net, self.bundles, data, given_tokens, self.sampling_options(**overrides))

@@ -102,5 +102,6 @@ class FlowObjective:
         for name, tokens in x0.items():
             modality = self.bundles[name].modality
             if type(modality).auxiliary_loss is not Modality.auxiliary_loss:
-                out[name] = (lambda x0_hat, t, m=modality, tok=tokens: m.auxiliary_loss(tok.with_values(x0_hat), tok, t))
+                out[name] = (lambda x0_hat, t, m=modality, tok=tokens:
+                             m.auxiliary_loss(tok.with_values(x0_hat), tok, t))
         return out

@@ -75,7 +75,8 @@ def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback]) -> 
                            every_n_train_steps=tr.checkpoint_every, save_on_train_epoch_end=False,
                            enable_version_counter=False)
     trainer = L.Trainer(
-        max_steps=tr.steps or -1, max_epochs=tr.epochs or -1, accelerator=tr.accelerator, devices=tr.devices, strategy=tr.strategy,
+        max_steps=tr.steps or -1, max_epochs=tr.epochs or -1, accelerator=tr.accelerator, devices=tr.devices,
+        strategy=tr.strategy,
         num_nodes=tr.num_nodes, precision=resolve_precision(tr.precision, tr.accelerator),
         gradient_clip_val=tr.grad_clip or None, log_every_n_steps=tr.log_every,
         enable_progress_bar=tr.progress_bar, enable_model_summary=False, logger=loggers,
@@ -176,7 +177,8 @@ class SampleReport:
     @property
     def paths(self) -> list[Path]:
         """Every file written, previews included."""
-        return [p for m, files in self.files.items() for p in [*files, *([self.previews[m]] if self.previews[m] else [])]]
+        return [p for m, files in self.files.items()
+                for p in [*files, *([self.previews[m]] if self.previews[m] else [])]]
 
     def summary(self) -> str:
         lines = [f"{self.count} samples in {self.out_dir}"]

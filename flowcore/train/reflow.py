@@ -78,7 +78,8 @@ def prepare_reflow(config: Config, registry) -> Path:
     for m in make:  # the pairs share one layout: a size list (samples of different sizes) has none
         several = bundles[m].layout(8)
         if several.values.shape[1:] != layouts[m].values.shape[1:] or not bool((several.mask == layouts[m].mask).all()):
-            raise ConfigError(f"{config.source}: modalities.{m}.size: {config.modalities[m].size!r} lays out samples of "
+            raise ConfigError(f"{config.source}: modalities.{m}.size: {config.modalities[m].size!r} "
+                              "lays out samples of "
                               f"different sizes, but reflow pairs share one layout; give one size for the reflow stage")
     shapes = {m: tuple(layouts[m].values.shape[1:]) for m in make}
     noise = prior_noise(shapes, {m: bundles[m].path for m in make}, {m: layouts[m].mask[0].cpu() for m in make})
@@ -139,12 +140,14 @@ def check_pairs(out: Path, settings: Mapping[str, Any]) -> None:
     try:
         manifest = json.loads((out / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"{out / MANIFEST}: cannot read the pair manifest ({exc}); delete {out} to make new pairs") from exc
+        raise DataError(f"{out / MANIFEST}: cannot read the pair manifest ({exc}); "
+                        f"delete {out} to make new pairs") from exc
     made = {"conditions": [], "cfg": None, **manifest}
     for key, value in settings.items():
         if made.get(key) != value:
             raise ConfigError(f"{out}: these pairs were made with {PAIR_SETTINGS[key]} = {made.get(key)!r}, the "
-                              f"config asks for {value!r}; delete {out} (or reflow into another --out) to make new ones")
+                              f"config asks for {value!r}; delete {out} (or reflow into another --out) "
+                              "to make new ones")
 
 
 class ReflowModule(FlowModule):

@@ -106,7 +106,8 @@ class ImageCodec(Codec):
             img = Image.fromarray(array[..., 0] if c == 1 else array)  # L, LA, RGB or RGBA by shape
         if fmt == "JPEG" and c in (2, 4):
             raise DataError(f"{path}: JPEG has no alpha channel; write {c}-channel images as PNG or WebP")
-        options = {"quality": self.quality} if fmt == "JPEG" else {"lossless": True, "exact": True} if fmt == "WEBP" else {}
+        options = ({"quality": self.quality} if fmt == "JPEG"
+                   else {"lossless": True, "exact": True} if fmt == "WEBP" else {})
         img.save(path, format=fmt, **options)
 
     @staticmethod

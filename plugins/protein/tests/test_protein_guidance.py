@@ -194,7 +194,8 @@ def test_guidance_off_is_the_plain_sampler_and_on_moves_only_ca_near_the_data(id
     early, late = torch.tensor([0.5, 0.5]), torch.tensor([0.1, 0.1])
     assert torch.equal(plain({"protein": x_t}, {"protein": early})["protein"],
                        guided({"protein": x_t}, {"protein": early})["protein"])
-    v, vg = plain({"protein": x_t}, {"protein": late})["protein"], guided({"protein": x_t}, {"protein": late})["protein"]
+    v, vg = (plain({"protein": x_t}, {"protein": late})["protein"],
+             guided({"protein": x_t}, {"protein": late})["protein"])
     assert torch.equal(v[..., :4], vg[..., :4]) and not torch.allclose(v[..., 4:], vg[..., 4:])
     estimate = (x_t.values[..., 4:] - 0.1 * v[..., 4:]) * 10
     expected = v[..., 4:] + guided.guidance.gradient(estimate, x_t.mask) / 10

@@ -12,7 +12,8 @@ from flowcore_protein.modality import Protein
 
 
 def _frames(phi, psi, length):
-    return geometry.frames_from_backbone(geometry.build_backbone(torch.full((length,), phi), torch.full((length,), psi)))
+    return geometry.frames_from_backbone(geometry.build_backbone(torch.full((length,), phi),
+                                                                 torch.full((length,), psi)))
 
 
 def _ca_only(ca):

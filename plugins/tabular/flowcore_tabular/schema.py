@@ -108,7 +108,8 @@ class Column:
             "datetime": lambda v: isinstance(v, (dt.datetime, dt.date)),
         }[self.kind](value)
         if not ok:
-            raise DataError(f"{where}: column {self.name!r} ({self.kind}) holds {value!r} of type {type(value).__name__}")
+            raise DataError(f"{where}: column {self.name!r} ({self.kind}) holds {value!r} "
+                            f"of type {type(value).__name__}")
 
 
 def _parse_numeric(col: Column, text: str) -> float:

@@ -23,7 +23,8 @@ def planted_rows(n=200, seed=0):
     for i in range(n):
         grade = list(GRADES)[i % 4]
         rows.append({"grade_num": GRADES[grade], "size": round(float(rng.normal()), 2), "grade": grade,
-                     "colour": ["red", "blue", "green", "grey"][int(rng.integers(4))], "member": bool(rng.random() < 0.5)})
+                     "colour": ["red", "blue", "green", "grey"][int(rng.integers(4))],
+                     "member": bool(rng.random() < 0.5)})
     return rows
 
 
