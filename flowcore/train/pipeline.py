@@ -139,14 +139,14 @@ def sample_files(module: FlowModule, out_dir: Path, config: Config, registry) ->
     """Training-time samples of every generated modality, written to ``out_dir``.
 
     They are drawn as ``flowcore sample`` draws them (the run's sampling options, seed ``config.seed``)
-    from the EMA network; a run with conditions takes them from the first held-out (val) items.
+    from the EMA network; a run with conditions takes them from held-out (val) items spread over the split.
     """
     make = config.names("generate") or config.names("any")
     conditions = config.names("condition")
     count = config.sample.count
     given = {}
     if conditions:
-        items = held_out(config, module.bundles, "val", count, registry)
+        items = held_out(config, module.bundles, "val", count, registry, spread=True)
         count = len(items[conditions[0]])
         given = {n: tokens_of(module.bundles[n], items[n], module.device) for n in conditions}
     options = SamplingOptions.from_config(config, seed=config.seed)
@@ -154,11 +154,14 @@ def sample_files(module: FlowModule, out_dir: Path, config: Config, registry) ->
     return [p for m in make for p in write_samples(module.bundles[m], module.bundles[m].samples(out[m]), out_dir / m)]
 
 
-def held_out(config: Config, bundles: Mapping[str, Bundle], split: str, count: int, registry) -> dict[str, list]:
-    """The first ``count`` items of a held-out split, as ``{modality: [samples]}``."""
+def held_out(config: Config, bundles: Mapping[str, Bundle], split: str, count: int, registry,
+             spread: bool = False) -> dict[str, list]:
+    """The first ``count`` items of a held-out split (``spread``: ``count`` items evenly spaced over
+    it, so a split stored class by class still shows every class), as ``{modality: [samples]}``."""
     dataset = build_split(config, dict(bundles), split, registry)
     n = min(count, len(dataset))
-    items = [dataset[i] for i in range(n)]
+    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist() if spread else range(n)
+    items = [dataset[i] for i in index]
     return {name: [item[name] for item in items] for name in bundles}
 
 
