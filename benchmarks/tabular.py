@@ -402,7 +402,7 @@ def run_tables(args: argparse.Namespace, results: dict[str, Any], work: Path) ->
     """Every model on every table of ``args.tables``; results are written after each model."""
     from threadpoolctl import threadpool_limits
 
-    from flowcore_tabular.budget import epoch_steps
+    from flowcore.train.config import epoch_steps
     from flowcore_tabular.datasets import load_table
     from flowcore_tabular.relabel import find_relabels
 
@@ -536,8 +536,8 @@ def run_imputation(args: argparse.Namespace, results: dict[str, Any], work: Path
     from threadpoolctl import threadpool_limits
 
     import flowcore
+    from flowcore.train.config import epoch_steps
     from flowcore.train.sampling import SamplingOptions
-    from flowcore_tabular.budget import epoch_steps
     from flowcore_tabular.datasets import load_table
     from flowcore_tabular.impute import impute
 

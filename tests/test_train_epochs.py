@@ -1,11 +1,23 @@
-"""A budget in epochs (``train.epochs``): Lightning runs that many passes, and the LR schedule spans them."""
+"""A budget in epochs (``train.epochs``): the steps that many passes over the train split take, at
+least ``train.min_steps``; the LR schedule spans them."""
 
 import json
 
+import pytest
 import yaml
 
-from flowcore.train.config import load_config
+from flowcore.errors import ConfigError
+from flowcore.train.config import epoch_steps, load_config
 from flowcore.train.pipeline import train
+
+
+def test_epoch_steps_count_passes_over_the_items():
+    assert epoch_steps(32561, 8, 256) == 1018  # ceil(1017.53)
+    assert epoch_steps(800, 8, 256, min_steps=300) == 300  # 25 steps, lifted to the floor
+    assert epoch_steps(800, 0.5, 100) == 4
+    assert epoch_steps(10, 3, 4, batches=3) == 9  # length batching: 3 batches a pass
+    with pytest.raises(ConfigError, match="epochs > 0"):
+        epoch_steps(800, 0, 256)
 
 
 def test_epochs_run_whole_passes_and_the_schedule_ends_with_them(tmp_path, registry):
@@ -22,8 +34,8 @@ def test_epochs_run_whole_passes_and_the_schedule_ends_with_them(tmp_path, regis
     config = load_config(cfg, registry=registry)
     assert config.train.steps is None
     module = train(config, registry)
-    batches = 50 // 16  # drop_last: every step sees a full batch
-    assert module.trainer.global_step == 3 * batches
+    steps = 10  # ceil(50 x 3 / 16)
+    assert module.trainer.global_step == steps
     scheduler = module.trainer.lr_scheduler_configs[0].scheduler
-    assert scheduler.lr_lambdas[0](3 * batches) == 0.0  # the linear schedule reaches 0 at the last epoch's end
+    assert scheduler.lr_lambdas[0](steps) == 0.0  # the linear schedule reaches 0 at the budget's end
     assert scheduler.lr_lambdas[0](0) == 1.0

@@ -15,7 +15,7 @@ from flowcore.errors import ConfigError
 from flowcore.registry import get_registry
 from flowcore.train.bundle import build_modality
 from flowcore.train.config import Config
-from flowcore.train.module import make_optimizer, total_steps
+from flowcore.train.module import make_optimizer
 
 
 class AutoencoderModule(L.LightningModule):
@@ -42,7 +42,7 @@ class AutoencoderModule(L.LightningModule):
         return losses["loss"]
 
     def configure_optimizers(self):
-        return make_optimizer(self.autoencoder.parameters(), self.config, total_steps(self.config, self.trainer))
+        return make_optimizer(self.autoencoder.parameters(), self.config, self.trainer.max_steps)
 
     def export_state(self) -> dict[str, torch.Tensor]:
         return {f"autoencoder.{k}": v for k, v in self.autoencoder.state_dict().items()}

@@ -11,6 +11,7 @@ naming the dotted key, the file (or ``--set`` for an override) and what was expe
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -28,6 +29,16 @@ CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotun
 MODALITY_KEYS = ("role", "dropout", "size", "loss_weight", "autoencoder")
 #: the training budget when a config gives neither ``train.steps`` nor ``train.epochs``
 DEFAULT_STEPS = 2000
+
+
+def epoch_steps(items: int, epochs: float, batch_size: int, min_steps: int = 1, batches: int | None = None) -> int:
+    """Optimizer steps of ``epochs`` passes over ``items`` items: max(min_steps, ceil(items x epochs /
+    batch_size)); with length batching, ``batches`` per pass: max(min_steps, ceil(batches x epochs))."""
+    if items < 1 or not epochs > 0 or batch_size < 1 or min_steps < 1:
+        raise ConfigError(f"an epoch budget needs items >= 1, epochs > 0, batch_size >= 1 and min_steps >= 1; got "
+                          f"items={items}, epochs={epochs}, batch_size={batch_size}, min_steps={min_steps}")
+    passes = batches * epochs if batches is not None else items * epochs / batch_size
+    return max(min_steps, math.ceil(passes))
 
 
 class ModalityConfig(Options):
@@ -88,10 +99,12 @@ class FlowConfig(Options):
 
 
 class TrainConfig(Options):
-    #: the budget in optimizer steps, or ``epochs`` in passes over the train split: at most one
-    #: of them; neither means DEFAULT_STEPS steps (so a loaded config always has one set)
+    #: the budget in optimizer steps, or ``epochs`` in passes over the train split (fractions allowed;
+    #: ``epoch_steps`` turns them into steps, at least ``min_steps``, when training starts): at most
+    #: one of them; neither means DEFAULT_STEPS steps (so a loaded config always has one set)
     steps: int | None = Field(None, ge=1)
-    epochs: int | None = Field(None, ge=1)
+    epochs: Number | None = Field(None, gt=0)
+    min_steps: int = Field(1, ge=1)
     batch_size: int = Field(256, ge=1)
     #: batch by length: items of similar length together, count x longest <= batch_tokens
     #: (batch_size then caps the count); needs a dataset with per-item ``lengths``
@@ -126,7 +139,7 @@ class TrainConfig(Options):
 
     @field_validator("epochs")
     @classmethod
-    def _one_budget(cls, epochs: int | None, info: ValidationInfo) -> int | None:
+    def _one_budget(cls, epochs: float | None, info: ValidationInfo) -> float | None:
         if epochs is not None and info.data.get("steps") is not None:
             raise ValueError("give train.steps or train.epochs, not both (set the other to null)")
         return epochs

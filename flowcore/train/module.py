@@ -145,20 +145,13 @@ class FlowModule(L.LightningModule):
             self.ema.update(self.net)
 
     def configure_optimizers(self):
-        return make_optimizer(self.net.parameters(), self.config, total_steps(self.config, self.trainer))
-
-
-def total_steps(config: Config, trainer: L.Trainer | None) -> int:
-    """The optimizer steps of the run: ``train.steps``, or for ``train.epochs`` Lightning's count of
-    the batches those epochs hold (the schedule's length)."""
-    if config.train.steps is not None or trainer is None:
-        return config.train.steps or 1
-    return max(1, int(trainer.estimated_stepping_batches))
+        return make_optimizer(self.net.parameters(), self.config, self.trainer.max_steps)
 
 
 def make_optimizer(params, config: Config, total: int | None = None) -> dict[str, Any]:
     """Optimizer and per-step LR schedule from ``config.train`` (Lightning's dict form);
-    ``total``: the steps the schedule spans (default ``train.steps``)."""
+    ``total``: the steps the schedule spans (default ``train.steps``; the trainer's ``max_steps``
+    when the budget is in epochs)."""
     tr = config.train
     total = total or tr.steps or 1
     if tr.optimizer == "sgd":

@@ -28,7 +28,7 @@ from flowcore.train import checkpoint as ckpt
 from flowcore.train.autoencoder import AutoencoderModule
 from flowcore.train.bundle import Bundle, build_bundles
 from flowcore.train.callbacks import ExportWeights, MetricsCSV, ResumeLog, SampleEvery
-from flowcore.train.config import Config
+from flowcore.train.config import Config, epoch_steps
 from flowcore.train.data import FlowDataModule, build_split
 from flowcore.train.inference import load
 from flowcore.train.module import FlowModule
@@ -60,7 +60,20 @@ def resolve_precision(setting: str, accelerator: str) -> str:
 # ----------------------------------------------------------------------------- train
 
 
-def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback]) -> tuple[L.Trainer, MetricsCSV]:
+def run_steps(config: Config, data: L.LightningDataModule) -> int:
+    """``train.steps``, or the steps ``train.epochs`` passes over the train split take (``epoch_steps``)."""
+    tr = config.train
+    if tr.steps is not None:
+        return tr.steps
+    data.setup("fit")
+    loader = data.train_dataloader()
+    batches = len(loader) if tr.batch_tokens is not None else None
+    return epoch_steps(len(loader.dataset), tr.epochs, tr.batch_size, tr.min_steps, batches)
+
+
+def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback], steps: int,
+                 ) -> tuple[L.Trainer, MetricsCSV]:
+    """Lightning's Trainer for ``steps`` optimizer steps (the LR schedule spans them too)."""
     tr = config.train
     metrics = MetricsCSV(out_dir / "logs")
     loggers: list[Any] = [metrics]
@@ -75,7 +88,7 @@ def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback]) -> 
                            every_n_train_steps=tr.checkpoint_every, save_on_train_epoch_end=False,
                            enable_version_counter=False)
     trainer = L.Trainer(
-        max_steps=tr.steps or -1, max_epochs=tr.epochs or -1, accelerator=tr.accelerator, devices=tr.devices,
+        max_steps=steps, max_epochs=-1, accelerator=tr.accelerator, devices=tr.devices,
         strategy=tr.strategy,
         num_nodes=tr.num_nodes, precision=resolve_precision(tr.precision, tr.accelerator),
         gradient_clip_val=tr.grad_clip or None, log_every_n_steps=tr.log_every,
@@ -117,7 +130,7 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
             callbacks.append(SampleEvery(lambda m, d: sample_files(m, d, config, registry), out_dir,
                                          config.train.sample_every, least=config.train.checkpoint_every))
     data = ReflowDataModule(config, bundles) if config.stage == "reflow" else FlowDataModule(config, bundles, registry)
-    trainer, _ = make_trainer(config, out_dir, callbacks)
+    trainer, _ = make_trainer(config, out_dir, callbacks, run_steps(config, data))
     last = out_dir / ckpt.LAST
     resume_from = str(last) if resume and last.is_file() else None
     if resume_from and trainer.is_global_zero:

@@ -1,9 +1,10 @@
-"""Training budgets in epochs: steps = max(min_steps, ceil(rows x epochs / batch_size)).
+"""The plugin's training budgets: epochs with a floor of steps, and batch and lr rules by table size.
 
 A fixed step count over-trains a 1,000-row table (1,000 steps of 512 rows are 500 epochs)
-and under-trains a 30,000-row one. The core pipeline counts steps (``train.steps``), so
-``flowcore tabular-train CONFIG --epochs E`` counts the run's training rows, sets
-``train.steps`` from them and trains. The floor keeps a small table from getting too few
+and under-trains a 30,000-row one. ``flowcore tabular-train CONFIG --epochs E`` gives the run
+the core's epoch budget (``train.epochs``, ``train.min_steps``: steps = max(min_steps,
+ceil(rows x epochs / batch_size)), ``flowcore.train.config.epoch_steps``), with the plugin's
+floor and, optionally, its batch rule. The floor keeps a small table from getting too few
 optimizer steps to move at all (300 steps: the point where the GLU-MLP's Shape and Trend
 on titanic and german credit have passed CTGAN's, benchmarks/RESULTS.md).
 """
@@ -15,16 +16,9 @@ from pathlib import Path
 from typing import Sequence
 
 from flowcore.errors import ConfigError
+from flowcore.train.config import epoch_steps
 
 MIN_STEPS = 300
-
-
-def epoch_steps(rows: int, epochs: float, batch_size: int, min_steps: int = MIN_STEPS) -> int:
-    """Optimizer steps for ``epochs`` passes over ``rows`` rows in batches of ``batch_size``, at least ``min_steps``."""
-    if rows < 1 or epochs <= 0 or batch_size < 1 or min_steps < 1:
-        raise ConfigError(f"epoch budget needs rows >= 1, epochs > 0, batch_size >= 1 and min_steps >= 1; got "
-                          f"rows={rows}, epochs={epochs}, batch_size={batch_size}, min_steps={min_steps}")
-    return max(min_steps, math.ceil(rows * epochs / batch_size))
 
 
 def train_rows(config, registry) -> int:
@@ -38,11 +32,11 @@ def train_rows(config, registry) -> int:
 
 def epoch_overrides(config, rows: int, epochs: float, min_steps: int = MIN_STEPS,
                     batch_size: int | None = None) -> list[str]:
-    """``--set`` overrides giving ``config`` an epoch budget: train.steps, and warm-up / checkpoint
-    intervals shortened where they would exceed it (warm-up at most a tenth of the steps).
+    """``--set`` overrides giving ``config`` an epoch budget (train.epochs, train.min_steps), and warm-up /
+    checkpoint intervals shortened where they would exceed its steps (warm-up at most a tenth of them).
     ``batch_size``: the batch the run will have, when another override sets it (default: the config's)."""
     steps = epoch_steps(rows, epochs, batch_size or config.train.batch_size, min_steps)
-    out = [f"train.steps={steps}"]
+    out = ["train.steps=null", f"train.epochs={epochs}", f"train.min_steps={min_steps}"]
     if config.train.warmup_steps > steps // 10:
         out.append(f"train.warmup_steps={steps // 10}")
     if config.train.checkpoint_every > steps:

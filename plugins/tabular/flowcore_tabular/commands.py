@@ -11,6 +11,7 @@ from pathlib import Path
 import flowcore
 from flowcore.cli_flags import sampling_overrides
 from flowcore.errors import ConfigError
+from flowcore.train.config import epoch_steps
 
 
 def train_epochs(args: argparse.Namespace) -> int:
@@ -22,8 +23,10 @@ def train_epochs(args: argparse.Namespace) -> int:
     registry = get_registry()
     config, rows, extra = load_with_epochs(args.config, args.set or [], args.epochs, args.min_steps, registry,
                                            batch_rule=args.batch_rule)
-    print(f"{rows} train rows x {args.epochs:g} epochs / batch {config.train.batch_size} "
-          f"(at least {args.min_steps} steps): {' '.join(extra)}", flush=True)
+    tr = config.train
+    steps = epoch_steps(rows, tr.epochs, tr.batch_size, tr.min_steps)
+    print(f"{rows} train rows x {args.epochs:g} epochs / batch {tr.batch_size}: {steps} steps "
+          f"(at least {args.min_steps}): {' '.join(extra)}", flush=True)
     module = train(config, registry, resume=not args.restart)
     if module.global_rank == 0:
         print(f"run directory: {config.out_dir}")

@@ -1,17 +1,20 @@
-"""The plugin's commands through the real CLI: an epoch budget sets train.steps from the table's
-rows; tabular-impute reads a CSV of known columns and writes every column, the known ones unchanged."""
+"""The plugin's commands through the real CLI: an epoch budget gives the run train.epochs with the
+plugin's floor; tabular-impute reads a CSV of known columns and writes every column, the known ones unchanged."""
 
 import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from flowcore.cli import main
 from flowcore.errors import ConfigError
 from flowcore.train.checkpoint import run_config
+from flowcore.train.config import epoch_steps
 from flowcore_tabular.budget import (
+    MIN_STEPS,
     batch_rule_overrides,
-    epoch_steps,
+    epoch_overrides,
     load_with_epochs,
     rows_batch,
     scaled_lr,
@@ -26,12 +29,11 @@ CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
 pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
-def test_epoch_steps_count_passes_over_the_rows():
-    assert epoch_steps(32561, 8, 256) == 1018  # ceil(32561 * 8 / 256) = ceil(1017.5)
-    assert epoch_steps(800, 8, 256) == 300  # 25 steps, lifted to the floor
-    assert epoch_steps(800, 8, 256, min_steps=1) == 25
-    with pytest.raises(ConfigError, match="epochs"):
-        epoch_steps(800, 0, 256)
+def test_epoch_budget_is_the_cores_with_the_plugins_floor():
+    config = load_with_epochs(CONFIGS / "tabular_titanic.yaml", [], 8)[0]
+    extra = epoch_overrides(config, 800, 8)  # 25 steps of 256, lifted to the floor
+    assert extra[:3] == ["train.steps=null", "train.epochs=8", f"train.min_steps={MIN_STEPS}"]
+    assert epoch_steps(800, 8, 256, min_steps=MIN_STEPS) == 300
 
 
 def test_rows_batch_is_the_power_of_two_nearest_rows_over_32_within_256_to_1024():
@@ -59,7 +61,10 @@ def test_batch_rule_sets_batch_and_lr_before_the_epoch_budget():
                                            batch_rule="transformer")
     assert rows == len(load_table("wine").splits["train"])
     assert config.train.batch_size == 64 and math.isclose(config.train.lr, 3e-3 * math.sqrt(0.5), rel_tol=1e-5)
-    assert config.train.steps == math.ceil(rows * 12 / 64)  # the epochs counted in the rule's batches
+    tr = config.train
+    assert tr.steps is None and tr.epochs == 12 and tr.min_steps == 5
+    # the epochs counted in the rule's batches
+    assert epoch_steps(rows, tr.epochs, tr.batch_size, tr.min_steps) == math.ceil(rows * 12 / 64)
 
 
 @pytest.mark.slow
@@ -72,9 +77,10 @@ def test_train_for_epochs_then_impute_a_csv(tmp_path, capsys):
     argv = ["tabular-train", str(CONFIGS / "tabular_titanic.yaml"), "--epochs", "2", "--min-steps", "3"]
     assert main([*argv, *[a for s in sets for a in ("--set", s)]]) == 0
     steps = math.ceil(len(table.splits["train"]) * 2 / 32)  # 142 rows -> 9 steps
-    assert f"train.steps={steps}" in capsys.readouterr().out
+    assert f": {steps} steps" in capsys.readouterr().out
     config = run_config(run, None)
-    assert config.train.steps == steps and config.train.warmup_steps <= steps // 10
+    assert config.train.epochs == 2 and config.train.min_steps == 3 and config.train.warmup_steps <= steps // 10
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == steps
 
     known = table.splits["test"][:6]
     given = tmp_path / "given.csv"
