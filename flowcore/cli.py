@@ -19,11 +19,11 @@ def _plugins(args: argparse.Namespace) -> int:
     rows = [("plugin", "version", "modalities", "datasets", "status")]
     for p in registry.plugins:
         rows.append((p.name, p.version or "-", ",".join(p.modalities) or "-",
-                     ",".join(p.datasets) or "-", "ok" if p.ok else f"ERROR: {p.error}"))
+                     ",".join(p.datasets) or "-", "ok" if p.failure is None else f"ERROR: {p.failure}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
-    return 0 if all(p.ok for p in registry.plugins) else 1
+    return 0 if all(p.failure is None for p in registry.plugins) else 1
 
 
 def _plugin_show(registry, name: str) -> int:
@@ -34,7 +34,7 @@ def _plugin_show(registry, name: str) -> int:
     for p in matches:
         print(f"plugin      {p.name} {p.version}")
         print(f"source      {p.source}")
-        print(f"status      {'ok' if p.ok else 'ERROR: ' + str(p.error)}")
+        print(f"status      {'ok' if p.failure is None else 'ERROR: ' + p.failure}")
         for m in p.modalities:
             spec = registry.modalities[m]
             print(f"\nmodality    {spec.name}: {spec.description}")
@@ -64,15 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugin_commands(sub: argparse._SubParsersAction) -> None:
-    """Let plugins add subcommands; a failing plugin is reported, not fatal."""
+    """Let plugins add subcommands; a failing plugin is warned about in one line, not fatal."""
     from flowcore.registry import get_registry
 
-    registry = get_registry()
-    for impl in registry.pm.hook.flowcore_add_commands.get_hookimpls():
-        try:
-            impl.function(subparsers=sub)
-        except Exception as exc:
-            print(f"warning: plugin {impl.plugin_name!r} could not add commands: {exc}", file=sys.stderr)
+    for record in get_registry().add_commands(sub):
+        print(f"warning: plugin {record.name!r} could not add commands ({record.commands_error}); "
+              "see `flowcore plugins`", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

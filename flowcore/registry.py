@@ -2,7 +2,8 @@
 
 A plugin that fails to import, whose hook raises, that returns something other than
 ModalitySpecs, or that claims a name already taken is refused whole and recorded with its
-error; every other plugin still loads. ``flowcore plugins`` shows both.
+error; every other plugin still loads. A plugin whose ``flowcore_add_commands`` raises keeps
+its modalities but is recorded as broken too. ``flowcore plugins`` shows all of them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,21 @@ class PluginRecord:
     modalities: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     error: str | None = None
+    commands_error: str | None = None
 
     @property
     def ok(self) -> bool:
+        """Loaded: its modalities are registered (its commands may still have failed)."""
         return self.error is None
+
+    @property
+    def failure(self) -> str | None:
+        """Why ``flowcore plugins`` lists this plugin as broken, or None."""
+        if self.error is not None:
+            return self.error
+        if self.commands_error is not None:
+            return f"flowcore_add_commands raised {self.commands_error}"
+        return None
 
 
 class Registry:
@@ -95,7 +107,7 @@ class Registry:
             record.error = _describe(exc)
             return record
         try:
-            specs = self._call_own(plugin, "flowcore_modalities")
+            specs = self._own_modalities(plugin)
             checked = self._check(specs, record)
         except Exception as exc:
             self.pm.unregister(plugin)
@@ -108,21 +120,28 @@ class Registry:
         record.datasets = [d.name for s in checked for d in s.datasets]
         return record
 
-    def _call_own(self, plugin: Any, hook: str) -> list[Any]:
-        """Call one plugin's implementation of ``hook`` (so errors are charged to it)."""
+    def _own_modalities(self, plugin: Any) -> list[Any]:
+        """Call one plugin's ``flowcore_modalities`` (so errors are charged to it)."""
         results: list[Any] = []
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+        for impl in self.pm.hook.flowcore_modalities.get_hookimpls():
             if impl.plugin is plugin:
                 out = impl.function()
-                results.extend(out or [])
+                if out is None:
+                    continue
+                if not isinstance(out, (list, tuple)):
+                    raise PluginError(
+                        f"flowcore_modalities returned {type(out).__name__}, not a list of ModalitySpec")
+                results.extend(out)
         return results
 
     def _check(self, specs: list[Any], record: PluginRecord) -> list[ModalitySpec]:
         seen: set[str] = set()
         datasets = {d.name for s in self.modalities.values() for d in s.datasets}
-        for spec in specs:
+        for i, spec in enumerate(specs):
             if not isinstance(spec, ModalitySpec):
-                raise PluginError(f"flowcore_modalities returned {spec!r}, not a ModalitySpec")
+                raise PluginError(
+                    f"flowcore_modalities returned a list whose item {i} is {type(spec).__name__}, "
+                    "not a ModalitySpec")
             if spec.name in self.modalities or spec.name in seen:
                 owner = self.owners[spec.name].name if spec.name in self.owners else record.name
                 raise PluginError(f"modality name {spec.name!r} is already taken by plugin {owner!r}")
@@ -132,6 +151,26 @@ class Registry:
                     raise PluginError(f"dataset name {d.name!r} is already taken")
                 datasets.add(d.name)
         return specs
+
+    def add_commands(self, subparsers: Any) -> list[PluginRecord]:
+        """Let every loaded plugin add its CLI subcommands; return the plugins whose hook raised.
+
+        The error goes on the plugin's record (``commands_error``), so ``flowcore plugins``
+        lists it as broken; its modalities stay registered.
+        """
+        failed = []
+        for impl in self.pm.hook.flowcore_add_commands.get_hookimpls():
+            record = next((p for p in self.plugins if p.ok and p.name == impl.plugin_name), None)
+            if record is None:  # put on self.pm directly, not through register()
+                record = PluginRecord(name=impl.plugin_name, source="plugin manager")
+                self.plugins.append(record)
+            record.commands_error = None
+            try:
+                impl.function(subparsers=subparsers)
+            except Exception as exc:
+                record.commands_error = _describe(exc)
+                failed.append(record)
+        return failed
 
     # -- lookup ------------------------------------------------------------------------
 
@@ -173,7 +212,8 @@ class Registry:
 def _describe(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    message = " ".join(str(exc).split())  # one line: it is a row of `flowcore plugins` and a warning
+    return f"{type(exc).__name__}: {message}{where}"
 
 
 _default: Registry | None = None
