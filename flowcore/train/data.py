@@ -31,7 +31,8 @@ class Validated(Dataset):
     An index whose samples ``validate`` returned unchanged (the same objects) is not checked
     again on later epochs: for small samples (points, labels) the check would otherwise cost
     more than the training step. Samples ``validate`` converts (a class name to its index)
-    go through it every time.
+    go through it every time. Messages name ``where`` (the dataset or data path and split),
+    the item, and, when ``base`` has an ``item_source(i)`` (file items do), the file it came from.
     """
 
     def __init__(self, base: Dataset, bundles: dict[str, Bundle], where: str, limit: int | None = None):
@@ -49,10 +50,15 @@ class Validated(Dataset):
         out = {}
         for name, b in self.bundles.items():
             if name not in item:
-                raise DataError(f"{self.where} item {i}: no {name!r} sample (it has {sorted(item)})")
-            out[name] = b.modality.validate(item[name], f"{self.where} item {i}")
+                raise DataError(f"{self.item_where(i)}: no {name!r} sample (it has {sorted(item)})")
+            out[name] = b.modality.validate(item[name], self.item_where(i))
         self.checked[i] = all(out[name] is item[name] for name in self.bundles)
         return out
+
+    def item_where(self, i: int) -> str:
+        """Where item ``i`` comes from, for messages: 'data/points (train) item 9 (data/points/a.csv, sample 10)'."""
+        source = getattr(self.base, "item_source", None)
+        return f"{self.where} item {i}" + (f" ({source(i)})" if source is not None else "")
 
 
 class Collate:
@@ -120,11 +126,19 @@ def cached_latents(config: Config, bundles: dict[str, Bundle], dataset: Validate
 class FileItems(Dataset):
     """Items from files or values: each entry is ``{modality: ("file", path) | ("value", v) | ("sample", s)}``."""
 
-    def __init__(self, entries: list[dict[str, tuple[str, Any]]], codecs: dict[str, Codec | None]):
-        self.entries, self.codecs = entries, codecs
+    def __init__(self, entries: list[dict[str, tuple[str, Any]]], codecs: dict[str, Codec | None],
+                 sources: list[str] | None = None):
+        self.entries, self.codecs, self.sources = entries, codecs, sources
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def item_source(self, i: int) -> str:
+        """The file (and place in it) item ``i`` was read from."""
+        if self.sources is not None:
+            return self.sources[i]
+        files = [str(v) for kind, v in self.entries[i].values() if kind == "file"]
+        return ", ".join(files) or "values"
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         out = {}
@@ -231,9 +245,20 @@ def file_splits(config: Config, bundles: dict[str, Bundle]) -> dict[str, Dataset
     codecs = {n: b.modality.codec for n, b in bundles.items()}
     parts: dict[str, list] = {s: [] for s in SPLITS}
     fractions = {"test": data.test_fraction, "val": data.val_fraction}
+    sources: dict[str, list] = {s: [] for s in SPLITS}
     for key, entry in entries:
-        parts[keyed_split(key, fractions, seed=config.seed)].append(entry)
-    return {s: FileItems(parts[s], codecs) for s in SPLITS}
+        split = keyed_split(key, fractions, seed=config.seed)
+        parts[split].append(entry)
+        sources[split].append(_key_source(path, key))
+    return {s: FileItems(parts[s], codecs, sources[s]) for s in SPLITS}
+
+
+def _key_source(path: Path, key: str) -> str:
+    """A folder entry's key ('a.csv#9', 'b.png') or a manifest's ('row9') -> the file (and place) it names."""
+    if not path.is_dir():
+        return f"{path}, row {int(key[3:]) + 1}"
+    file, _, j = key.partition("#")
+    return f"{path / file}, sample {int(j) + 1}" if j else str(path / file)
 
 
 # ----------------------------------------------------------------------------- module
