@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Annotated, Any, Iterable, Literal, Mapping, TypeVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from flowcore.errors import ConfigError
 
@@ -33,8 +33,8 @@ def _yaml_number(value: Any) -> Any:
     return value
 
 
-#: a float that also accepts an int and YAML's "1e-3" string (never a bool)
-Number = Annotated[float, BeforeValidator(_yaml_number)]
+#: a finite float that also accepts an int and YAML's "1e-3" string (never a bool)
+Number = Annotated[float, BeforeValidator(_yaml_number), Field(allow_inf_nan=False)]
 
 
 class Options(BaseModel):
@@ -73,7 +73,7 @@ def config_error(exc: ValidationError, schema: type[BaseModel], source: str, pre
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     keys, hint, known, union_at = _locate(schema, first["loc"])
     key = ".".join(p for p in [prefix, *keys] if p)
-    by_override = any(key == k or key.startswith(k + ".") for k in overridden)
+    by_override = any(key == k or key.startswith((k + ".", k + "[")) for k in overridden)
     head = f"{OVERRIDE} {key}" if by_override else f"{source}: {key}" if key else source
     if first["type"] == "extra_forbidden":
         close = difflib.get_close_matches(keys[-1], known or [], n=1)
@@ -87,23 +87,47 @@ def config_error(exc: ValidationError, schema: type[BaseModel], source: str, pre
     if union_at is not None:  # each arm of a union failed: say what the union takes
         at_key = [e for e in errors if tuple(e["loc"][:union_at]) == tuple(first["loc"][:union_at])]
         value = next((e["input"] for e in at_key if len(e["loc"]) == union_at + 1), first["input"])
-        return ConfigError(f"{head}: expected {_describe(hint)}, got {_short(value)}")
-    return ConfigError(f"{head}: {_problem(first, hint)}, got {_short(first['input'])}")
+        return ConfigError(f"{head}: expected {_describe(hint)}, got {_short(value)}{_suggest(hint, value)}")
+    value = first["input"]
+    return ConfigError(f"{head}: {_problem(first, hint)}, got {_short(value)}{_suggest(hint, value)}")
 
 
 BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
           "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
+#: what a constraint other than a bound asks for, in a config reader's words
+CONSTRAINTS = {"multiple_of": "must be a multiple of {multiple_of}", "finite_number": "must be a finite number",
+               "too_short": "must have at least {min_length} items", "too_long": "must have at most {max_length} items",
+               "string_too_short": "must not be empty"}
 
 
 def _problem(error: Mapping[str, Any], hint: Any) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind in BOUNDS:
         name, op = BOUNDS[kind]
-        return f"must be {op} {ctx[name]}"
+        bound = ctx[name]
+        return f"must be {op} {format(bound, 'g') if isinstance(bound, float) else bound}"
+    if kind in CONSTRAINTS:
+        return CONSTRAINTS[kind].format(**ctx)
     if hint is not None and hint is not Any:
         return f"expected {_describe(hint)}"
     msg = error["msg"]
     return msg[:1].lower() + msg[1:]
+
+
+def _suggest(hint: Any, value: Any) -> str:
+    """"; did you mean 'euler'?" when ``value`` is a string close to one of the names ``hint`` allows."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, _names(hint), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _names(hint: Any) -> list[str]:
+    """The string choices of a Literal, also inside Annotated and unions."""
+    hint = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+    if typing.get_origin(hint) is Literal:
+        return [v for v in typing.get_args(hint) if isinstance(v, str)]
+    return [n for arm in _arms(hint) for n in _names(arm)]
 
 
 def _short(value: Any) -> str:
@@ -182,7 +206,9 @@ def _describe(hint: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
     if origin in (list, tuple, collections.abc.Sequence) or hint in (list, tuple):
-        return "a list"
+        items = {"an integer": "integers", "a number": "numbers", "a string": "strings"}
+        of = items.get(_describe(typing.get_args(hint)[0])) if typing.get_args(hint) else None
+        return f"a list of {of}" if of else "a list"
     if origin in (dict, collections.abc.Mapping) or hint is dict or _fields(hint) is not None:
         return "a mapping"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}

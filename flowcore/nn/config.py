@@ -16,8 +16,9 @@ from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from flowcore.schema import Number, Options, validate
 from flowcore.spec import check_name
 
-#: YAML gives a list where the config keeps a tuple
-IntTuple = Annotated[tuple[int, ...], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
+#: head dims rotated by each position axis, in (cos, sin) pairs; YAML gives a list where the config keeps a tuple
+RopeDims = Annotated[tuple[Annotated[int, Field(ge=0, multiple_of=2)], ...],
+                     BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
 
 
 class SincosPosition(Options):
@@ -32,7 +33,7 @@ class SincosPosition(Options):
 
     max_size: int = Field(ge=1)
     base_size: int = Field(ge=1)
-    interpolation_scale: Number = 1.0
+    interpolation_scale: Number = Field(1.0, gt=0)
 
 
 class StreamOptions(Options):
@@ -48,7 +49,7 @@ class StreamOptions(Options):
     model_config = ConfigDict(frozen=True)
 
     out_channels: int | None = Field(None, ge=0)
-    rope_axes_dim: IntTuple | None = None
+    rope_axes_dim: RopeDims | None = None
     sincos_position: SincosPosition | None = None
 
 
@@ -65,7 +66,7 @@ class StreamConfig(StreamOptions):
     @model_validator(mode="after")
     def _axes_fit(self) -> StreamConfig:
         dims = self.rope_axes_dim
-        if dims and (len(dims) != self.position_axes or any(d < 0 or d % 2 for d in dims)):
+        if dims and len(dims) != self.position_axes:
             raise ValueError(f"rope_axes_dim {list(dims)} must give one even number per position axis "
                              f"({self.position_axes}), or be [] for no RoPE")
         if self.sincos_position is not None and self.position_axes != 2:
@@ -102,7 +103,8 @@ class TransformerOptions(Options):
     guidance_embed: bool = False
     qk_norm: bool = True
     checkpointing: bool = False
-    frequency_dim: int = Field(256, ge=2)
+    #: sinusoids come in (cos, sin) pairs
+    frequency_dim: int = Field(256, ge=2, multiple_of=2)
 
     @model_validator(mode="after")
     def _sizes_fit(self) -> TransformerOptions:
@@ -111,8 +113,9 @@ class TransformerOptions(Options):
                              "head dim")
         if self.depth_double + self.depth_single == 0:
             raise ValueError("depth_double + depth_single must be >= 1")
-        if self.frequency_dim % 2:
-            raise ValueError(f"frequency_dim must be even, got {self.frequency_dim}")
+        if self.mlp_hidden < 1:
+            raise ValueError(f"mlp_ratio {self.mlp_ratio} leaves the blocks' MLPs no width (hidden_size x mlp_ratio "
+                             "must be >= 1)")
         return self
 
     @property

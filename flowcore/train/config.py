@@ -13,18 +13,27 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from flowcore.errors import ConfigError
+from flowcore.flow.names import SOLVER_NAMES
 from flowcore.nn.config import TransformerSection
 from flowcore.schema import Number, Options, validate
 from flowcore.spec import checked_options
 
 Role = Literal["generate", "condition", "any"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+Solver = Literal[SOLVER_NAMES]
+#: Lightning's precision names; YAML's ``precision: 32`` is the int 32, taken as "32"
+Precision = Annotated[Literal["auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "bf16-true",
+                              "16-true", "64-true", "64"],
+                      BeforeValidator(lambda v: str(v) if type(v) is int else v)]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
+#: a probability that leaves some of the rest: in [0, 1)
+Fraction = Annotated[Number, Field(ge=0, lt=1)]
 #: keys of a ``modalities.<name>`` section that the core reads; the rest go to the modality's factory
 MODALITY_KEYS = ("role", "dropout", "size", "loss_weight", "autoencoder")
 #: the training budget when a config gives neither ``train.steps`` nor ``train.epochs``
@@ -45,12 +54,22 @@ class ModalityConfig(Options):
     """How one modality takes part in the run (``modalities.<name>``)."""
 
     role: Role = "generate"
-    dropout: Number = Field(0.0, ge=0, lt=1)
-    size: Any = None
-    loss_weight: Number = 1.0
+    dropout: Fraction = 0.0
+    #: what generation lays out (tokenizer.layout): a length, a shape such as [32, 32], or lengths taken in turn
+    size: int | list[int] | None = None
+    loss_weight: Number = Field(1.0, ge=0)
     autoencoder: str | None = None
     #: the factory's keyword arguments: the section's other keys, checked by the plugin's options model
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+    @field_validator("size")
+    @classmethod
+    def _sizes(cls, size: int | list[int] | None) -> int | list[int] | None:
+        if size is not None and (size == [] or min([size] if isinstance(size, int) else size) < 1):
+            raise ValueError(f"must be a length >= 1 or a list of them (a shape such as [32, 32], or lengths taken "
+                             f"in turn), got {size!r}")
+        return size
 
 
 class DataConfig(Options):
@@ -59,8 +78,8 @@ class DataConfig(Options):
     options: dict[str, Any] = Field(default_factory=dict)
     path: str | None = None
     modality: str | None = None
-    val_fraction: Number = Field(0.05, ge=0)
-    test_fraction: Number = Field(0.05, ge=0)
+    val_fraction: Fraction = 0.05
+    test_fraction: Fraction = 0.05
     num_workers: int = Field(0, ge=0)
     limit: int | None = Field(None, ge=1)
     cache_latents: bool = False
@@ -73,8 +92,9 @@ class ModelConfig(Options):
     #: keyword arguments of a plugin network's factory
     options: dict[str, Any] = Field(default_factory=dict)
     hidden: int = Field(256, ge=1)
-    depth: int = 3
-    time_dim: int = Field(64, ge=1)
+    depth: int = Field(3, ge=1)
+    #: sinusoids come in (cos, sin) pairs
+    time_dim: int = Field(64, ge=2, multiple_of=2)
     #: ``network: transformer``'s settings, checked by flowcore.nn.config.TransformerSection
     transformer: dict[str, Any] = Field(default_factory=dict)
 
@@ -88,14 +108,60 @@ class ModelConfig(Options):
         return network
 
 
+class LogitNormalOptions(Options):
+    """``flow.timestep_options`` of ``logit_normal``: t = sigmoid(n), n ~ N(m, s^2)."""
+
+    m: Number = 0.0
+    s: Number = Field(1.0, gt=0)
+
+
+class ModeOptions(Options):
+    """``flow.timestep_options`` of ``mode``: beyond [-1, 1 / (pi / 2 - 1)] its map leaves [0, 1]."""
+
+    s: Number = Field(1.29, ge=-1, le=1 / (math.pi / 2 - 1))
+
+
+class GridOptions(Options):
+    """``flow.timestep_options`` of ``grid``: the k points of a k-step sampling grid with its shift."""
+
+    #: a whole float too: configs saved before this model kept k as a number (4.0)
+    k: Annotated[int, BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)] = Field(ge=1)
+    shift: Number = Field(1.0, gt=0)
+
+
+#: the options model of each timestep sampler (flowcore.flow.timesteps.SAMPLERS); uniform takes none
+TIMESTEP_OPTIONS: dict[str, type[Options]] = {"uniform": Options, "logit_normal": LogitNormalOptions,
+                                              "mode": ModeOptions, "grid": GridOptions}
+
+
+class Dopri5Options(Options):
+    """``sample.solver_options`` of ``dopri5``: the error tolerances and a cap on its steps."""
+
+    rtol: Number = Field(1e-5, gt=0)
+    atol: Number = Field(1e-5, gt=0)
+    max_steps: int = Field(10_000, ge=1)
+
+
+class EulerSDEOptions(Options):
+    """``sample.solver_options`` of ``euler_sde``: 0 churn is the Euler ODE; noise_scale < 1 a lower temperature."""
+
+    churn: Number = Field(1.0, ge=0)
+    noise_scale: Number = Field(1.0, ge=0)
+
+
+#: the options model of each solver (flowcore.flow.solvers.SOLVERS); the others take none
+SOLVER_OPTIONS: dict[str, type[Options]] = {"dopri5": Dopri5Options, "euler_sde": EulerSDEOptions}
+
+
 class FlowConfig(Options):
     timesteps: Literal["uniform", "logit_normal", "mode", "grid"] = "logit_normal"
-    timestep_options: dict[str, Number] = Field(default_factory=dict)
-    shift: Number = 1.0
+    #: the sampler's parameters, checked by its model in TIMESTEP_OPTIONS
+    timestep_options: dict[str, Any] = Field(default_factory=dict)
+    shift: Number = Field(1.0, gt=0)
     loss_weight: Literal["none", "cosmap"] = "none"
     ot_coupling: Literal["exact", "sinkhorn"] | None = None
-    p_clean: Number = Field(0.2, ge=0)
-    p_absent: Number = Field(0.2, ge=0)
+    p_clean: Fraction = 0.2
+    p_absent: Fraction = 0.2
 
 
 class TrainConfig(Options):
@@ -109,33 +175,50 @@ class TrainConfig(Options):
     #: batch by length: items of similar length together, count x longest <= batch_tokens
     #: (batch_size then caps the count); needs a dataset with per-item ``lengths``
     batch_tokens: int | None = Field(None, ge=1)
-    lr: Number = 1e-3
+    lr: Number = Field(1e-3, gt=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    weight_decay: Number = 0.0
-    betas: list[Number] = Field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: Number = Field(0.0, ge=0)
+    #: Adam's (beta1, beta2); SGD's momentum is betas[0]
+    betas: list[Fraction] = Field(default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2)
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = Field(0, ge=0)
-    grad_clip: Number = 1.0
+    #: 0 turns clipping off
+    grad_clip: Number = Field(1.0, ge=0)
     #: EMA decay in [0, 1); 0 turns EMA off
     ema: Number = Field(0.999, ge=0, lt=1)
-    precision: str = "auto"
-    accelerator: str = "auto"
+    precision: Precision = "auto"
+    accelerator: Accelerator = "auto"
+    #: devices per node: a count, -1 or "auto" (all), or device indices as "0,1"
     devices: int | str = 1
-    strategy: str = "auto"
+    #: Lightning's strategy name: "ddp", "fsdp", ... (Lightning's registry is open, so any name passes here)
+    strategy: str = Field("auto", min_length=1)
     num_nodes: int = Field(1, ge=1)
-    checkpoint_every: int = 500
+    checkpoint_every: int = Field(500, ge=1)
     #: steps between training-time samples and previews (``samples/step_N/``); null: ten times a
     #: run (every tenth of its steps, at least checkpoint_every) when a made modality draws a
     #: preview, else never; 0: never
     sample_every: int | None = Field(None, ge=0)
-    log_every: int = 10
+    log_every: int = Field(10, ge=1)
     progress_bar: bool = True
-    cpu_threads: int | None = None
+    cpu_threads: int | None = Field(None, ge=1)
     #: torch.compile the trained network: false, true (torch's default mode) or a mode name,
     #: e.g. "reduce-overhead" (CUDA graphs: for small models whose steps are bound by launches)
     compile: bool | CompileMode = False
     #: the torch.compile backend ("inductor"; "aot_eager" traces without generating code)
-    compile_backend: str = "inductor"
+    compile_backend: str = Field("inductor", min_length=1)
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, devices: int | str) -> int | str:
+        if isinstance(devices, int):
+            ok = devices >= 1 or devices == -1
+        else:
+            ids = [i.strip() for i in devices.split(",") if i.strip()]
+            ok = devices in ("auto", "-1") or (bool(ids) and all(i.isdigit() for i in ids))
+        if not ok:
+            raise ValueError(f"must be a count >= 1, -1 or 'auto' (all devices), or device indices like '0,1'; "
+                             f"got {devices!r}")
+        return devices
 
     @field_validator("epochs")
     @classmethod
@@ -153,10 +236,11 @@ class TrainConfig(Options):
 
 class SampleConfig(Options):
     steps: int = Field(32, ge=1)
-    solver: str = "euler"
-    cfg: Number = 1.0
+    solver: Solver = "euler"
+    #: guidance weight: 1 = plain conditional, 0 = unconditional, > 1 guided
+    cfg: Number = Field(1.0, ge=0)
     count: int = Field(1000, ge=1)
-    shift: Number = 1.0
+    shift: Number = Field(1.0, gt=0)
     #: the solver's keyword arguments, e.g. {churn: 1.0, noise_scale: 0.5} for euler_sde
     solver_options: dict[str, Any] = Field(default_factory=dict)
     #: sample the network without its sampling-only aids (its ``unaided()``): for a run that distilled them
@@ -177,7 +261,7 @@ class ReflowConfig(Options):
     teacher: str | None = None
     pairs: int = Field(10000, ge=1)
     steps: int = Field(32, ge=1)
-    solver: str = "euler"
+    solver: Solver = "euler"
     #: guidance weight of the teacher when it makes the pairs of a conditional run (None: sample.cfg;
     #: 1 = plain conditional)
     cfg: Number | None = Field(None, gt=0)
@@ -207,8 +291,9 @@ class Config(Options):
     """A whole run. ``source`` is where it came from (for error messages), not a key."""
 
     modalities: dict[str, ModalityConfig]
-    seed: int = 0
-    out_dir: str = "runs/run"
+    #: numpy's seeds are 32-bit
+    seed: int = Field(0, ge=0, lt=2**32)
+    out_dir: str = Field("runs/run", min_length=1)
     stage: Literal["flow", "autoencoder", "reflow"] = "flow"
     plugins: list[str] = Field(default_factory=list)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -272,11 +357,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), registry=None) 
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc  # one line
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config is a mapping of sections, got {type(raw).__name__}")
@@ -286,6 +369,74 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), registry=None) 
         register_plugins(raw.get("plugins") or [], str(path), registry)
     overridden = tuple(item.partition("=")[0] for item in overrides)
     return _validated(raw, str(path), registry, overridden)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The plain data of a YAML config file; an OSError if it cannot be read.
+
+    Stricter than ``yaml.safe_load``: a key given twice in one mapping (YAML would keep the
+    last silently) and any tag such as ``!!python/object`` are refused, and a YAML error is
+    one :class:`ConfigError` line naming the file and the line.
+    """
+    return parse_yaml(Path(path).read_text(), str(path))
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """:func:`read_yaml` of ``text``, its errors naming ``source``."""
+    loader = _ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, source)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        words = "; ".join(str(part) for part in (exc.context, exc.problem) if part)
+        what = "" if isinstance(exc, yaml.constructor.ConstructorError) else "not valid YAML: "
+        raise ConfigError(f"{source}: {where}{what}{' '.join(words.split())}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    finally:
+        loader.dispose()
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader whose unknown tags say that a config is plain data."""
+
+    def construct_undefined(self, node: yaml.Node) -> Any:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"the tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed: a config is plain "
+            "data (mappings, lists, strings, numbers, true/false, null)", node.start_mark)
+
+
+_ConfigLoader.add_constructor(None, _ConfigLoader.construct_undefined)
+
+
+def _refuse_duplicate_keys(node: yaml.Node, source: str, key: str = "", seen: set[int] | None = None) -> None:
+    """A ConfigError naming the line and the dotted key of the first key given twice in a mapping."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias repeats a node (a recursive one would loop)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, source, f"{key}[{i}]", seen)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first: dict[tuple[str, str], yaml.Node] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys may be overridden, by design
+            continue
+        dotted = ".".join(filter(None, [key, str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"]))
+        if isinstance(key_node, yaml.ScalarNode):
+            earlier = first.setdefault((key_node.tag, key_node.value), key_node)
+            if earlier is not key_node:
+                raise ConfigError(f"{source}: line {key_node.start_mark.line + 1}: {dotted}: duplicate key (first "
+                                  f"given on line {earlier.start_mark.line + 1}); YAML would keep only the last, "
+                                  "so give it once")
+        _refuse_duplicate_keys(value_node, source, dotted, seen)
 
 
 def _anchor_paths(raw: dict[str, Any], base: Path) -> None:
@@ -336,10 +487,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str) 
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: write it as key=value (e.g. train.steps=100)")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML: {exc}") from exc
+        value = parse_yaml(text, f"--set {item!r}")
         node = raw
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -375,10 +523,21 @@ def _validated(raw: Mapping[str, Any], source: str, registry, overridden: tuple[
     config._source = source
     config.model.transformer = checked_options(TransformerSection, config.model.transformer, source,
                                                "model.transformer", overridden)
+    flow, sample = config.flow, config.sample
+    flow.timestep_options = _parameters(TIMESTEP_OPTIONS[flow.timesteps], flow.timestep_options, source,
+                                        "flow.timestep_options", overridden)
+    sample.solver_options = _parameters(SOLVER_OPTIONS.get(sample.solver, Options), sample.solver_options, source,
+                                        "sample.solver_options", overridden)
     check(config, registry)
     if registry is not None:
         check_options(config, registry, overridden)
     return config
+
+
+def _parameters(model: type[Options], given: Mapping[str, Any], source: str, prefix: str,
+                overridden: tuple[str, ...]) -> dict[str, Any]:
+    """``given`` checked by ``model``: the keys given, their values as the model reads them (no defaults added)."""
+    return validate(model, dict(given), source, prefix, overridden).model_dump(mode="json", exclude_unset=True)
 
 
 def check_options(config: Config, registry, overridden: tuple[str, ...] = ()) -> None:
