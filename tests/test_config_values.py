@@ -247,12 +247,15 @@ def test_a_yaml_tag_is_one_line_naming_file_and_line_and_runs_nothing(tmp_path):
                                 "(mappings, lists, strings, numbers, true/false, null)\n")
 
 
-def test_broken_yaml_and_a_tag_in_an_override_are_one_line(tmp_path):
+def test_broken_yaml_a_tag_in_an_override_and_a_binary_file_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"^.*mine.yaml: line 4, column 1: not valid YAML: while parsing a flow "
                                           r"mapping; expected ',' or '}'"):
         load_config(write(tmp_path, "modalities:\n  toy2d: {}\ndata: {dataset: moons\n"))
     with pytest.raises(ConfigError, match=r"^--set 'seed=!!python/name:os.system': line 1, column 1: the tag "):
         load_config(EXAMPLES / "toy2d.yaml", ["seed=!!python/name:os.system"])
+    (tmp_path / "binary.yaml").write_bytes(b"modalities: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"binary.yaml: not a UTF-8 text file \(invalid start byte at byte 12\)$"):
+        load_config(tmp_path / "binary.yaml")
 
 
 def test_the_run_directory_config_is_read_as_strictly(tmp_path):

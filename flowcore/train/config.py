@@ -184,6 +184,9 @@ class TrainConfig(Options):
     warmup_steps: int = Field(0, ge=0)
     #: 0 turns clipping off
     grad_clip: Number = Field(1.0, ge=0)
+    #: steps whose loss or gradient norm is NaN or infinite that are skipped (update not applied)
+    #: before training stops on the next one
+    skip_nonfinite: int = Field(0, ge=0)
     #: EMA decay in [0, 1); 0 turns EMA off
     ema: Number = Field(0.999, ge=0, lt=1)
     precision: Precision = "auto"
@@ -378,7 +381,11 @@ def read_yaml(path: str | Path) -> Any:
     last silently) and any tag such as ``!!python/object`` are refused, and a YAML error is
     one :class:`ConfigError` line naming the file and the line.
     """
-    return parse_yaml(Path(path).read_text(), str(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    return parse_yaml(text, str(path))
 
 
 def parse_yaml(text: str, source: str) -> Any:
