@@ -6,18 +6,23 @@
 
 Each check raises ``AssertionError`` with a message that says what the plugin must fix.
 The checks compare against something true: round trips return their input, the path's
-endpoints are the data and the noise, metrics rank real-vs-real above real-vs-noise.
+endpoints are the data and the noise, metrics rank real-vs-real above real-vs-noise, and a
+codec given a damaged file (random bytes, a written sample cut short) raises DataError or
+reads back valid samples, never another exception.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
-from flowcore.modality import Modality, Tokens
+from flowcore.errors import DataError
+from flowcore.modality import Codec, Modality, Tokens
 from flowcore.registry import get_registry
 from flowcore.spec import DatasetSpec
 
@@ -178,8 +183,11 @@ def check_modality(modality: Modality, tmp_path: Path, datasets: Sequence[str | 
         for i, (a, r) in enumerate(zip(samples, read)):
             assert _close(a, r, tol), f"{name}: codec round trip changed sample {i}"
         report.passed.append("codec round trip")
+        check_codec_damage(modality, written[0], tmp_path / f"{name}_damaged")
+        report.passed.append("codec damaged files")
     else:
         report.skipped["codec round trip"] = "no codec"
+        report.skipped["codec damaged files"] = "no codec"
 
     # metrics rank real-vs-real above real-vs-noise
     metrics = modality.metrics()
@@ -194,6 +202,61 @@ def check_modality(modality: Modality, tmp_path: Path, datasets: Sequence[str | 
     else:
         report.skipped["metrics"] = "no metrics"
     return report
+
+
+def damaged_files(good: Path, out_dir: Path, count: int = 24, seed: int = 0) -> list[Path]:
+    """Damaged copies of the file ``good`` in ``out_dir``, all with its suffix(es).
+
+    An empty file, random bytes (short and long), ``good`` cut at random lengths, and
+    ``good`` with a few random bytes overwritten: what a crashed download or a full disk leaves.
+    """
+    raw = Path(good).read_bytes()
+    rng = np.random.default_rng(seed)
+    suffix = "".join(Path(good).suffixes)
+    blobs = [b"", rng.bytes(16), rng.bytes(4096)]
+    cuts = sorted({int(c) for c in rng.integers(1, max(len(raw), 2), count // 2)})
+    blobs += [raw[:c] for c in cuts]
+    for _ in range(count - len(blobs)):
+        flipped = bytearray(raw)
+        for k in rng.integers(0, max(len(raw), 1), 4):
+            if raw:
+                flipped[int(k)] = int(rng.integers(256))
+        blobs.append(bytes(flipped))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, blob in enumerate(blobs):
+        path = out_dir / f"damaged_{i:03d}{suffix}"
+        path.write_bytes(blob)
+        paths.append(path)
+    return paths
+
+
+def read_or_data_error(modality: Modality, codec: Codec, path: Path) -> str | None:
+    """Read ``path`` and validate what it gives: None if valid samples, else the DataError's message.
+
+    Any other exception is an AssertionError: a damaged file must raise DataError.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file may warn (skipped residues...) before it fails
+            samples = codec.read_all(path)
+            for i, sample in enumerate(samples):
+                modality.validate(sample, f"{path} sample {i}")
+    except DataError as exc:
+        return str(exc)
+    except Exception as exc:
+        raise AssertionError(f"{modality.name}: codec.read_all({path.name}) raised {type(exc).__name__}: {exc}; "
+                             "a damaged file must raise flowcore.errors.DataError naming it") from exc
+    return None
+
+
+def check_codec_damage(modality: Modality, good: Path, out_dir: Path, count: int = 24) -> None:
+    """Damaged copies of a written file read back valid samples or raise a DataError naming the file."""
+    for path in damaged_files(good, out_dir, count):
+        message = read_or_data_error(modality, modality.codec, path)
+        assert message is None or path.name in message, (
+            f"{modality.name}: the DataError for a damaged file does not name it: {message!r}")
+        path.unlink()
 
 
 def _noise_like(modality: Modality, samples: Sequence[Any]) -> list[Any]:
