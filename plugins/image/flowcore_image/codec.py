@@ -3,10 +3,16 @@
 Channels follow the file: 1 (grey, 8- or 16-bit), 2 (grey + alpha), 3 (RGB), 4 (RGBA).
 Palette, bilevel and CMYK files are converted to the nearest of those. A value v of an
 n-bit file becomes ``2 v / (2^n - 1) - 1``, so 8-bit data round-trips exactly through PNG.
+
+Reading refuses, with a DataError naming the file: content of another format than the suffix
+says (a TIFF renamed .png would otherwise be read and converted), more pixels than
+``max_pixels`` (checked on the header, before decoding), and 16-bit colour PNGs: Pillow
+decodes colour at 8 bits only, so their low bits would be lost without a word.
 """
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Sequence
 
@@ -15,12 +21,15 @@ import torch
 
 from flowcore.errors import DataError
 from flowcore.modality import Codec
+from flowcore_image.options import MAX_PIXELS
 
 #: Pillow mode -> channels, for the modes we keep as they are
 MODE_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 CHANNEL_MODES = {c: m for m, c in MODE_CHANNELS.items()}
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+#: what Pillow may call the content of a file with each format's suffix (camera JPEGs open as MPO)
+CONTENTS = {"PNG": ("PNG",), "JPEG": ("JPEG", "MPO"), "WEBP": ("WEBP",)}
 
 
 def to_unit(array: np.ndarray, bits: int) -> torch.Tensor:
@@ -43,11 +52,12 @@ class ImageCodec(Codec):
     channels:  convert every file to this many channels (1, 3 or 4); None keeps the file's own.
     bits:      8, or 16 to write 16-bit PNGs (grey only: Pillow has no 16-bit colour mode).
     quality:   JPEG quality; WebP is written lossless (and exact under transparency) so that it round-trips.
+    max_pixels: the most pixels (H x W) a file read may hold.
     """
 
     extensions = (".png", ".jpg", ".jpeg", ".webp")
 
-    def __init__(self, channels: int | None = None, bits: int = 8, quality: int = 95):
+    def __init__(self, channels: int | None = None, bits: int = 8, quality: int = 95, max_pixels: int = MAX_PIXELS):
         if channels not in (None, 1, 2, 3, 4):
             raise DataError(f"image codec: channels must be 1, 2, 3 or 4, got {channels!r}")
         if bits not in (8, 16):
@@ -55,6 +65,7 @@ class ImageCodec(Codec):
         self.channels = channels
         self.bits = bits
         self.quality = quality
+        self.max_pixels = int(max_pixels)
         # 8-bit files hold steps of 2/255: a written sample comes back within half a step
         self.round_trip_atol = 1.0 / (2**bits - 1) + 1e-6
 
@@ -64,13 +75,30 @@ class ImageCodec(Codec):
 
         try:
             with Image.open(path) as img:
+                self._check_header(img, Path(path))
                 img.load()  # decode now, so a truncated file fails here and not later
                 array, bits = self._pixels(img)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
+                Image.DecompressionBombError) as exc:
             raise DataError(
                 f"{path}: cannot read image ({type(exc).__name__}: {exc}); the file is corrupt, "
                 "truncated or not an image - re-export it or remove it from the data") from exc
         return to_unit(array, bits)
+
+    def _check_header(self, img, path: Path) -> None:
+        """Refuse, before decoding, what Pillow would read wrongly or at too great a cost."""
+        expected = FORMATS.get(path.suffix.lower())
+        if expected is not None and img.format not in CONTENTS[expected]:
+            raise DataError(f"{path}: the suffix says {expected} but the content is {img.format}; "
+                            f"re-export it as {expected} or give it its own suffix")
+        width, height = img.size
+        if width * height > self.max_pixels:
+            raise DataError(f"{path}: {width}x{height} = {width * height:,} pixels, over the limit of "
+                            f"{self.max_pixels:,}; downscale the file or raise the image option max_pixels")
+        if img.format == "PNG" and img.mode not in SIXTEEN_BIT_MODES and any(
+                ";16" in str(tile.args) for tile in img.tile):
+            raise DataError(f"{path}: a 16-bit {img.mode} PNG; Pillow reads colour at 8 bits, which would drop "
+                            "its low bits - convert it to 8-bit colour or 16-bit grey first")
 
     def _pixels(self, img) -> tuple[np.ndarray, int]:
         """A loaded Pillow image -> (``[H, W, C]`` integers, bit depth), converted to ``channels``."""

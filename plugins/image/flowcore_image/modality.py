@@ -18,6 +18,7 @@ from flowcore.errors import DataError
 from flowcore.modality import Metric, Modality
 from flowcore_image import metrics as M
 from flowcore_image.codec import ImageCodec
+from flowcore_image.options import MAX_PIXELS
 from flowcore_image.tokenizer import PatchTokenizer, parse_size
 from flowcore_image.vae import KLVAE
 
@@ -38,14 +39,16 @@ class Image(Modality):
     classifier       dataset whose metric classifier scores samples (digits, mnist5k,
                      fashion_mnist, shapes); None = pixel metrics only
     bits             8, or 16 for 16-bit grey PNG output
+    max_pixels       the most pixels (H x W) a file may hold; larger files are refused unread
     """
 
     def __init__(self, channels: int = 1, image_size: int | Sequence[int] | None = None, patch: int = 2,
                  space: str = "pixel", latent_channels: int = 4, downsample: int = 4, vae_width: int = 32,
-                 kl_weight: float = 1e-3, recon: str = "l1", classifier: str | None = None, bits: int = 8):
+                 kl_weight: float = 1e-3, recon: str = "l1", classifier: str | None = None, bits: int = 8,
+                 max_pixels: int = MAX_PIXELS):
         self.channels = channels
         self.space = space
-        self.codec = ImageCodec(channels=channels, bits=bits)
+        self.codec = ImageCodec(channels=channels, bits=bits, max_pixels=max_pixels)
         self.vae_options = dict(channels=channels, latent_channels=latent_channels, downsample=downsample,
                                 width=vae_width, kl_weight=kl_weight, recon=recon)
         latent = space == "latent"

@@ -21,6 +21,8 @@ ImageSize = Length | Annotated[list[Length], Field(min_length=2, max_length=2)]
 
 #: where the Debian package dataset-fashion-mnist puts its IDX files
 FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
+#: the most pixels (H x W) an image file may hold: 40 megapixels is 160 MB as float32 per channel
+MAX_PIXELS = 40_000_000
 
 class ImageOptions(Options):
     """``modalities.image`` (see :class:`flowcore_image.modality.Image` for what each does)."""
@@ -36,6 +38,8 @@ class ImageOptions(Options):
     recon: Literal["l1", "mse"] = "l1"
     classifier: str | None = None
     bits: Literal[8, 16] = 8
+    #: a file with more pixels (H x W, read from its header) is refused before it is decoded
+    max_pixels: int = Field(MAX_PIXELS, ge=1)
 
 
 class ArrayOptions(Options):

@@ -92,6 +92,9 @@ class PatchTokenizer(Tokenizer):
         if latent.dim() != 4 or latent.shape[1] != self.in_channels:
             raise DataError(f"patch tokenizer wants [B, {self.in_channels}, H, W], got {tuple(latent.shape)}")
         b, _, h, w = latent.shape
+        if latent.numel() == 0:  # decode reads the grid off the first token: there would be none
+            raise DataError(f"patch tokenizer: an empty batch {tuple(latent.shape)}; it needs at least one image "
+                            "of at least one pixel")
         p = self.patch
         if h % p or w % p:
             raise DataError(f"latent size {h}x{w} is not a multiple of the patch size {p}")
