@@ -73,6 +73,10 @@ class FrameTokenizer(Tokenizer):
 
     def encode(self, latent: dict[str, torch.Tensor]) -> Tokens:
         frames, mask = latent["frames"], latent["mask"]
+        if frames.dim() != 3 or frames.shape[-1] != FRAME_CHANNELS or mask.shape != frames.shape[:2] \
+                or mask.dtype != torch.bool:
+            raise DataError(f"frame tokenizer wants frames [B, L, 7] and a bool mask [B, L], got frames "
+                            f"{tuple(frames.shape)} and mask {tuple(mask.shape)} {mask.dtype}")
         values = torch.cat([frames[..., :4], frames[..., 4:] / self.translation_scale], -1)
         return Tokens(values, _residue_index(mask), mask)
 

@@ -7,7 +7,11 @@ well-kept dependency serves both. Compressed files (``.gz``, ``.bz2``) are opene
 
 A file gives one :class:`Backbone` per protein chain of its first model: the N, CA, C, O
 coordinates of every residue that has all four. Residues missing any of them are skipped
-with a warning that names them.
+with a warning that names them; so are residues whose name is no amino acid biotite knows
+(they would leave a gap in the chain unannounced). Consecutive CA atoms further apart than
+:data:`CHAIN_BREAK` give a :class:`ChainBreakWarning` naming both residues; a residue with
+non-finite coordinates, or whose N, CA and C are collinear (its frame is undefined), is a
+DataError naming the file and the residue.
 """
 
 from __future__ import annotations
@@ -32,10 +36,22 @@ CIF_SUFFIXES = (".cif", ".mmcif", ".pdbx")
 BCIF_SUFFIXES = (".bcif",)
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open}
 READ_SUFFIXES = tuple(s + z for s in PDB_SUFFIXES + CIF_SUFFIXES + BCIF_SUFFIXES for z in ("", *COMPRESSED))
+#: consecutive CA-CA distances above this (Angstrom) are chain breaks (ideal 3.80; cis peptides 2.9)
+CHAIN_BREAK = 4.2
+#: N-CA-C angles within this many degrees of 0 or 180 leave a residue without a frame (ideal 111)
+COLLINEAR_DEGREES = 1.0
 
 
 class MissingBackboneWarning(UserWarning):
     """Residues were skipped because they lack N, CA, C or O."""
+
+
+class UnknownResidueWarning(UserWarning):
+    """Residues with backbone atoms were skipped because their name is no known amino acid."""
+
+
+class ChainBreakWarning(UserWarning):
+    """Consecutive residues of a chain are too far apart to be bonded."""
 
 
 @dataclass
@@ -125,7 +141,9 @@ def backbones_from_array(array, chains: Sequence[str] | None = None, source: str
     """
     import biotite.structure as struc
 
-    protein = array[struc.filter_amino_acids(array)]
+    amino = struc.filter_amino_acids(array)
+    _warn_unknown(array[~amino], source)
+    protein = array[amino]
     present = list(dict.fromkeys(str(c) for c in protein.chain_id))
     if chains is not None:
         wanted = [str(c) for c in chains]
@@ -148,14 +166,58 @@ def backbones_from_array(array, chains: Sequence[str] | None = None, source: str
         if complete.any():
             picks = np.stack([index[name][complete] for name in BACKBONE_ATOMS], 1)  # [L, 4]
             first = starts[complete]
-            out.append(Backbone(atoms.coord[picks].astype(np.float32),
+            backbone = Backbone(atoms.coord[picks].astype(np.float32),
                                 "".join(_one_letter(str(n)) for n in atoms.res_name[first]), chain,
-                                atoms.res_id[first].astype(np.int64), source))
+                                atoms.res_id[first].astype(np.int64), source)
+            _check_geometry(backbone, [f"{chain}:{atoms.res_name[i]}{atoms.res_id[i]}{atoms.ins_code[i]}"
+                                       for i in first])
+            out.append(backbone)
     if skipped:
-        shown = ", ".join(skipped[:20]) + (f" and {len(skipped) - 20} more" if len(skipped) > 20 else "")
-        warnings.warn(f"{source}: skipped {len(skipped)} residue(s) missing backbone atoms: {shown}",
+        warnings.warn(f"{source}: skipped {len(skipped)} residue(s) missing backbone atoms: {_shown(skipped)}",
                       MissingBackboneWarning, stacklevel=3)
     return out
+
+
+def _shown(names: Sequence[str], most: int = 20) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _warn_unknown(others, source: str) -> None:
+    """Warn about residues outside biotite's amino acids that still hold N, CA and C: an unknown name."""
+    import biotite.structure as struc
+
+    others = others[np.isin(others.atom_name, ("N", "CA", "C"))]  # waters and most ligands drop out here
+    if others.array_length() == 0:
+        return
+    unknown = []
+    for residue in struc.residue_iter(others):
+        if {"N", "CA", "C"} <= set(residue.atom_name.tolist()):
+            unknown.append(f"{residue.chain_id[0]}:{residue.res_name[0]}{residue.res_id[0]}{residue.ins_code[0]}")
+    if unknown:
+        warnings.warn(f"{source}: skipped {len(unknown)} residue(s) with N, CA and C whose name is no known "
+                      f"amino acid: {_shown(unknown)}; rename them to a standard residue to keep them",
+                      UnknownResidueWarning, stacklevel=4)
+
+
+def _check_geometry(backbone: Backbone, names: Sequence[str]) -> None:
+    """DataError for a residue without a frame (non-finite or collinear N, CA, C); a warning at chain breaks."""
+    atoms = backbone.atoms.astype(np.float64)
+    finite = np.isfinite(atoms).all(axis=(1, 2))
+    if not finite.all():
+        raise DataError(f"{backbone.source}: residue {names[int(np.argmin(finite))]} has non-finite coordinates; "
+                        "fix them or remove the residue")
+    u, v = atoms[:, 0] - atoms[:, 1], atoms[:, 2] - atoms[:, 1]  # CA->N, CA->C
+    lengths = np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1)
+    sine = np.linalg.norm(np.cross(u, v), axis=-1) / np.maximum(lengths, 1e-12)
+    flat = sine < np.sin(np.radians(COLLINEAR_DEGREES))
+    if flat.any():
+        raise DataError(f"{backbone.source}: residue {names[int(np.argmax(flat))]} has collinear (or coincident) "
+                        "N, CA and C, so no frame; fix its coordinates or remove the residue")
+    gaps = np.linalg.norm(atoms[1:, 1] - atoms[:-1, 1], axis=-1)
+    breaks = [f"{names[k]}-{names[k + 1]} ({gaps[k]:.1f} A)" for k in np.nonzero(gaps > CHAIN_BREAK)[0]]
+    if breaks:
+        warnings.warn(f"{backbone.source}: {len(breaks)} chain break(s), CA-CA over {CHAIN_BREAK} A: "
+                      f"{_shown(breaks)}", ChainBreakWarning, stacklevel=4)
 
 
 def read_backbones(path: str | Path, chains: Sequence[str] | None = None, model: int = 1) -> list[Backbone]:
@@ -195,8 +257,13 @@ def _check_residue(residue: str) -> None:
 def _write_array(array, path: str | Path) -> None:
     import biotite.structure.io.pdb as pdb
 
+    import biotite.structure as struc
+
     out = pdb.PDBFile()
-    out.set_structure(array)
+    try:
+        out.set_structure(array)
+    except struc.BadStructureError as exc:  # coordinates past 9999.999 A, or non-finite: PDB has no room
+        raise DataError(f"{path}: cannot write these atoms as PDB: {exc}") from exc
     with open(path, "w") as fh:
         out.write(fh)
 
