@@ -1,0 +1,28 @@
+import math
+
+import pytest
+import torch
+
+SAMPLE_RATE = 16000
+
+
+def tone(seconds: float, freqs=(261.63, 329.63, 392.0), rate: int = SAMPLE_RATE, amplitude: float = 0.8,
+         decay: float = 1.5) -> torch.Tensor:
+    """A decaying chord with three harmonics per note: [T] float32 peaking below ``amplitude``."""
+    t = torch.arange(round(seconds * rate), dtype=torch.float64) / rate
+    wave = sum(math.pow(0.5, k) * torch.sin(2 * math.pi * f * (k + 1) * t) for f in freqs for k in range(3))
+    wave = wave * torch.exp(-decay * t) * (1 - torch.exp(-t * 200))  # 5 ms attack: no click
+    return (amplitude * wave / wave.abs().max()).float()
+
+
+@pytest.fixture(name="tone")
+def tone_fixture():
+    """:func:`tone`: a decaying chord of given seconds."""
+    return tone
+
+
+@pytest.fixture
+def registry():
+    from flowcore.registry import Registry
+
+    return Registry()
