@@ -1,0 +1,139 @@
+"""The audio modality: samples are mono waveforms ``[T]`` float32 in [-1, 1] at ``sample_rate``.
+
+    samples --collate--> {"wave": [B, T], "lengths": [B]} --MelAutoencoder.encode-->
+    {"mel": [B, 1, M, F], "frames": [B]} --MelTokenizer.encode--> Tokens
+
+and back: tokens -> mel -> Griffin-Lim -> waveforms of their own lengths. The flow moves
+patches of the normalised log-mel (mel space; a KL-VAE latent will come later). Files of any
+rate and channel count are read as mono at ``sample_rate`` (flowcore_audio/codec.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from flowcore.errors import ConfigError, DataError
+from flowcore.modality import Metric, Modality
+from flowcore_audio.autoencoder import MelAutoencoder
+from flowcore_audio.codec import AudioCodec
+from flowcore_audio.mel import LogMel
+from flowcore_audio.tokenizer import MelTokenizer
+
+#: how far past [-1, 1] a sample may stray (resampling and float round-off)
+RANGE_TOLERANCE = 1e-3
+
+
+class Audio(Modality):
+    """Sound. Options (the config's ``modalities.audio`` keys other than the core's, checked by
+    :class:`flowcore_audio.options.AudioOptions`):
+
+    sample_rate        Hz of every sample; files at other rates are resampled
+    n_fft, hop         STFT size and hop in samples (window = n_fft, Hann)
+    n_mels             mel bins M (Slaney filter bank over 0 .. f_max)
+    f_max              top of the filter bank in Hz (None = sample_rate / 2)
+    patch              [frames, bins] of mel per token (one int for both)
+    duration           seconds generation lays out when the config gives no ``size``
+    griffin_lim_iters  iterations of the Griffin-Lim inverse
+    vocoder            run directory of a trained vocoder; None = Griffin-Lim (the only one built yet)
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop: int = 160, n_mels: int = 64,
+                 f_max: float | None = None, patch: int | Sequence[int] = (8, 8), duration: float = 1.0,
+                 griffin_lim_iters: int = 64, vocoder: str | None = None):
+        if vocoder is not None:
+            raise ConfigError(f"modalities.audio.vocoder: {vocoder!r}: trained vocoders are not built yet; "
+                              "leave vocoder unset to decode with Griffin-Lim")
+        pf, pb = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
+        self.sample_rate = sample_rate
+        self.mel_options = dict(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, f_max=f_max,
+                                griffin_lim_iters=griffin_lim_iters)
+        self.patch = (pf, pb)
+        self.codec = AudioCodec(sample_rate)
+        self._tokenizer = MelTokenizer(n_mels, (pf, pb), sample_rate, hop, duration)
+
+    @property
+    def tokenizer(self) -> MelTokenizer:
+        return self._tokenizer
+
+    def log_mel(self) -> LogMel:
+        """A fresh transform with this modality's options (CPU; move it with ``.to``)."""
+        return LogMel(**self.mel_options)
+
+    def autoencoder(self) -> MelAutoencoder:
+        """The fixed waveform <-> mel autoencoder (nothing to train)."""
+        return MelAutoencoder(self.log_mel(), self.patch[0])
+
+    def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Waveforms -> {"wave": [B, T_max] zero-padded, "lengths": [B] int64}."""
+        waves = [torch.as_tensor(s, dtype=torch.float32) for s in samples]
+        lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.long)
+        batch = torch.zeros(len(waves), int(lengths.max()))
+        for i, w in enumerate(waves):
+            batch[i, : w.shape[0]] = w
+        return {"wave": batch, "lengths": lengths}
+
+    def split(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The inverse of :meth:`collate`: each waveform cut to its own length."""
+        return [w[: int(n)] for w, n in zip(batch["wave"], batch["lengths"])]
+
+    def validate(self, sample: Any, where: str) -> torch.Tensor:
+        x = torch.as_tensor(sample)
+        if x.dim() != 1 or x.numel() == 0:
+            raise DataError(f"{where}: an audio sample is a mono waveform [T] with T >= 1, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise DataError(f"{where}: audio samples are floats in [-1, 1], got {x.dtype}")
+        if not torch.isfinite(x).all():
+            raise DataError(f"{where}: the waveform holds NaN or infinite values")
+        peak = float(x.abs().max())
+        if peak > 1 + RANGE_TOLERANCE:
+            raise DataError(f"{where}: the waveform peaks at {peak:.4g}, outside [-1, 1]; scale it down")
+        return x
+
+    def metrics(self) -> dict[str, Metric]:
+        """Paired reconstruction distances (flowcore_audio.metrics): ``lsd``, ``mel_l1`` and
+        ``chroma_similarity``; real and generated lists pair up by index."""
+        from flowcore_audio.metrics import audio_metrics
+
+        options = self.mel_options
+        return audio_metrics(options["sample_rate"], options["n_fft"], options["hop"], options["n_mels"])
+
+    def preview(self, samples: Sequence[torch.Tensor], path: Path, count: int = 8) -> Path:
+        """A PNG of the first ``count`` samples' log-mel spectrograms, one panel per row (low bins at the bottom)."""
+        from PIL import Image
+
+        from flowcore.io import atomic_path
+
+        mel = self.log_mel()
+        with torch.no_grad():
+            panels = [mel(torch.as_tensor(s, dtype=torch.float32).cpu()) for s in list(samples)[:count]]
+        path = Path(path).with_suffix(".png")
+        with atomic_path(path) as tmp:
+            Image.fromarray(spectrogram_image(panels)).save(tmp, format="PNG")
+        return path
+
+
+#: colour stops of the spectrogram image, from silence (-1) to loud (+1): black, purple, orange, pale yellow
+STOPS = np.array([[0, 0, 4], [120, 28, 109], [237, 105, 37], [252, 255, 164]], dtype=np.float32)
+
+
+def spectrogram_image(panels: Sequence[torch.Tensor], scale: int = 2, gutter: int = 4) -> np.ndarray:
+    """Normalised log-mels [M, F_i] -> one RGB image [H, W, 3] uint8, a panel per row, low bins at the bottom.
+
+    Each mel pixel becomes ``scale`` x ``scale`` pixels; panels are separated by white gutters.
+    """
+    if not panels:
+        raise DataError("audio preview: no samples given")
+    width = max(p.shape[1] for p in panels) * scale
+    rows = []
+    for p in panels:
+        level = ((p.clamp(-1, 1).flip(0).numpy() + 1) / 2) * (len(STOPS) - 1)  # [M, F] in [0, stops - 1]
+        rgb = np.stack([np.interp(level, np.arange(len(STOPS)), STOPS[:, c]) for c in range(3)], -1)
+        rgb = rgb.repeat(scale, 0).repeat(scale, 1)
+        canvas = np.full((rgb.shape[0], width, 3), 255.0, dtype=np.float32)
+        canvas[:, : rgb.shape[1]] = rgb
+        rows += [canvas, np.full((gutter, width, 3), 255.0, dtype=np.float32)]
+    return np.concatenate(rows[:-1]).round().astype(np.uint8)
