@@ -17,11 +17,19 @@ every cell an integer -> integer; a number -> numeric; ISO date/time -> datetime
 else -> categorical. ``overrides`` (``{column: kind}``) replace what inference would choose;
 a cell that then does not parse is a :class:`~flowcore.errors.DataError` naming its line and
 column.
+
+Values out of a kind's range are refused, not rounded: an integer beyond +-2^53 (the
+batches hold integers as float64, exact only that far; a 400-digit integer, or 1e308 in an
+integer column) and a non-finite number. A column whose cells are all of one kind but for
+such a value is inferred as that kind, so the value is named rather than the column turned
+categorical. A categorical cell of a fitted schema (a trained table's) must be one of the
+categories it was fitted on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -42,6 +50,12 @@ MAX_DECIMALS = 10
 EPOCH = dt.datetime(1970, 1, 1)
 #: datetime resolutions tried, coarsest first (seconds)
 DATETIME_UNITS = (86400.0, 3600.0, 60.0, 1.0)
+#: integer values must lie within +-2^53: float64 (a batch's numeric tensor) holds them exactly that far
+INTEGER_LIMIT = 2**53
+
+
+class OutOfRange(ValueError):
+    """A cell that reads as the kind's number but lies outside the range the kind can hold."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,8 @@ class Column:
         try:
             return _PARSERS[self.kind](self, text)
         except (ValueError, OverflowError) as exc:
-            raise DataError(f"{where}, column {self.name!r}: {text!r} is not a valid {self.kind} ({exc})") from None
+            raise DataError(f"{where}, column {self.name!r}: {_cell(text)} is not a valid {self.kind} "
+                            f"({exc})") from None
 
     def format(self, value: Any) -> str:
         """A value -> its CSV cell text (the inverse of :meth:`parse`)."""
@@ -102,31 +117,49 @@ class Column:
             return
         ok = {
             "numeric": lambda v: isinstance(v, float) and math.isfinite(v),
-            "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) <= INTEGER_LIMIT,
             "categorical": lambda v: isinstance(v, str),
             "boolean": lambda v: isinstance(v, bool),
             "datetime": lambda v: isinstance(v, (dt.datetime, dt.date)),
         }[self.kind](value)
         if not ok:
-            raise DataError(f"{where}: column {self.name!r} ({self.kind}) holds {value!r} "
-                            f"of type {type(value).__name__}")
+            shown = _cell(str(value)) if type(value) is int else repr(value)
+            raise DataError(f"{where}: column {self.name!r} ({self.kind}) holds {shown} "
+                            f"of type {type(value).__name__}" + _range_hint(self.kind, value))
+
+
+def _cell(text: str, most: int = 40) -> str:
+    """``repr(text)``, cut in the middle when long (a 400-digit cell stays one readable line)."""
+    if len(text) <= most:
+        return repr(text)
+    return f"{text[:most // 2] + '...' + text[-8:]!r} ({len(text)} characters)"
+
+
+def _range_hint(kind: str, value: Any) -> str:
+    if kind == "integer" and isinstance(value, int) and not isinstance(value, bool):
+        return f", outside +-2^53 = {INTEGER_LIMIT}"
+    return ""
 
 
 def _parse_numeric(col: Column, text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError("not finite")
+        raise OutOfRange("not finite")
     return value
 
 
 def _parse_integer(col: Column, text: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        value = float(text)  # "3.0" is an integer written as a float
-        if not value.is_integer():
-            raise ValueError("has a fractional part") from None
-        return int(value)
+        number = float(text)  # "3.0" is an integer written as a float
+        if not number.is_integer():
+            raise (OutOfRange if math.isinf(number) else ValueError)("not a finite whole number") from None
+        value = int(number)
+    if abs(value) > INTEGER_LIMIT:
+        raise OutOfRange(f"outside +-2^53 = {INTEGER_LIMIT}, the integers a float64 holds exactly; "
+                         "declare the column numeric or categorical in the schema")
+    return value
 
 
 def _parse_boolean(col: Column, text: str) -> bool:
@@ -224,6 +257,9 @@ class Schema:
                                     "the schema declares complete")
                 row[col.name] = None
             elif col.kind == "categorical":
+                if col.categories and text not in _categories(col):
+                    raise DataError(f"{where}, column {col.name!r}: category {_cell(text)} was not seen when the "
+                                    f"schema was fitted ({len(col.categories)} known, e.g. {list(col.categories[:5])})")
                 row[col.name] = text
             else:
                 row[col.name] = col.parse(text, where)
@@ -235,6 +271,12 @@ class Schema:
             raise DataError(f"{where}: a tabular sample is a dict with the columns {self.names} in order, got {got}")
         for col in self.columns:
             col.check(row[col.name], where)
+
+
+@functools.lru_cache(maxsize=256)
+def _categories(col: Column) -> frozenset[str]:
+    """A fitted categorical column's categories as a set (columns are frozen, so this is cached)."""
+    return frozenset(col.categories)
 
 
 def infer_schema(header: Sequence[str], lines: Sequence[tuple[int, Sequence[str]]],
@@ -303,7 +345,10 @@ def _infer_kind(texts: Sequence[str]) -> str:
         col = Column("?", kind)
         try:
             for t in texts:
-                _PARSERS[kind](col, t)
+                try:
+                    _PARSERS[kind](col, t)
+                except OutOfRange:
+                    pass  # of this kind but out of its range: parsing the row names the cell
         except (ValueError, OverflowError):
             continue
         if kind == "datetime" and not all(len(t) >= 10 and t[4] == "-" for t in texts):
