@@ -37,7 +37,7 @@ class LabelText(Codec):
         try:
             index = int(text)
         except ValueError:
-            raise DataError(f"{where}: {text!r} is neither a class name {self.classes[:10]} nor an index") from None
+            raise DataError(f"{where}: {text[:80]!r} is neither a class name {self.classes[:10]} nor an index") from None
         if not 0 <= index < len(self.classes):
             raise DataError(f"{where}: class index {index} outside [0, {len(self.classes)})")
         return index
@@ -55,7 +55,10 @@ class OneHotTokenizer(Tokenizer):
         self.channels = num_classes
 
     def encode(self, latent: torch.Tensor) -> Tokens:
-        idx = torch.as_tensor(latent).long().reshape(-1)
+        latent = torch.as_tensor(latent)
+        if latent.is_floating_point() and not torch.equal(latent, latent.round()):
+            raise DataError(f"label indices must be whole numbers, got {latent.reshape(-1).tolist()[:8]}")
+        idx = latent.long().reshape(-1)
         if idx.numel() and (idx.min() < 0 or idx.max() >= self.channels):
             raise DataError(f"label index outside [0, {self.channels}): {idx.tolist()[:8]}")
         values = torch.nn.functional.one_hot(idx, self.channels).float() * 2 - 1

@@ -161,10 +161,12 @@ class PointsCsv(Codec):
                     raise ValueError(f"expected 2 columns, got {len(parts)}")
                 xy = [float(p) for p in parts]
             except ValueError as exc:
-                raise DataError(f"{path}, line {lineno}: not an 'x,y' point ({exc}): {line!r}") from exc
-            if not all(math.isfinite(v) for v in xy):
-                raise DataError(f"{path}, line {lineno}: non-finite value in {line!r}")
-            rows.append(torch.tensor(xy, dtype=torch.float32))
+                raise DataError(f"{path}, line {lineno}: not an 'x,y' point ({exc}): {line[:80]!r}") from exc
+            point = torch.tensor(xy, dtype=torch.float32)
+            if not torch.isfinite(point).all():  # 1e39 is a finite float64 but overflows float32
+                why = "non-finite value" if not all(math.isfinite(v) for v in xy) else "value beyond float32's range"
+                raise DataError(f"{path}, line {lineno}: {why} in {line[:80]!r}")
+            rows.append(point)
         if not rows:
             raise DataError(f"{path}: no points in file")
         return rows
