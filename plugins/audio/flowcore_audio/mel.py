@@ -13,7 +13,8 @@ reflection), so a waveform's frames are the same alone and zero-padded in a batc
 The inverse undoes the normalisation and the log, finds the linear magnitude by least squares
 (``InverseMelScale``) and the phase by ``griffin_lim_iters`` Griffin-Lim iterations, started
 from zero phase so that it is deterministic. It is the fallback that needs no training.
-Everything runs on the device of the module (move it with ``.to``), in float32.
+Everything runs on the device of the module (move it with ``.to``), in float32 even under
+autocast (a bf16 filter bank would blur the quiet bins that the log magnifies).
 """
 
 from __future__ import annotations
@@ -69,11 +70,13 @@ class LogMel(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """wave [..., T] -> normalised log-mel [..., n_mels, T // hop + 1]."""
-        magnitude = self.mel(wave.float())
+        with torch.autocast(wave.device.type, enabled=False):
+            magnitude = self.mel(wave.float())
         return normalise(magnitude.clamp_min(1e-5).log())
 
     @torch.no_grad()
     def inverse(self, mel: torch.Tensor) -> torch.Tensor:
         """normalised log-mel [..., n_mels, F] -> wave [..., (F - 1) hop] by Griffin-Lim."""
-        magnitude = denormalise(mel.float()).exp()
-        return self.griffin_lim(self.inverse_mel(magnitude))
+        with torch.autocast(mel.device.type, enabled=False):
+            magnitude = denormalise(mel.float()).exp()
+            return self.griffin_lim(self.inverse_mel(magnitude))

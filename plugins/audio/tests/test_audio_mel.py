@@ -53,6 +53,16 @@ def test_runs_without_a_gpu_and_on_one_when_there_is(tone):
     assert mel.inverse(gpu).device.type == "cuda"
 
 
+def test_stays_float32_under_autocast(tone):
+    mel = LogMel()
+    wave = tone(0.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = mel(wave)
+        back = mel.inverse(inside)
+    assert inside.dtype == back.dtype == torch.float32
+    assert torch.equal(inside, mel(wave))
+
+
 def test_griffin_lim_reconstructs_a_chord_within_the_lsd_bound(tone):
     mel = LogMel()
     wave = tone(1.0)
