@@ -106,6 +106,10 @@ def test_mp3_reads_where_libsndfile_has_it(tmp_path, tone):
     back = AudioCodec().read(tmp_path / "a.mp3")
     assert abs(len(back) - len(wave)) < 2000  # the encoder's padding
     assert ".mp3" in AudioCodec.extensions
+    raw = (tmp_path / "a.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="cut.mp3: truncated"):
+        AudioCodec().read(tmp_path / "cut.mp3")
 
 
 def test_mp3_is_refused_cleanly_without_it(tmp_path, monkeypatch):
