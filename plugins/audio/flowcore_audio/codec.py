@@ -3,9 +3,9 @@
 Reading goes through soundfile (libsndfile): WAV, FLAC and OGG Vorbis always, MP3 where the
 installed libsndfile has it (1.1 and later; :data:`MP3` says whether this one does). A file
 with several channels is averaged to mono; a file at another rate is resampled with
-``torchaudio.functional.resample`` (band-limited sinc; soxr for rate pairs
-whose reduced ratio would make torchaudio's kernel huge, such as 44101 Hz) and clamped back
-into [-1, 1]. Samples must lie in [-1, 1] (float files may hold more: those are refused).
+``torchaudio.functional.resample`` (band-limited sinc; soxr for rate pairs whose reduced ratio
+would make torchaudio's kernel huge, such as 44101 Hz) and clamped back into [-1, 1].
+Samples must lie in [-1, 1] (float files may hold more: those are refused).
 Writing gives 16-bit PCM WAV or FLAC, or OGG Vorbis (lossy), chosen by the suffix, atomically.
 """
 
