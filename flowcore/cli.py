@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from typing import Sequence
 
 from flowcore import __version__
@@ -49,6 +50,7 @@ def _plugin_show(registry, name: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowcore", description="Rectified flows for any modality.")
     parser.add_argument("--version", action="version", version=f"flowcore {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error (before the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("plugins", help="list installed plugins, their modalities and datasets")
@@ -73,6 +75,7 @@ def _plugin_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command line; an error is one line on stderr and exit status 2 (a traceback with --debug)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "action", None) is None and getattr(args, "name", None) and args.command == "plugins":
@@ -81,10 +84,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "trust_run_code", False) and getattr(args, "trusted_run", None):
+            _trust_run(getattr(args, args.trusted_run))
         return int(args.func(args) or 0)
     except FlowcoreError as exc:
-        print(f"flowcore: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), args.debug)
+    except Exception as exc:  # a bug, or a bad input nobody turned into a FlowcoreError yet
+        return _error(f"{type(exc).__name__}: {_one_line(str(exc))} (run with --debug for the traceback)", args.debug)
+
+
+def _trust_run(run_dir: str) -> None:
+    """``--trust-run-code``: register the plugins the run's config names, so the command can load it."""
+    from flowcore.registry import get_registry
+    from flowcore.train.checkpoint import run_config
+
+    run_config(run_dir, get_registry(), trust_run_code=True)
+
+
+def _error(message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"flowcore: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line, cut at ``limit`` characters (a size-mismatch dump runs to pages)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 if __name__ == "__main__":

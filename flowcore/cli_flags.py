@@ -1,8 +1,9 @@
-"""Sampling flags of the command line, one definition for the core's commands and every plugin's.
+"""Flags of the command line, one definition for the core's commands and every plugin's.
 
     add_sampling_flags(parser)                              --steps --solver --seed --device
     add_sampling_flags(parser, SOLVE_FLAGS + ("cfg", "shift"))   ... --cfg --shift
     sampling_overrides(args) -> {"steps": 4}                only the flags the user gave
+    add_trust_flag(parser)                                  --trust-run-code, for a command that opens a run
 
 Every flag defaults to "not given" (None), so a run's ``sample`` section supplies the rest and
 the overrides can be passed on as keyword arguments. Imports no torch: parsers are built for
@@ -45,3 +46,17 @@ def add_sampling_flags(parser: argparse.ArgumentParser, flags: Sequence[str] = S
 def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """``{flag: value}`` of the sampling flags the user gave, e.g. ``{"steps": 4, "solver": "heun"}``."""
     return {name: value for name in SAMPLING_FLAGS if (value := getattr(args, name, None)) is not None}
+
+
+def add_trust_flag(parser: argparse.ArgumentParser, run: str | None = "checkpoint") -> None:
+    """Add ``--trust-run-code`` to a command whose argument ``run`` (its dest) is a run directory.
+
+    With the flag, ``flowcore.cli.main`` registers the plugins that run's config names before the
+    command runs, so every ``flowcore.load`` of it in the command finds them; without it a run
+    whose config names plugins that are not installed is refused with one line naming them.
+    ``run=None``: the command gives the trust itself (``flowcore train`` to a reflow teacher).
+    """
+    parser.add_argument("--trust-run-code", action="store_true",
+                        help="run the plugin code (.py files, modules) the run's config.yaml names under plugins:; "
+                             "a run directory from elsewhere is code then, so only for runs you trust")
+    parser.set_defaults(trusted_run=run)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from flowcore.cli_flags import SOLVE_FLAGS, add_sampling_flags, sampling_overrides
-from flowcore.errors import ConfigError
+from flowcore.cli_flags import SOLVE_FLAGS, add_sampling_flags, add_trust_flag, sampling_overrides
+from flowcore.errors import ConfigError, DataError
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -34,7 +35,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump(config), end="")
         return 0
+    from flowcore.train.checkpoint import run_config
     from flowcore.train.pipeline import train
+
+    if args.trust_run_code and config.stage == "reflow":
+        run_config(config.reflow.teacher, registry, trust_run_code=True)
 
     module = train(config, registry, resume=not args.restart)
     if module.global_rank == 0:
@@ -77,7 +82,8 @@ def _reflow(args: argparse.Namespace) -> int:
     from flowcore.train.reflow import reflow_config
 
     registry = get_registry()
-    config = reflow_config(args.checkpoint, registry, args.config, args.set or [], args.out)
+    config = reflow_config(args.checkpoint, registry, args.config, args.set or [], args.out,
+                           trust_run_code=args.trust_run_code)
     module = train(config, registry, resume=not args.restart)
     if module.global_rank == 0:
         print(f"run directory: {config.out_dir}")
@@ -87,6 +93,9 @@ def _reflow(args: argparse.Namespace) -> int:
 def _invert(args: argparse.Namespace) -> int:
     from flowcore.train.pipeline import invert
 
+    if not Path(args.input).is_file():
+        raise DataError(f"{args.input}: no such file" if not Path(args.input).exists() else
+                        f"{args.input}: not a file (--input takes one file the modality's codec reads)")
     report = invert(args.checkpoint, args.modality, args.input, args.out, given=_pairs(args.given, "--given"),
                     device=args.device, **_sampling(args))
     print(json.dumps(report, indent=1))
@@ -101,6 +110,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start from step 0")
     p.add_argument("--print-config", action="store_true",
                    help="print the validated config with every default filled in (YAML) and exit without training")
+    add_trust_flag(p, run=None)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sample", help="generate samples from a trained run")
@@ -110,6 +120,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, help="samples (default: the given file's count, else sample.count)")
     p.add_argument("--out", required=True, help="output directory")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
+    add_trust_flag(p)
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("eval", help="metrics of a trained run against held-out data, as JSON")
@@ -118,6 +129,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["val", "test"], help="held-out split (default: eval.split)")
     p.add_argument("--count", type=int, help="held-out items (default: eval.count)")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
+    add_trust_flag(p)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("reflow", help="straighten a trained flow: generate pairs, retrain on them")
@@ -126,6 +138,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--out", help="output run directory (default: <checkpoint>_reflow or the config's out_dir)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    add_trust_flag(p)
     p.set_defaults(func=_reflow)
 
     p = sub.add_parser("invert", help="map a file to the noise that generates it, and regenerate it")
@@ -135,4 +148,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--given", action="append", metavar="MOD=FILE", help="condition (repeatable)")
     p.add_argument("--out", required=True, help="output directory")
     add_sampling_flags(p, (*SOLVE_FLAGS, "shift"))
+    add_trust_flag(p)
     p.set_defaults(func=_invert)

@@ -37,7 +37,8 @@ class LabelText(Codec):
         try:
             index = int(text)
         except ValueError:
-            raise DataError(f"{where}: {text[:80]!r} is neither a class name {self.classes[:10]} nor an index") from None
+            raise DataError(f"{where}: {text[:80]!r} is neither a class name {self.classes[:10]} "
+                            "nor an index") from None
         if not 0 <= index < len(self.classes):
             raise DataError(f"{where}: class index {index} outside [0, {len(self.classes)})")
         return index

@@ -174,14 +174,17 @@ class FlowPipeline:
         return self.bundles[name]
 
 
-def load(run_dir: str | Path, device: str | torch.device | None = None, registry=None) -> FlowPipeline:
+def load(run_dir: str | Path, device: str | torch.device | None = None, registry=None,
+         trust_run_code: bool = False) -> FlowPipeline:
     """A flow run directory (``model.safetensors`` + ``config.yaml``) as a :class:`FlowPipeline`.
 
     ``device``: default CUDA when there is one. No Lightning checkpoint is needed or read.
+    ``trust_run_code``: run the ``plugins:`` the run's config names that are not installed plugins
+    (code that came with the run); without it such a run is a ConfigError naming them.
     """
     registry = registry or get_registry()
     run_dir = ckpt.run_directory(run_dir)
-    config = ckpt.run_config(run_dir, registry)
+    config = ckpt.run_config(run_dir, registry, trust_run_code=trust_run_code)
     if config.stage == "autoencoder":
         raise ConfigError(f"{run_dir}: an autoencoder run has no flow to sample; point at a flow run")
     weights = run_dir / ckpt.WEIGHTS

@@ -133,8 +133,10 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
     trainer, _ = make_trainer(config, out_dir, callbacks, run_steps(config, data))
     last = out_dir / ckpt.LAST
     resume_from = str(last) if resume and last.is_file() else None
-    if resume_from and trainer.is_global_zero:
-        print(f"resuming from {last}", file=sys.stderr)
+    if resume_from:
+        ckpt.check_resumable(last, module)  # one line on what does not fit, not Lightning's dump of it
+        if trainer.is_global_zero:
+            print(f"resuming from {last}", file=sys.stderr)
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     return module
 

@@ -184,16 +184,22 @@ class ReflowDataModule(L.LightningDataModule):
 
 
 def reflow_config(run_dir: str | Path, registry, config_path: str | None = None, overrides: Sequence[str] = (),
-                  out_dir: str | None = None) -> Config:
+                  out_dir: str | None = None, trust_run_code: bool = False) -> Config:
     """The config of ``flowcore reflow``: the given config, or the teacher's with ``stage: reflow``
-    (and, for a conditional teacher, ``reflow.cfg`` = its ``sample.cfg``, ``sample.cfg`` = 1)."""
+    (and, for a conditional teacher, ``reflow.cfg`` = its ``sample.cfg``, ``sample.cfg`` = 1).
+
+    ``trust_run_code``: register the plugins the teacher's config names (``ckpt.run_config``), so
+    that the teacher loads; the given config's own plugins are the user's and always load.
+    """
     run_dir = ckpt.run_directory(run_dir)
     if config_path:
         extra = [f"reflow.teacher={run_dir}", "stage=reflow", *overrides]
         if out_dir:
             extra.append(f"out_dir={out_dir}")
-        return load_config(config_path, extra, registry)
-    raw = ckpt.run_config(run_dir, registry).to_dict()
+        config = load_config(config_path, extra, registry)
+        ckpt.run_config(run_dir, registry, trust_run_code=trust_run_code)
+        return config
+    raw = ckpt.run_config(run_dir, registry, trust_run_code=trust_run_code).to_dict()
     raw.update(stage="reflow", out_dir=out_dir or f"{run_dir}_reflow")
     raw["reflow"]["teacher"] = str(run_dir)
     raw["distill"]["start_step"] = None  # a flow-stage phase: the student does not repeat it

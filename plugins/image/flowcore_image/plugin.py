@@ -1,6 +1,6 @@
 """Entry point of flowcore-image. Tiny on purpose: specs only, no torch, no Pillow."""
 
-from flowcore.cli_flags import add_sampling_flags
+from flowcore.cli_flags import add_sampling_flags, add_trust_flag
 from flowcore.hookspecs import hookimpl
 from flowcore.spec import DatasetSpec, ModalitySpec
 from flowcore_image.options import ArrayOptions, FashionOptions, FolderOptions, ImageOptions, ShapesOptions
@@ -58,6 +58,7 @@ def flowcore_add_commands(subparsers):
     p.add_argument("--grid", help="write a PNG grid (row = class) of the samples at --grid-steps")
     p.add_argument("--grid-steps", type=int, default=8)
     p.add_argument("--out", help="write the scores as JSON here")
+    add_trust_flag(p)
     p.set_defaults(func=_score_command)
 
 

@@ -255,9 +255,8 @@ def _check_residue(residue: str) -> None:
 
 
 def _write_array(array, path: str | Path) -> None:
-    import biotite.structure.io.pdb as pdb
-
     import biotite.structure as struc
+    import biotite.structure.io.pdb as pdb
 
     out = pdb.PDBFile()
     try:

@@ -1,6 +1,6 @@
 """The hook module: specs only. Nothing heavy is imported until a modality or dataset is built."""
 
-from flowcore.cli_flags import add_sampling_flags
+from flowcore.cli_flags import add_sampling_flags, add_trust_flag
 from flowcore.hookspecs import hookimpl
 from flowcore.spec import DatasetSpec, ModalitySpec
 from flowcore_tabular.options import TableOptions, TabularOptions
@@ -60,6 +60,7 @@ def flowcore_add_commands(subparsers):
     p.add_argument("--guidance", type=float, default=5.0, help="reconstruction-guidance weight (method guidance)")
     p.add_argument("--modality", default="tabular", help="the run's tabular modality (default: tabular)")
     add_sampling_flags(p)
+    add_trust_flag(p)
     p.set_defaults(func=_impute_command)
 
 
