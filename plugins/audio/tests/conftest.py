@@ -15,6 +15,16 @@ def tone(seconds: float, freqs=(261.63, 329.63, 392.0), rate: int = SAMPLE_RATE,
     return (amplitude * wave / wave.abs().max()).float()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: Griffin-Lim's small FFTs gain nothing from two, and on a shared
+    2-core machine two threads that wait on each other ran them 20 times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(name="tone")
 def tone_fixture():
     """:func:`tone`: a decaying chord of given seconds."""
