@@ -8,7 +8,7 @@ those of :class:`flowcore_audio.modality.Audio` (FluxMusic's mel: 16 kHz, n_fft 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,3 +46,82 @@ class AudioOptions(Options):
         if self.f_max is not None and self.f_max > self.sample_rate / 2:
             raise ValueError(f"f_max ({self.f_max}) must not exceed sample_rate / 2 ({self.sample_rate / 2})")
         return self
+
+
+# ----------------------------------------------------------------------------- datasets (flowcore_audio.data)
+
+#: where the Debian package sonic-pi-samples puts its FLAC recordings
+SONIC_PI_ROOT = "/usr/share/sonic-pi/samples"
+MidiProgram = Annotated[int, Field(ge=0, le=127)]
+MidiVelocity = Annotated[int, Field(ge=1, le=127)]
+
+
+class ClipOptions(Options):
+    """What every audio dataset takes: the rate, at most ``limit`` items of the split, the seed."""
+
+    sample_rate: int = Field(16000, ge=1000)
+    limit: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0)
+
+
+class SpokenDigitsOptions(ClipOptions):
+    """``data.options`` of spoken_digits."""
+
+    #: times each voice speaks the ten digits, each take with its own accent, speed and pitch
+    takes: int = Field(2, ge=1)
+    #: seconds per clip: the word centred, padded with silence (or cut)
+    duration: Number = Field(1.0, gt=0)
+
+
+class NotesOptions(ClipOptions):
+    """``data.options`` of notes."""
+
+    #: General MIDI programs (0 piano, 20 reed organ, 24 nylon guitar, 48 strings, 56 trumpet, 73 flute)
+    programs: list[MidiProgram] = Field([0, 20, 24, 48, 56, 73], min_length=1)
+    #: the MIDI pitch range, both ends included
+    low: int = Field(48, ge=0, le=127)
+    high: int = Field(72, ge=0, le=127)
+    velocities: list[MidiVelocity] = Field([60, 90, 120], min_length=1)
+    #: also a major and a minor triad on every pitch
+    chords: bool = False
+    duration: Number = Field(1.0, gt=0)
+    #: the share of ``duration`` the key is held; the rest is the release
+    hold: Number = Field(0.6, gt=0, le=1)
+    #: which recorded fact is the item's label
+    label: Literal["pitch", "instrument", "velocity", "chord"] = "pitch"
+    #: a General MIDI .sf2; null = the installed Debian soundfont
+    soundfont: str | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> NotesOptions:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.label == "chord" and not self.chords:
+            raise ValueError("label chord needs chords: true")
+        return self
+
+
+class ChoralesOptions(ClipOptions):
+    """``data.options`` of chorales."""
+
+    #: chorales drawn from the music21 corpus's 410 Bach chorales
+    count: int = Field(60, ge=3, le=410)
+    #: excerpts per chorale, each starting on a random beat
+    excerpts: int = Field(4, ge=1)
+    duration: Number = Field(4.0, gt=0)
+    #: quarter notes a minute
+    bpm: Number = Field(100.0, gt=0)
+    #: General MIDI programs, one drawn per excerpt (19 church organ, 52 choir, 48 strings, 0 piano)
+    programs: list[MidiProgram] = Field([19, 52, 48, 0], min_length=1)
+    label: Literal["key", "instrument"] = "key"
+    soundfont: str | None = None
+
+
+class SonicPiOptions(ClipOptions):
+    """``data.options`` of sonic_pi."""
+
+    duration: Number = Field(1.0, gt=0)
+    #: the folder of the FLAC files (Debian package sonic-pi-samples)
+    root: str = SONIC_PI_ROOT
+    #: a recording's later clips quieter than this (RMS, dBFS) are dropped
+    silence_db: Number = -50.0
