@@ -17,6 +17,23 @@ from typing import Any, Sequence
 
 from flowcore.flow.names import SOLVER_NAMES
 
+
+def _device(name: str) -> str:
+    """``--device``: a torch device name, and a CUDA device only where there is one."""
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps", "xpu") or (index and not index.isdigit()):
+        raise argparse.ArgumentTypeError(f"{name!r}: give cpu, cuda, cuda:N or mps")
+    if kind == "cuda":
+        import torch  # only when a CUDA device is asked for: --help stays torch-free
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(index or 0) >= count:
+            raise argparse.ArgumentTypeError(f"{name!r}: this machine has {count or 'no'} CUDA device"
+                                             f"{'s' if count != 1 else ''}; use --device cpu"
+                                             + (f" or cuda:0 … cuda:{count - 1}" if count else ""))
+    return name
+
+
 #: the flags every sampling command takes
 SOLVE_FLAGS = ("steps", "solver", "seed", "device")
 
@@ -25,7 +42,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "solver": {"choices": SOLVER_NAMES, "metavar": "SOLVER",
                "help": f"{', '.join(SOLVER_NAMES)} (default: the run's sample.solver)"},
     "seed": {"type": int, "help": "noise seed; the same seed gives the same samples on CPU (default 0)"},
-    "device": {"help": "cpu, cuda, cuda:1 … (default: cuda when available)"},
+    "device": {"type": _device, "help": "cpu, cuda, cuda:1 … (default: cuda when available)"},
     "cfg": {"type": float, "help": "guidance weight per given condition (default: the run's sample.cfg)"},
     "shift": {"type": float, "help": "time-grid shift (default: the run's sample.shift)"},
     "quiet": {"action": "store_true", "default": None, "help": "print no progress"},

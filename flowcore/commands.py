@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,8 +23,32 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise ConfigError(f"{flag} {item!r}: write it as MODALITY=FILE (or MODALITY=VALUE)")
+        if _FILE_NAME.fullmatch(value) and not Path(value).exists():
+            raise DataError(f"{value}: no such file ({flag} {name}=...)")
         out[name] = value
     return out
+
+
+#: what reads as a file name (``digit.png``, ``data/rows.csv``), not a literal value (``cat``, ``[0.5, 1]``)
+_FILE_NAME = re.compile(r"[^\[\]{}\s,]+\.[A-Za-z][A-Za-z0-9]{0,4}")
+
+
+def _count(text: str) -> int:
+    """``--count``: a whole number of samples, at least 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{count}: give at least 1")
+    return count
+
+
+def _out_dir(path: str) -> Path:
+    """``--out`` of a command that writes a folder: a directory, or a path where one can be made."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise DataError(f"{path}: exists and is not a directory (--out takes a folder to write into)")
+    return Path(path)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -61,7 +86,7 @@ def _sampling(args: argparse.Namespace) -> dict:
 def _sample(args: argparse.Namespace) -> int:
     from flowcore.train.pipeline import sample
 
-    report = sample(args.checkpoint, args.make, _pairs(args.given, "--given"), args.out, count=args.count,
+    report = sample(args.checkpoint, args.make, _pairs(args.given, "--given"), _out_dir(args.out), count=args.count,
                     device=args.device, progress=_progress(args), **_sampling(args))
     print(report.summary())
     return 0
@@ -70,6 +95,8 @@ def _sample(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from flowcore.train.pipeline import evaluate
 
+    if args.out and Path(args.out).is_dir():
+        raise DataError(f"{args.out}: is a directory (--out takes the JSON file to write)")
     report = evaluate(args.checkpoint, args.out, split=args.split, count=args.count, device=args.device,
                       progress=_progress(args), **_sampling(args))
     print(json.dumps(report, indent=1))
@@ -96,7 +123,7 @@ def _invert(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         raise DataError(f"{args.input}: no such file" if not Path(args.input).exists() else
                         f"{args.input}: not a file (--input takes one file the modality's codec reads)")
-    report = invert(args.checkpoint, args.modality, args.input, args.out, given=_pairs(args.given, "--given"),
+    report = invert(args.checkpoint, args.modality, args.input, _out_dir(args.out), given=_pairs(args.given, "--given"),
                     device=args.device, **_sampling(args))
     print(json.dumps(report, indent=1))
     return 0
@@ -117,7 +144,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="run directory (out_dir of `flowcore train`)")
     p.add_argument("--make", action="append", required=True, metavar="MOD", help="modality to generate (repeatable)")
     p.add_argument("--given", action="append", metavar="MOD=FILE", help="condition: a file or a value (repeatable)")
-    p.add_argument("--count", type=int, help="samples (default: the given file's count, else sample.count)")
+    p.add_argument("--count", type=_count, help="samples (default: the given file's count, else sample.count)")
     p.add_argument("--out", required=True, help="output directory")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
     add_trust_flag(p)
@@ -127,7 +154,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="run directory")
     p.add_argument("--out", help="JSON file (default: <run>/eval.json)")
     p.add_argument("--split", choices=["val", "test"], help="held-out split (default: eval.split)")
-    p.add_argument("--count", type=int, help="held-out items (default: eval.count)")
+    p.add_argument("--count", type=_count, help="held-out items (default: eval.count)")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
     add_trust_flag(p)
     p.set_defaults(func=_eval)

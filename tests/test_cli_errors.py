@@ -81,3 +81,28 @@ def test_a_usage_error_keeps_argparses_exit_status(capsys):
         main(["sample", "run"])
     assert exit.value.code == 2
     assert "required: --make, --out" in capsys.readouterr().err
+
+
+def test_a_given_file_that_is_not_there_is_named(run, tmp_path, capsys):
+    assert main(["sample", str(run), "--make", "toy2d", "--given", "toy2d=missing.csv", "--out", str(tmp_path)]) == 2
+    assert error_line(capsys) == "flowcore: error: missing.csv: no such file (--given toy2d=...)"
+
+
+def test_out_that_is_a_file_is_named(run, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    assert main(["sample", str(run), "--make", "toy2d", "--out", str(taken)]) == 2
+    assert error_line(capsys) == f"flowcore: error: {taken}: exists and is not a directory (--out takes a folder " \
+                                 "to write into)"
+    assert main(["eval", str(run), "--out", str(tmp_path)]) == 2
+    assert error_line(capsys) == f"flowcore: error: {tmp_path}: is a directory (--out takes the JSON file to write)"
+
+
+@pytest.mark.parametrize("flags, message", [(["--count", "0"], "argument --count: 0: give at least 1"),
+                                            (["--device", "banana"], "'banana': give cpu, cuda, cuda:N or mps"),
+                                            (["--device", "cuda:99"], "'cuda:99': this machine has")])
+def test_bad_flag_values_are_usage_errors(run, tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit:
+        main(["sample", str(run), "--make", "toy2d", "--out", str(tmp_path), *flags])
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
