@@ -22,3 +22,7 @@ class UnknownNameError(FlowcoreError, KeyError):
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0]) if self.args else ""
+
+
+class NonFiniteError(FlowcoreError):
+    """A loss, gradient, weight or generated sample is NaN or infinite (the message names which and where)."""

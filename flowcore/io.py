@@ -1,12 +1,17 @@
-"""Atomic writes: a file appears whole or not at all, even if the process is killed."""
+"""Atomic writes: a file appears whole or not at all, even if the process is killed.
+
+Also strict JSON (:func:`dumps_json`: no NaN or Infinity, which JSON does not have).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -30,3 +35,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts, lists and tuples) turned into None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def dumps_json(value: Any, **kwargs: Any) -> str:
+    """Strict JSON of ``value`` (``json.dumps`` arguments in ``kwargs``): a non-finite number is null."""
+    return json.dumps(finite_or_none(value), allow_nan=False, **kwargs)

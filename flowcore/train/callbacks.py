@@ -1,16 +1,20 @@
-"""Lightning pieces of a run: the append-only metrics log, weight export, periodic samples."""
+"""Lightning pieces of a run: the append-only metrics log, weight export, periodic samples,
+the stop on a non-finite loss."""
 
 from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from flowcore.errors import NonFiniteError
 from flowcore.io import atomic_path
 
 
@@ -88,7 +92,9 @@ class ExportWeights(L.Callback):
     """Every ``every`` steps (with the Lightning checkpoint) and at the end, write the run files.
 
     At the end the resumable checkpoint is written too, so rerunning a finished run finds
-    nothing left to train (``every`` need not divide ``train.steps``).
+    nothing left to train (``every`` need not divide ``train.steps``). A run stopped by an error
+    (``StopNonFinite``'s) never reaches that end, and weights holding NaN or infinity are never
+    written (``checkpoint.refuse_nonfinite``): the files of the last checkpoint stay.
     """
 
     def __init__(self, export: Callable[[L.LightningModule], Any], every: int, last: Path):
@@ -102,6 +108,75 @@ class ExportWeights(L.Callback):
         trainer.save_checkpoint(self.last)  # every rank calls it; the strategy writes once
         if trainer.is_global_zero:
             self.export(pl_module)
+
+
+class StopNonFinite(L.Callback):
+    """Stop training at a step whose loss or gradient norm is NaN or infinite, before its update.
+
+    It raises :class:`NonFiniteError` naming the step (as metrics.csv logs it), the modality
+    whose loss it is (the module's ``step_losses``) and the likely cause, so the process exits
+    non-zero and the run directory keeps the weights of its last checkpoint. ``skip``: up to this
+    many such steps are skipped first, with a warning: their gradients are dropped, so the
+    optimizer leaves the weights as they were. Under fp16 with a gradient scaler only the loss is
+    checked: the scaler skips the steps whose gradients overflow itself.
+    """
+
+    def __init__(self, skip: int = 0):
+        self.skip, self.skipped = skip, 0
+        self.loss: torch.Tensor | None = None
+
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        self.loss = loss.detach()
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        losses = {n: v.float() for n, v in getattr(pl_module, "step_losses", {}).items()}
+        checked = [*losses.values(), *([self.loss.float()] if self.loss is not None else [])]
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norm = None
+        if grads and getattr(trainer.precision_plugin, "scaler", None) is None:
+            norm = torch.nn.utils.get_total_norm(grads).float()
+            checked.append(norm)
+        if not checked:
+            return
+        bad = not bool(torch.stack([v.reshape(()).to(checked[0].device) for v in checked]).isfinite().all())
+        if not trainer.strategy.reduce_boolean_decision(bad, all=False):  # every rank stops if one must
+            return
+        what = f"step {trainer.global_step}: {self.describe(losses, norm)}"
+        if self.skipped < self.skip:
+            self.skipped += 1
+            optimizer.zero_grad(set_to_none=True)  # an optimizer leaves a parameter without a gradient alone
+            print(f"warning: {what}; the step is skipped, its update not applied "
+                  f"({self.skipped} of train.skip_nonfinite {self.skip})", file=sys.stderr)
+            return
+        skipped = f" (after skipping {self.skipped} such steps)" if self.skipped else ""
+        last = getattr(trainer.checkpoint_callback, "last_model_path", "")
+        kept = (f"{last} and the weights exported with it are kept" if last and Path(last).is_file()
+                else "no checkpoint was written before it")
+        raise NonFiniteError(f"{what}{skipped}; training diverged ({self.settings(trainer, optimizer)}). "
+                             f"Train again in a fresh out_dir with a lower train.lr or train.grad_clip on; {kept}")
+
+    def describe(self, losses: Mapping[str, torch.Tensor], norm: torch.Tensor | None) -> str:
+        """What is not finite: the loss of which modalities, else the loss, else the gradient norm."""
+        bad = {n: float(v) for n, v in losses.items() if not bool(v.isfinite())}
+        if bad:
+            names = ", ".join(f"{n!r} is {v}" for n, v in bad.items())
+            return f"the loss of modality {names}" if len(bad) == 1 else f"the losses of modalities {names}"
+        if self.loss is not None and not bool(self.loss.isfinite()):
+            return f"the loss is {float(self.loss)}"
+        finite = ", ".join(f"{n} {float(v):.4g}" for n, v in losses.items())
+        return f"the gradient norm is {float(norm)}" + (f" (the losses are finite: {finite})" if finite else "")
+
+    @staticmethod
+    def settings(trainer, optimizer) -> str:
+        clip = trainer.gradient_clip_val
+        return (f"train.lr {optimizer.param_groups[0]['lr']:g} at this step, "
+                f"train.grad_clip {clip if clip else 'off'}, precision {trainer.precision}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = int(state_dict.get("skipped", 0))
 
 
 class SampleEvery(L.Callback):

@@ -40,7 +40,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
-from flowcore.errors import ConfigError, DataError
+from flowcore.errors import ConfigError, DataError, NonFiniteError
 from flowcore.io import atomic_path, write_text_atomic
 from flowcore.train.config import Config, dump, from_dict, read_yaml, register_plugins
 
@@ -52,11 +52,12 @@ LAST = "checkpoints/last.ckpt"
 START_OVER = "rerun with --restart to start from step 0 (it overwrites the checkpoint), or train into a fresh out_dir"
 
 
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written to a temporary file and renamed: a kill never leaves half a file."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        # the weights and optimizer state only: callbacks keep infinities on purpose (an unset best score)
+        refuse_nonfinite({k: checkpoint.get(k) for k in ("state_dict", "optimizer_states")}, path)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
@@ -127,9 +128,33 @@ def _changes(old: Any, new: Any, key: str = "") -> list[tuple[str, Any, Any]]:
 
 
 def write_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    refuse_nonfinite(state, path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
+
+
+def first_nonfinite(value: Any, name: str = "") -> str | None:
+    """The dotted name of the first floating-point tensor in ``value`` (a tensor, or dicts, lists
+    and tuples of them) that holds NaN or infinity; None when every one is finite."""
+    if isinstance(value, torch.Tensor):
+        return name if value.is_floating_point() and not bool(torch.isfinite(value).all()) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, v in items:
+        found = first_nonfinite(v, f"{name}.{key}" if name else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def refuse_nonfinite(state: Any, path: str | Path) -> None:
+    """A :class:`NonFiniteError` instead of writing weights (or a checkpoint) that hold NaN or infinity:
+    the file written before stays, so a diverged run keeps its last good weights."""
+    name = first_nonfinite(state)
+    if name is not None:
+        raise NonFiniteError(f"{path} not written: {name} holds NaN or infinite values (training diverged); "
+                             "the file written before is kept. Lower train.lr, keep train.grad_clip on, "
+                             "or train in 32-true precision")
 
 
 def read_weights(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from flowcore.errors import ConfigError, DataError
+from flowcore.errors import ConfigError, DataError, NonFiniteError
 from flowcore.modality import Tokens
 from flowcore.registry import get_registry
 from flowcore.train import checkpoint as ckpt
@@ -114,18 +114,30 @@ class FlowPipeline:
                 raise DataError(f"given {name!r}: {len(samples)} samples, but {count} are to be generated "
                                 f"(give 1 or {count})")
         if not decode:
-            return generate(self.net, self.bundles, make, self.given_tokens(given_samples, 0, count), count,
-                            options, self.device)
+            return self.finite(generate(self.net, self.bundles, make, self.given_tokens(given_samples, 0, count),
+                                        count, options, self.device), options)
         batch_size = batch_size or count
         made: dict[str, list[Any]] = {m: [] for m in make}
         with tqdm(total=count, desc="sampling", unit="sample", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, count, batch_size):
                 stop = min(count, start + batch_size)
-                out = generate(self.net, self.bundles, make, self.given_tokens(given_samples, start, stop),
-                               stop - start, options.replace(seed=options.seed + start), self.device)
+                out = self.finite(generate(self.net, self.bundles, make, self.given_tokens(given_samples, start, stop),
+                                           stop - start, options.replace(seed=options.seed + start), self.device),
+                                  options)
                 for m in make:
                     made[m] += self.bundles[m].samples(out[m])
                 bar.update(stop - start)
+        return made
+
+    def finite(self, made: dict[str, Tokens], options: SamplingOptions) -> dict[str, Tokens]:
+        """``made``, unless the real tokens of a modality hold NaN or infinity (:class:`NonFiniteError`)."""
+        for m, tokens in made.items():
+            if not bool(tokens.values[tokens.mask].isfinite().all()):
+                raise NonFiniteError(f"{self.directory}: the generated {m!r} samples hold NaN or infinite values "
+                                     f"(solver {options.solver}, {options.steps} steps, cfg {options.cfg}): the "
+                                     "network's velocities blow up. Check the run's training loss (logs/metrics.csv; "
+                                     "a run that diverged needs training again), or try a lower --cfg, more --steps "
+                                     "or another --solver")
         return made
 
     def invert(self, modality: str, samples: Any, given: Mapping[str, Any] | None = None,
@@ -197,6 +209,12 @@ def load(run_dir: str | Path, device: str | torch.device | None = None, registry
             b.autoencoder.load_state_dict(ckpt.read_weights(weights, f"autoencoders.{name}."))
     net = build_network(config, {n: b.modality for n, b in bundles.items()})
     net.load_state_dict(ckpt.read_weights(weights, "net."))
+    bad = ckpt.first_nonfinite({"net": net.state_dict(), "autoencoders": {
+        n: b.autoencoder.state_dict() for n, b in bundles.items() if b.autoencoder is not None}})
+    if bad is not None:
+        raise NonFiniteError(f"{weights}: {bad} holds NaN or infinite values: the run diverged in training and "
+                             "has nothing to sample. Train it again with a lower train.lr (training now stops at "
+                             "the first non-finite loss and keeps the last finite weights)")
     dev = device_for(device)
     net.to(dev).eval().requires_grad_(False)
     for b in bundles.values():

@@ -85,6 +85,8 @@ class FlowModule(L.LightningModule):
         self.objective = FlowObjective(config, self.bundles)
         self.distiller = OnPolicyDistillation(config, self.bundles) if config.distill.start_step is not None else None
         self._resumed_teacher: dict[str, torch.Tensor] | None = None
+        #: the last training step's loss per modality (and distillation), detached
+        self.step_losses: dict[str, torch.Tensor] = {}
 
     # -- the network used for sampling --------------------------------------------------
 
@@ -105,6 +107,7 @@ class FlowModule(L.LightningModule):
         """The objective's loss of the trained network, and the per-modality losses it logs."""
         out = self.objective(self.net, x0, eps)
         parts = {n: v for n, v in out.per_modality.items() if self.config.modalities[n].role != "condition"}
+        self.step_losses = {n: v.detach() for n, v in parts.items()}  # what StopNonFinite names
         return out.loss, parts
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
@@ -117,6 +120,7 @@ class FlowModule(L.LightningModule):
         if self.distiller is not None and self.global_step >= self.config.distill.start_step:
             distill = self.distill_loss(x0)
             self.log("train/distill", distill, prog_bar=True)
+            self.step_losses["distillation"] = distill.detach()
             loss = loss + self.config.distill.weight * distill
         return loss
 

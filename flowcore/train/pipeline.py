@@ -8,7 +8,6 @@ as they are; nothing here knows about ranks beyond writing files on rank zero.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -21,13 +20,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 
 from flowcore.errors import ConfigError
-from flowcore.io import atomic_path, write_text_atomic
+from flowcore.io import atomic_path, dumps_json, finite_or_none, write_text_atomic
 from flowcore.modality import Modality
 from flowcore.registry import get_registry
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.autoencoder import AutoencoderModule
 from flowcore.train.bundle import Bundle, build_bundles
-from flowcore.train.callbacks import ExportWeights, MetricsCSV, ResumeLog, SampleEvery
+from flowcore.train.callbacks import ExportWeights, MetricsCSV, ResumeLog, SampleEvery, StopNonFinite
 from flowcore.train.config import Config, epoch_steps
 from flowcore.train.data import FlowDataModule, build_split
 from flowcore.train.inference import load
@@ -73,7 +72,8 @@ def run_steps(config: Config, data: L.LightningDataModule) -> int:
 
 def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback], steps: int,
                  ) -> tuple[L.Trainer, MetricsCSV]:
-    """Lightning's Trainer for ``steps`` optimizer steps (the LR schedule spans them too)."""
+    """Lightning's Trainer for ``steps`` optimizer steps (the LR schedule spans them too); it stops on a
+    non-finite loss (``StopNonFinite``)."""
     tr = config.train
     metrics = MetricsCSV(out_dir / "logs")
     loggers: list[Any] = [metrics]
@@ -93,7 +93,8 @@ def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback], ste
         num_nodes=tr.num_nodes, precision=resolve_precision(tr.precision, tr.accelerator),
         gradient_clip_val=tr.grad_clip or None, log_every_n_steps=tr.log_every,
         enable_progress_bar=tr.progress_bar, enable_model_summary=False, logger=loggers,
-        callbacks=[last, ResumeLog(metrics), *callbacks], plugins=[ckpt.AtomicCheckpointIO()],
+        callbacks=[last, ResumeLog(metrics), StopNonFinite(tr.skip_nonfinite), *callbacks],
+        plugins=[ckpt.AtomicCheckpointIO()],
         default_root_dir=str(out_dir), limit_val_batches=0, num_sanity_val_steps=0)
     return trainer, metrics
 
@@ -236,7 +237,7 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
     A ``generate`` modality is generated given the run's conditions; an ``any`` modality given
     all the others (any-to-any). ``overrides``: :class:`SamplingOptions` fields (``seed``
     default 0; batch k is drawn with seed + its first index). Writes JSON to ``out``
-    (default ``<run>/eval.json``).
+    (default ``<run>/eval.json``). A metric or loss that is NaN or infinite is None (null in the JSON).
     """
     registry = registry or get_registry()
     pipe = load(run_dir, device=device, registry=registry)
@@ -256,8 +257,9 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
         report["metrics"][key] = {name: metric(items[target], generated) for name, metric in metrics.items()}
     report["flow_loss"] = pipe.loss(items, options.seed)
     report["seconds"] = round(time.perf_counter() - started, 3)
+    report = finite_or_none(report)
     path = Path(out) if out else pipe.directory / "eval.json"
-    write_text_atomic(path, json.dumps(report, indent=1) + "\n")
+    write_text_atomic(path, dumps_json(report, indent=1) + "\n")
     report["path"] = str(path)
     return report
 
@@ -287,6 +289,7 @@ def invert(run_dir: str | Path, modality: str, input_file: str | Path, out_dir: 
         save_file({modality: result.noise.cpu().contiguous()}, str(tmp))
     files = write_samples(pipe.bundles[modality], result.reconstruction, out_dir / "reconstruction")
     report = {"modality": modality, "input": str(input_file), "count": len(result.reconstruction),
-              "rms_error": result.rms_error, "noise": str(noise_path), "reconstruction": [str(p) for p in files]}
-    write_text_atomic(out_dir / "invert.json", json.dumps(report, indent=1) + "\n")
+              "rms_error": finite_or_none(result.rms_error), "noise": str(noise_path),
+              "reconstruction": [str(p) for p in files]}
+    write_text_atomic(out_dir / "invert.json", dumps_json(report, indent=1) + "\n")
     return report
