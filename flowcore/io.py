@@ -1,6 +1,7 @@
 """Atomic writes: a file appears whole or not at all, even if the process is killed.
 
-Also strict JSON (:func:`dumps_json`: no NaN or Infinity, which JSON does not have).
+Also what a killed write leaves behind (its temporary file, removed by :func:`remove_stale_temps`)
+and strict JSON (:func:`dumps_json`: no NaN or Infinity, which JSON does not have).
 """
 
 from __future__ import annotations
@@ -9,9 +10,13 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+#: the temporary files of ``atomic_path``: ``.<name>.<8 random characters><suffix>.tmp``
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]*)?\.tmp")
 
 
 @contextlib.contextmanager
@@ -35,6 +40,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files ``atomic_path`` left in ``directory`` when a write was killed.
+
+    Only names of its pattern go (``.<name>.<random><suffix>.tmp`` whose suffix is the name's),
+    so call this where no write is in flight: a run directory before training starts.
+    """
+    removed = []
+    for p in Path(directory).glob(".*.tmp"):
+        m = TEMP_NAME.fullmatch(p.name)
+        if m and p.is_file() and (m["suffix"] or "") == Path(m["name"]).suffix:
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def finite_or_none(value: Any) -> Any:

@@ -1,15 +1,17 @@
 """Lightning pieces of a run: the append-only metrics log, weight export, periodic samples,
-the stop on a non-finite loss."""
+the stop on a non-finite loss, and the random states a resumed run goes on from."""
 
 from __future__ import annotations
 
 import csv
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
@@ -22,8 +24,9 @@ class MetricsCSV(Logger):
     """``step,metric,value`` rows appended to ``<dir>/metrics.csv``, flushed as they come.
 
     Long format so new metrics never rewrite the header, and appending so a killed and
-    resumed run keeps one continuous curve (rows past the resumed step are dropped first:
-    those steps are trained again).
+    resumed run keeps one continuous curve (rows of the steps it trains again are dropped first).
+    A row's step is the batch's index: the one that takes the step count from s to s + 1 is
+    logged as step s.
     """
 
     def __init__(self, directory: str | Path):
@@ -48,12 +51,13 @@ class MetricsCSV(Logger):
         return self.path
 
     @rank_zero_only
-    def truncate_after(self, step: int) -> None:
-        """Drop rows with a step beyond ``step`` (left by a run killed after its last checkpoint)."""
+    def truncate_from(self, step: int) -> None:
+        """Drop rows of step ``step`` on (left by a run killed after its last checkpoint, at ``step``
+        optimizer steps: it trains the batch logged as ``step`` first)."""
         if not self.path.exists():
             return
         with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < step]
         with atomic_path(self.path) as tmp:
             with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=["step", "metric", "value"])
@@ -85,7 +89,7 @@ class ResumeLog(L.Callback):
         self.metrics = log
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.metrics.truncate_after(trainer.global_step)
+        self.metrics.truncate_from(trainer.global_step)
 
 
 class ExportWeights(L.Callback):
@@ -177,6 +181,71 @@ class StopNonFinite(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped = int(state_dict.get("skipped", 0))
+
+
+def random_states() -> dict[str, Any]:
+    """The states of torch (CPU, and CUDA once it is in use), numpy and Python's ``random``, as
+    tensors and plain containers (what ``torch.load(weights_only=True)`` reads back)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                                        float(gauss))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_random_states(states: Mapping[str, Any]) -> None:
+    """Restore what :func:`random_states` returned (CUDA's only onto as many devices)."""
+    torch.set_rng_state(states["torch"])
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in states["python"]))
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    cuda = states.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def resume_point(trainer: L.Trainer) -> tuple[int, int]:
+    """(epoch, batch index in it) of the batch a run resumed from a checkpoint written now trains next."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    done = progress.current.ready
+    if done >= trainer.num_training_batches or progress.is_last_batch:
+        return trainer.current_epoch + 1, 0
+    return trainer.current_epoch, done
+
+
+class RandomState(L.Callback):
+    """The random states go in every checkpoint and are restored on resume, so a resumed run draws
+    the noise and times the uninterrupted one would have drawn.
+
+    Checkpoints are written after a step, before the next batch is drawn; a resumed run restores
+    the states just before drawing its first batch. Lightning creates the data iterator before
+    that, which draws a seed for its workers: where the uninterrupted run starts a new epoch after
+    the checkpoint it draws that seed too, so there the states are restored before the iterator is made.
+    """
+
+    KEY = "random_states"
+
+    def __init__(self):
+        self.pending: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.KEY] = {**random_states(), "new_epoch": resume_point(trainer)[1] == 0}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get(self.KEY)
+        if states is None:  # a checkpoint from before they were saved
+            return
+        if states["new_epoch"]:
+            set_random_states(states)
+        else:
+            self.pending = states
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.pending is not None:
+            set_random_states(self.pending)
+            self.pending = None
 
 
 class SampleEvery(L.Callback):

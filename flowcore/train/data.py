@@ -22,6 +22,7 @@ from flowcore.io import atomic_path
 from flowcore.modality import Codec
 from flowcore.splits import SPLITS, keyed_split
 from flowcore.train.bundle import Bundle, collate
+from flowcore.train.callbacks import resume_point
 from flowcore.train.config import Config
 
 
@@ -286,18 +287,29 @@ class SeededEpochs:
     Lightning calls ``set_epoch`` at each epoch start, so a run resumed from a checkpoint sees
     the orders of the epochs it resumes in, not epoch 0's again (a seeded ``RandomSampler``
     restarts its generator). Without Lightning each iteration takes the next epoch.
+    ``resume_at`` makes the next iteration a given epoch's, less the entries a run resumed
+    mid-epoch trained before its checkpoint.
     """
 
     seed: int
     epoch: int = 0
+    resumed: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def next_generator(self) -> torch.Generator:
-        """The generator of the current epoch, moving the counter on to the next one."""
+    def resume_at(self, epoch: int, skip: int) -> None:
+        """The next iteration is ``epoch``'s less its first ``skip`` entries. Taken when it starts, so
+        ``len`` until then is the one the uninterrupted run had (Lightning counts batches from it)."""
+        self.resumed = (int(epoch), int(skip))
+
+    def next_epoch(self) -> tuple[torch.Generator, int]:
+        """The generator of the current epoch and the entries to skip at its start; the counter moves on."""
+        skip = 0
+        if self.resumed is not None:
+            (self.epoch, skip), self.resumed = self.resumed, None
         epoch, self.epoch = self.epoch, self.epoch + 1
-        return self.generator(epoch)
+        return self.generator(epoch), skip
 
     def generator(self, epoch: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -349,7 +361,8 @@ class LengthBatches(SeededEpochs, Sampler[list[int]]):
     def __iter__(self):
         # A generator: the plan is drawn at the first batch, after Lightning has set the epoch
         # (it creates the iterator before that), so a resumed run gets its epoch's plan.
-        yield from self._plan(self.next_generator())
+        g, skip = self.next_epoch()
+        yield from self._plan(g)[skip:]
 
     def __len__(self) -> int:
         return len(self.plan(self.epoch))
@@ -362,7 +375,8 @@ class EpochShuffle(SeededEpochs, Sampler[int]):
         self.count, self.seed, self.epoch = int(count), int(seed), 0
 
     def __iter__(self):
-        yield from torch.randperm(self.count, generator=self.next_generator()).tolist()
+        g, skip = self.next_epoch()
+        yield from torch.randperm(self.count, generator=g).tolist()[skip:]
 
     def __len__(self) -> int:
         return self.count
@@ -386,6 +400,7 @@ class FlowDataModule(L.LightningDataModule):
         self.config, self.bundles, self.registry = config, bundles, registry
         self.train_set: Dataset | None = None
         self.latent = latent_names(config, bundles)
+        self.resume: tuple[int, int] | None = None  # (epoch, batches of it trained) from a checkpoint
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
@@ -396,19 +411,40 @@ class FlowDataModule(L.LightningDataModule):
                 train = WithLatents(Validated(train.base, rest, train.where, self.config.data.limit), latents)
             self.train_set = train
 
+    def state_dict(self) -> dict[str, int]:
+        """Where in the data order a run resumed from the checkpoint being written goes on."""
+        if self.trainer is None or self.trainer.world_size > 1:  # the distributed sampler keeps its own order
+            return {}
+        epoch, batches = resume_point(self.trainer)
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if "epoch" in state_dict:
+            self.resume = int(state_dict["epoch"]), int(state_dict["batches"])
+
     def train_dataloader(self) -> DataLoader:
         workers = self.config.data.num_workers
         tokens = self.config.train.batch_tokens
+        batch_size = self.config.train.batch_size
         if tokens is not None:
             lengths = item_lengths(self.train_set, getattr(self.train_set, "where", "the train split"))
-            batches = LengthBatches(lengths, tokens, self.config.train.batch_size, seed=self.config.seed)
+            batches = LengthBatches(lengths, tokens, batch_size, seed=self.config.seed)
+            self.resume_sampler(batches, 1)
             return DataLoader(self.train_set, batch_sampler=batches, num_workers=workers,
                               persistent_workers=workers > 0, collate_fn=Collate(self.bundles, self.latent))
-        return DataLoader(self.train_set, batch_size=self.config.train.batch_size,
-                          sampler=EpochShuffle(len(self.train_set), self.config.seed),
-                          drop_last=len(self.train_set) > self.config.train.batch_size,
+        items = EpochShuffle(len(self.train_set), self.config.seed)
+        self.resume_sampler(items, batch_size)
+        return DataLoader(self.train_set, batch_size=batch_size, sampler=items,
+                          drop_last=len(self.train_set) > batch_size,
                           num_workers=workers, persistent_workers=workers > 0,
                           collate_fn=Collate(self.bundles, self.latent))
+
+    def resume_sampler(self, sampler: SeededEpochs, per_batch: int) -> None:
+        """A resumed run's sampler starts after the batches its checkpoint trained (``per_batch`` entries each)."""
+        if self.resume is not None:
+            epoch, batches = self.resume
+            sampler.resume_at(epoch, batches * per_batch)
+            self.resume = None
 
 
 def latent_names(config: Config, bundles: dict[str, Bundle]) -> list[str]:

@@ -144,7 +144,10 @@ class FlowModule(L.LightningModule):
         if self.distiller is not None and "distill_state" in checkpoint:
             self.distiller.load_state_dict(checkpoint["distill_state"])
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here rather than in on_train_batch_end, which Lightning calls after the callbacks':
+        # the checkpoint and the weights exported at this step then hold this step's average
         if self.ema is not None:
             self.ema.update(self.net)
 

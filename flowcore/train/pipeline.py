@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,13 +21,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 
 from flowcore.errors import ConfigError
-from flowcore.io import atomic_path, dumps_json, finite_or_none, write_text_atomic
+from flowcore.io import atomic_path, dumps_json, finite_or_none, remove_stale_temps, write_text_atomic
 from flowcore.modality import Modality
 from flowcore.registry import get_registry
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.autoencoder import AutoencoderModule
 from flowcore.train.bundle import Bundle, build_bundles
-from flowcore.train.callbacks import ExportWeights, MetricsCSV, ResumeLog, SampleEvery, StopNonFinite
+from flowcore.train.callbacks import ExportWeights, MetricsCSV, RandomState, ResumeLog, SampleEvery, StopNonFinite
 from flowcore.train.config import Config, epoch_steps
 from flowcore.train.data import FlowDataModule, build_split
 from flowcore.train.inference import load
@@ -73,7 +74,7 @@ def run_steps(config: Config, data: L.LightningDataModule) -> int:
 def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback], steps: int,
                  ) -> tuple[L.Trainer, MetricsCSV]:
     """Lightning's Trainer for ``steps`` optimizer steps (the LR schedule spans them too); it stops on a
-    non-finite loss (``StopNonFinite``)."""
+    non-finite loss (``StopNonFinite``) and its checkpoints hold the random states (``RandomState``)."""
     tr = config.train
     metrics = MetricsCSV(out_dir / "logs")
     loggers: list[Any] = [metrics]
@@ -93,7 +94,7 @@ def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback], ste
         num_nodes=tr.num_nodes, precision=resolve_precision(tr.precision, tr.accelerator),
         gradient_clip_val=tr.grad_clip or None, log_every_n_steps=tr.log_every,
         enable_progress_bar=tr.progress_bar, enable_model_summary=False, logger=loggers,
-        callbacks=[last, ResumeLog(metrics), StopNonFinite(tr.skip_nonfinite), *callbacks],
+        callbacks=[last, ResumeLog(metrics), StopNonFinite(tr.skip_nonfinite), RandomState(), *callbacks],
         plugins=[ckpt.AtomicCheckpointIO()],
         default_root_dir=str(out_dir), limit_val_batches=0, num_sanity_val_steps=0)
     return trainer, metrics
@@ -132,13 +133,19 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
                                          config.train.sample_every, least=config.train.checkpoint_every))
     data = ReflowDataModule(config, bundles) if config.stage == "reflow" else FlowDataModule(config, bundles, registry)
     trainer, _ = make_trainer(config, out_dir, callbacks, run_steps(config, data))
+    if trainer.is_global_zero:  # what writes killed before their rename left behind
+        for folder in (out_dir, out_dir / "checkpoints", out_dir / "logs", out_dir / "latents"):
+            remove_stale_temps(folder)
     last = out_dir / ckpt.LAST
     resume_from = str(last) if resume and last.is_file() else None
     if resume_from:
         ckpt.check_resumable(last, module)  # one line on what does not fit, not Lightning's dump of it
         if trainer.is_global_zero:
             print(f"resuming from {last}", file=sys.stderr)
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    with warnings.catch_warnings():
+        if isinstance(data, FlowDataModule) and trainer.world_size == 1:  # its sampler resumes mid-epoch
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     return module
 
 
