@@ -50,7 +50,7 @@ def _plugin_show(registry, name: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowcore", description="Rectified flows for any modality.")
     parser.add_argument("--version", action="version", version=f"flowcore {__version__}")
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error (before the command)")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("plugins", help="list installed plugins, their modalities and datasets")
@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_commands(sub)
     _plugin_commands(sub)
+    for command in sub.choices.values():  # --debug after the command name too (SUPPRESS: no default there)
+        try:
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        except argparse.ArgumentError:
+            pass  # a plugin command with a --debug of its own keeps it
     return parser
 
 

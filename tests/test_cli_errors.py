@@ -68,9 +68,12 @@ def test_an_unexpected_error_is_one_line_with_its_type(run, tmp_path, capsys, mo
                                   "shape [3] (run with --debug for the traceback)")
 
 
-def test_debug_shows_the_traceback(run, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("where", [0, -1])
+def test_debug_shows_the_traceback(run, tmp_path, capsys, monkeypatch, where):
     monkeypatch.setattr("flowcore.train.pipeline.sample", boom)
-    assert main(["--debug", "sample", str(run), "--make", "toy2d", "--out", str(tmp_path / "o")]) == 2
+    args = ["sample", str(run), "--make", "toy2d", "--out", str(tmp_path / "o")]
+    args.insert(len(args) if where == -1 else 0, "--debug")
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):") and "in boom" in err
     assert err.splitlines()[-1].startswith("flowcore: error: RuntimeError: size mismatch")
