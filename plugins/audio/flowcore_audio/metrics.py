@@ -35,6 +35,7 @@ Spoken digits (the metric classifier of :mod:`flowcore_audio.classifier`, traine
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -146,7 +147,11 @@ def chroma(wave, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     import librosa
 
     y = torch.as_tensor(wave).float().reshape(-1).numpy()
-    c = librosa.feature.chroma_cqt(y=y, sr=sample_rate, hop_length=512).mean(1)
+    with warnings.catch_warnings():
+        # the lowest octaves of a short clip are computed on a few downsampled samples; librosa warns, rightly
+        # but uselessly here, that its FFT is longer than they are
+        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+        c = librosa.feature.chroma_cqt(y=y, sr=sample_rate, hop_length=512).mean(1)
     total = c.sum()
     return c / total if total > 0 else c
 
