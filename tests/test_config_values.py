@@ -79,7 +79,7 @@ def write(tmp_path: Path, raw: dict | str, name: str = "mine.yaml") -> Path:
     ("train.grad_clip", -1.0, "train.grad_clip: must be >= 0, got -1.0"),
     ("sample.steps", 0, "sample.steps: must be >= 1, got 0"),
     ("model.hidden", 0, "model.hidden: must be >= 1, got 0"),
-    ("modalities.toy2d.size", 2.5, "modalities.toy2d.size: expected an integer or a list of integers or null, got 2.5"),
+    ("modalities.toy2d.size", -2.5, "modalities.toy2d.size: must be a size > 0 or a list of them"),
 ])
 def test_flowcore_train_refuses_a_value_out_of_range_in_one_line_before_torch(tmp_path, key, value, expected):
     path = write(tmp_path, with_value(key, value))
@@ -117,8 +117,8 @@ def test_flowcore_train_refuses_a_value_out_of_range_in_one_line_before_torch(tm
     ("model.transformer.mlp_ratio", 0, "must be > 0, got 0"),
     ("model.transformer.frequency_dim", 3, "must be a multiple of 2, got 3"),
     ("model.transformer.global_cond_dim", -1, "must be >= 0, got -1"),
-    ("modalities.toy2d.size", [], "must be a length >= 1 or a list of them"),
-    ("modalities.toy2d.size", [32, 0], "must be a length >= 1 or a list of them"),
+    ("modalities.toy2d.size", [], "must be a size > 0 or a list of them"),
+    ("modalities.toy2d.size", [32, 0], "must be a size > 0 or a list of them"),
     ("modalities.toy2d.loss_weight", -1, "must be >= 0, got -1"),
     ("data.num_workers", -1, "must be >= 0, got -1"),
     ("data.val_fraction", 1.5, "must be < 1, got 1.5"),

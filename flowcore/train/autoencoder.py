@@ -13,7 +13,7 @@ import torch
 
 from flowcore.errors import ConfigError
 from flowcore.registry import get_registry
-from flowcore.train.bundle import build_modality
+from flowcore.train.bundle import build_modality, trainable
 from flowcore.train.config import Config
 from flowcore.train.module import make_optimizer
 
@@ -33,6 +33,9 @@ class AutoencoderModule(L.LightningModule):
             raise ConfigError(f"{self.config.source}: modalities.{self.name}: modality {self.name!r} has no trainable "
                               "autoencoder (autoencoder() returned "
                               f"{type(autoencoder).__name__}); the autoencoder stage has nothing to train")
+        if not trainable(autoencoder):
+            raise ConfigError(f"{self.config.source}: modalities.{self.name}: the autoencoder of {self.name!r} has no "
+                              "parameters (a fixed transform); it needs no autoencoder stage: train the flow directly")
         self.autoencoder = autoencoder
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:

@@ -94,7 +94,9 @@ def build_bundles(config: Config, registry, load_autoencoders: bool = True) -> d
     """Every configured modality, in config order.
 
     ``load_autoencoders``: load each ``modalities.<name>.autoencoder`` run's weights now
-    (training). A saved flow run instead carries the weights in its own model.safetensors.
+    (training). A saved flow run instead carries the weights in its own model.safetensors. An
+    autoencoder with no parameters (a fixed transform, e.g. a log-mel with Griffin-Lim back)
+    needs no trained run.
     """
     bundles = {}
     for name, section in config.modalities.items():
@@ -103,16 +105,21 @@ def build_bundles(config: Config, registry, load_autoencoders: bool = True) -> d
         if autoencoder is not None:
             if not isinstance(autoencoder, nn.Module):
                 raise ConfigError(f"modality {name!r}: its autoencoder must be a torch.nn.Module to be loaded")
-            if section.autoencoder is None:
+            if section.autoencoder is None and trainable(autoencoder):
                 raise ConfigError(f"{config.source}: modalities.{name}.autoencoder: {name!r} flows on the latents "
                                   "of an autoencoder; train one (stage: autoencoder) and give its run directory")
-            if load_autoencoders:
+            if load_autoencoders and section.autoencoder is not None:
                 load_autoencoder_run(autoencoder, section.autoencoder, name, config.source)
             autoencoder.eval().requires_grad_(False)
         elif section.autoencoder is not None and config.stage != "autoencoder":
             raise ConfigError(f"{config.source}: modalities.{name}.autoencoder: modality {name!r} has no autoencoder")
         bundles[name] = Bundle(name, modality, section, autoencoder, modality.path)
     return bundles
+
+
+def trainable(module: nn.Module) -> bool:
+    """Whether ``module`` has parameters (an autoencoder without any is a fixed transform)."""
+    return any(True for _ in module.parameters())
 
 
 def load_autoencoder_run(autoencoder: nn.Module, run_dir: str, name: str, source: str) -> None:

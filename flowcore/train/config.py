@@ -55,8 +55,9 @@ class ModalityConfig(Options):
 
     role: Role = "generate"
     dropout: Fraction = 0.0
-    #: what generation lays out (tokenizer.layout): a length, a shape such as [32, 32], or lengths taken in turn
-    size: int | list[int] | None = None
+    #: what generation lays out (tokenizer.layout): a length, a shape such as [32, 32], lengths taken in
+    #: turn, or a duration in seconds (audio); the modality's tokenizer reads it
+    size: int | Number | list[int | Number] | None = None
     loss_weight: Number = Field(1.0, ge=0)
     autoencoder: str | None = None
     #: the factory's keyword arguments: the section's other keys, checked by the plugin's options model
@@ -65,10 +66,10 @@ class ModalityConfig(Options):
 
     @field_validator("size")
     @classmethod
-    def _sizes(cls, size: int | list[int] | None) -> int | list[int] | None:
-        if size is not None and (size == [] or min([size] if isinstance(size, int) else size) < 1):
-            raise ValueError(f"must be a length >= 1 or a list of them (a shape such as [32, 32], or lengths taken "
-                             f"in turn), got {size!r}")
+    def _sizes(cls, size: float | list[float] | None) -> float | list[float] | None:
+        if size is not None and (size == [] or not min([size] if not isinstance(size, list) else size) > 0):
+            raise ValueError(f"must be a size > 0 or a list of them (a shape such as [32, 32], lengths taken in turn, "
+                             f"seconds), got {size!r}")
         return size
 
 
