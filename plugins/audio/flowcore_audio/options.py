@@ -113,6 +113,8 @@ class ChoralesOptions(ClipOptions):
     bpm: Number = Field(100.0, gt=0)
     #: General MIDI programs, one drawn per excerpt (19 church organ, 52 choir, 48 strings, 0 piano)
     programs: list[MidiProgram] = Field([19, 52, 48, 0], min_length=1)
+    #: move each excerpt by a random -5..+6 semitones, so that all 24 keys occur
+    transpose: bool = True
     label: Literal["key", "instrument"] = "key"
     soundfont: str | None = None
 
