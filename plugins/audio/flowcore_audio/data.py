@@ -45,7 +45,7 @@ from flowcore_audio import codec
 from flowcore_audio.options import SONIC_PI_ROOT
 
 #: bump when the generated audio changes for the same options
-VERSION = "1"
+VERSION = "2"
 SAMPLE_RATE = 16000
 #: the 80/10/10 % seeded split of items (or of chorales)
 TENTHS = {"train": None, "val": 0.1, "test": 0.1}
@@ -185,11 +185,11 @@ ACCENTS = ("en-gb", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "
 VOICES = (
     "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
     "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6",
-    "Alex", "Alicia", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene", "Henrique", "Hugo", "Jacky", "Lee",
-    "Marco", "Mario", "Michael", "Mike", "Nguyen", "adam", "antonio", "aunty", "belinda", "benjamin", "boris",
+    "Alex", "Alicia", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo", "Jacky",
+    "Lee", "Marco", "Mario", "Michael", "Mike", "Nguyen", "adam", "antonio", "aunty", "belinda", "benjamin", "boris",
     "croak", "david", "ed", "edward", "grandma", "grandpa", "gustave", "iven", "john", "kaukovalta", "linda",
     "max", "michel", "miguel", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert", "sandro", "shelby",
-    "steph", "travis", "victor", "zac", "Gene2",
+    "steph", "travis", "victor", "zac",
 )
 #: espeak-ng -s (words per minute) and -p (0..99) ranges each take draws from
 SPEEDS = (120, 220)
@@ -246,6 +246,8 @@ def _speak_take(espeak: str, voice: str, accent: str, speed: int, pitch: int, ra
         for word in DIGITS:
             w = resample(_espeak(args, word), ESPEAK_RATE, rate)
             loud = np.flatnonzero(frame_db(w, hop) > -40.0)
+            if len(loud) == 0:
+                raise DataError(f"espeak-ng {' '.join(args[1:])} said {word!r} as silence")
             words.append(w[max(0, (loud[0] - 2) * hop): (loud[-1] + 3) * hop])
     return [w * (PEAK / max(float(np.abs(w).max()), 1e-6)) for w in words]
 
@@ -279,12 +281,11 @@ def spoken_digits(split: str = "train", takes: int = 2, duration: float = 1.0, s
     Words are trimmed of silence, peak-normalised to 0.9 and centred in ``duration`` seconds.
     The split is by voice (:func:`voice_split`): val and test hear speakers training never heard.
     """
-    voices = voice_split(seed)
-    select(voices, split)
+    names = select(voice_split(seed), split)
     arrays = cached("spoken_digits", {"takes": int(takes), "duration": float(duration),
                                       "sample_rate": int(sample_rate), "seed": int(seed)},
                     lambda: _spoken_digit_arrays(takes, duration, sample_rate, seed))
-    wanted = [VOICES.index(v) for v in voices[split]]
+    wanted = [VOICES.index(v) for v in names]
     pcm, info = _subset(arrays, np.flatnonzero(np.isin(arrays["voice"], wanted)), limit)
     return Clips(pcm, info, "digit", DIGITS, sample_rate)
 
