@@ -18,17 +18,18 @@ from flowcore.train.callbacks import random_states, set_random_states
 from flowcore.train.config import load_config
 from flowcore.train.data import EpochShuffle, LengthBatches
 
-STEPS = 16  # moons of 600 points: 540 train, 4 batches of 128 an epoch
+STEPS = 16  # moons of 600 points: 540 train, 4 batches of 128 an epoch; a constant lr, so a run extended
+# from fewer steps has the same schedule
 
 
-def config(tmp_path, registry, name, steps=STEPS):
+def config(tmp_path, registry, name, steps=STEPS, checkpoint_every=3):
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
         "seed": 0, "out_dir": str(tmp_path / name), "modalities": {"toy2d": {}},
         "data": {"dataset": "moons", "options": {"size": 600}},
         "model": {"network": "mlp", "hidden": 32, "depth": 1, "time_dim": 16},
-        "train": {"steps": steps, "batch_size": 128, "lr": 1.0e-2, "schedule": "cosine", "ema": 0.9,
-                  "checkpoint_every": 3, "log_every": 1, "sample_every": 0, "progress_bar": False, "cpu_threads": 1},
+        "train": {"steps": steps, "batch_size": 128, "lr": 1.0e-2, "ema": 0.9, "checkpoint_every": checkpoint_every,
+                  "log_every": 1, "sample_every": 0, "progress_bar": False, "cpu_threads": 1},
     }))
     return load_config(path, registry=registry)
 
@@ -63,31 +64,47 @@ def uninterrupted(tmp_path_factory):
     return tmp / "run"
 
 
-@pytest.mark.parametrize("crash_at", [11, 13], ids=["mid-epoch", "epoch-end"])
-def test_a_resumed_run_follows_the_uninterrupted_one(uninterrupted, tmp_path, registry, monkeypatch, one_thread,
-                                                     crash_at):
-    # the crash comes two steps after the checkpoint at step 9 (mid-epoch) or 12 (end of epoch 3),
-    # when metrics.csv holds a row of the step after the checkpoint, which the resumed run trains again
+def crash_at(monkeypatch, step: int) -> None:
+    """The next ``pipeline.train`` raises ``Crash`` at the end of the batch that takes it to ``step`` steps."""
     make_trainer = pipeline.make_trainer
     monkeypatch.setattr(pipeline, "make_trainer", lambda cfg, out_dir, callbacks, steps: make_trainer(
-        cfg, out_dir, [*callbacks, CrashAt(crash_at)], steps))
+        cfg, out_dir, [*callbacks, CrashAt(step)], steps))
+
+
+@pytest.mark.parametrize("crash, checkpoint", [(11, 9), (13, 12)], ids=["mid-epoch", "epoch-end"])
+def test_a_resumed_run_follows_the_uninterrupted_one(uninterrupted, tmp_path, registry, monkeypatch, one_thread,
+                                                     crash, checkpoint):
+    # killed two steps after its checkpoint (every 3 steps; an epoch is 4): metrics.csv holds a row
+    # of the step after the checkpoint, which the resumed run trains again
+    crash_at(monkeypatch, crash)
     run = tmp_path / "run"
     with pytest.raises(Crash):
         pipeline.train(config(tmp_path, registry, "run"), registry)
     monkeypatch.undo()
-    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["global_step"] == crash_at - crash_at % 3
-    assert {s for s, m, _ in rows(run) if m == "train/loss"} == set(range(crash_at - 1))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == checkpoint
+    assert {s for s, m, _ in rows(run) if m == "train/loss"} == set(range(crash - 1))
 
     pipeline.train(config(tmp_path, registry, "run"), registry)
+    assert_follows(run, uninterrupted)
+
+
+@pytest.mark.parametrize("steps", [6, 8], ids=["mid-epoch", "epoch-end"])
+def test_a_finished_run_extended_follows_the_longer_one(uninterrupted, tmp_path, registry, one_thread, steps):
+    # no periodic checkpoint: the one written after the last step is all there is
+    pipeline.train(config(tmp_path, registry, "run", steps=steps, checkpoint_every=100), registry)
+    pipeline.train(config(tmp_path, registry, "run", checkpoint_every=100), registry)  # train.steps raised
+    assert_follows(tmp_path / "run", uninterrupted)
+
+
+def assert_follows(run, uninterrupted) -> None:
     resumed, reference = rows(run), rows(uninterrupted)
     assert len(resumed) == len({(s, m) for s, m, _ in resumed})  # no step logged twice
     loss = {s: v for s, m, v in resumed if m == "train/loss"}
-    expected = {s: v for s, m, v in reference if m == "train/loss"}
     assert sorted(loss) == list(range(STEPS))
-    assert loss == expected  # the same batches, times and noise: the same losses (as logged, to 6 digits)
+    # the same batches, times and noise: the same losses (as logged, to 6 digits) and the same weights
+    assert loss == {s: v for s, m, v in reference if m == "train/loss"}
     a, b = load_file(str(run / "model.safetensors")), load_file(str(uninterrupted / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in b)  # and the same EMA weights at the end
+    assert all(torch.equal(a[k], b[k]) for k in b)
 
 
 def test_random_states_survive_a_weights_only_checkpoint(tmp_path):

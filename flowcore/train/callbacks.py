@@ -1,5 +1,5 @@
-"""Lightning pieces of a run: the append-only metrics log, weight export, periodic samples,
-the stop on a non-finite loss, and the random states a resumed run goes on from."""
+"""Lightning pieces of a run: the append-only metrics log, checkpoints, weight export, periodic
+samples, the stop on a non-finite loss, and the random states a resumed run goes on from."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -93,25 +94,49 @@ class ResumeLog(L.Callback):
 
 
 class ExportWeights(L.Callback):
-    """Every ``every`` steps (with the Lightning checkpoint) and at the end, write the run files.
+    """Every ``every`` steps (with the Lightning checkpoint) and after the last step, write the run files.
 
-    At the end the resumable checkpoint is written too, so rerunning a finished run finds
-    nothing left to train (``every`` need not divide ``train.steps``). A run stopped by an error
-    (``StopNonFinite``'s) never reaches that end, and weights holding NaN or infinity are never
+    After the last step the resumable checkpoint is written too, so rerunning a finished run finds
+    nothing left to train (``every`` need not divide ``train.steps``). It is written at the end of
+    that step's batch, as the periodic ones are, so a run extended from it (a larger
+    ``train.steps``) goes on as the longer run would have. A run stopped by an error
+    (``StopNonFinite``'s) writes nothing more, and weights holding NaN or infinity are never
     written (``checkpoint.refuse_nonfinite``): the files of the last checkpoint stay.
     """
 
     def __init__(self, export: Callable[[L.LightningModule], Any], every: int, last: Path):
         self.export, self.every, self.last = export, every, Path(last)
+        self.saved: int | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every and trainer.global_step % self.every == 0 and trainer.is_global_zero:
+        step = trainer.global_step
+        final = step >= trainer.max_steps
+        if final:
+            self.save(trainer)
+        if (final or self.every and step % self.every == 0) and trainer.is_global_zero:
             self.export(pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        if self.saved != trainer.global_step:  # stopped before its last step, not by an error
+            self.save(trainer)
+            if trainer.is_global_zero:
+                self.export(pl_module)
+
+    def save(self, trainer) -> None:
         trainer.save_checkpoint(self.last)  # every rank calls it; the strategy writes once
-        if trainer.is_global_zero:
-            self.export(pl_module)
+        self.saved = trainer.global_step
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint every ``every_n_train_steps`` steps, less its own save when training ends.
+
+    ``ExportWeights`` writes the final checkpoint at the end of the last step's batch. Written
+    when training ends, as Lightning would, it records the loops as finished: a run extended from
+    it (a larger ``train.steps``) would start a new epoch where the longer run is mid-epoch.
+    """
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        pass
 
 
 class StopNonFinite(L.Callback):
@@ -206,15 +231,6 @@ def set_random_states(states: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def resume_point(trainer: L.Trainer) -> tuple[int, int]:
-    """(epoch, batch index in it) of the batch a run resumed from a checkpoint written now trains next."""
-    progress = trainer.fit_loop.epoch_loop.batch_progress
-    done = progress.current.ready
-    if done >= trainer.num_training_batches or progress.is_last_batch:
-        return trainer.current_epoch + 1, 0
-    return trainer.current_epoch, done
-
-
 class RandomState(L.Callback):
     """The random states go in every checkpoint and are restored on resume, so a resumed run draws
     the noise and times the uninterrupted one would have drawn.
@@ -222,7 +238,8 @@ class RandomState(L.Callback):
     Checkpoints are written after a step, before the next batch is drawn; a resumed run restores
     the states just before drawing its first batch. Lightning creates the data iterator before
     that, which draws a seed for its workers: where the uninterrupted run starts a new epoch after
-    the checkpoint it draws that seed too, so there the states are restored before the iterator is made.
+    the checkpoint it draws that seed too, so there the states are restored before the iterator is
+    made. The datamodule's ``position()`` ((epoch, batch in it) of the next batch) says which.
     """
 
     KEY = "random_states"
@@ -231,7 +248,8 @@ class RandomState(L.Callback):
         self.pending: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint[self.KEY] = {**random_states(), "new_epoch": resume_point(trainer)[1] == 0}
+        position = getattr(trainer.datamodule, "position", lambda: None)()
+        checkpoint[self.KEY] = {**random_states(), "new_epoch": position is not None and position[1] == 0}
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get(self.KEY)

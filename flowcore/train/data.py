@@ -22,7 +22,6 @@ from flowcore.io import atomic_path
 from flowcore.modality import Codec
 from flowcore.splits import SPLITS, keyed_split
 from flowcore.train.bundle import Bundle, collate
-from flowcore.train.callbacks import resume_point
 from flowcore.train.config import Config
 
 
@@ -287,7 +286,7 @@ class SeededEpochs:
     Lightning calls ``set_epoch`` at each epoch start, so a run resumed from a checkpoint sees
     the orders of the epochs it resumes in, not epoch 0's again (a seeded ``RandomSampler``
     restarts its generator). Without Lightning each iteration takes the next epoch.
-    ``resume_at`` makes the next iteration a given epoch's, less the entries a run resumed
+    ``resume_at`` makes the next iteration a given epoch's less the entries a run resumed
     mid-epoch trained before its checkpoint.
     """
 
@@ -314,6 +313,10 @@ class SeededEpochs:
     def generator(self, epoch: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 100_003 + epoch)
 
+    def batches_in(self, epoch: int) -> int | None:
+        """The batches of ``epoch`` where they vary from epoch to epoch, else None."""
+        return None
+
 
 class LengthBatches(SeededEpochs, Sampler[list[int]]):
     """Training batches of items of similar length, each at most ``tokens`` tokens once padded.
@@ -335,6 +338,7 @@ class LengthBatches(SeededEpochs, Sampler[list[int]]):
         self.lengths = torch.as_tensor(list(lengths))
         self.tokens, self.max_items, self.seed, self.chunk = int(tokens), int(max_items), int(seed), int(chunk)
         self.epoch = 0
+        self.sizes: dict[int, int] = {}  # batches per epoch, as counted
 
     def plan(self, epoch: int) -> list[list[int]]:
         return self._plan(self.generator(epoch))
@@ -366,6 +370,11 @@ class LengthBatches(SeededEpochs, Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.plan(self.epoch))
+
+    def batches_in(self, epoch: int) -> int:
+        if epoch not in self.sizes:
+            self.sizes[epoch] = len(self.plan(epoch))
+        return self.sizes[epoch]
 
 
 class EpochShuffle(SeededEpochs, Sampler[int]):
@@ -400,7 +409,8 @@ class FlowDataModule(L.LightningDataModule):
         self.config, self.bundles, self.registry = config, bundles, registry
         self.train_set: Dataset | None = None
         self.latent = latent_names(config, bundles)
-        self.resume: tuple[int, int] | None = None  # (epoch, batches of it trained) from a checkpoint
+        self.sampler: SeededEpochs | None = None
+        self.resume: dict[str, int] | None = None  # the position saved in the checkpoint resumed from
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
@@ -411,16 +421,27 @@ class FlowDataModule(L.LightningDataModule):
                 train = WithLatents(Validated(train.base, rest, train.where, self.config.data.limit), latents)
             self.train_set = train
 
+    def position(self) -> tuple[int, int] | None:
+        """(epoch, batch index in it) of the next training batch in the data's order, after the
+        ``global_step`` batches trained so far; None under DDP (the distributed sampler's order)."""
+        if self.trainer is None or self.trainer.world_size > 1 or self.sampler is None:
+            return None
+        per_epoch = self.trainer.num_training_batches  # Lightning ends an epoch there at the latest
+        batches = self.trainer.global_step
+        if self.sampler.batches_in(0) is None:
+            return divmod(batches, per_epoch)
+        epoch = 0
+        while batches >= (n := min(self.sampler.batches_in(epoch), per_epoch)):
+            batches, epoch = batches - n, epoch + 1
+        return epoch, batches
+
     def state_dict(self) -> dict[str, int]:
         """Where in the data order a run resumed from the checkpoint being written goes on."""
-        if self.trainer is None or self.trainer.world_size > 1:  # the distributed sampler keeps its own order
-            return {}
-        epoch, batches = resume_point(self.trainer)
-        return {"epoch": epoch, "batches": batches}
+        position = self.position()
+        return {} if position is None else {"epoch": position[0], "batch": position[1]}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        if "epoch" in state_dict:
-            self.resume = int(state_dict["epoch"]), int(state_dict["batches"])
+        self.resume = dict(state_dict) if "epoch" in state_dict else None
 
     def train_dataloader(self) -> DataLoader:
         workers = self.config.data.num_workers
@@ -428,23 +449,22 @@ class FlowDataModule(L.LightningDataModule):
         batch_size = self.config.train.batch_size
         if tokens is not None:
             lengths = item_lengths(self.train_set, getattr(self.train_set, "where", "the train split"))
-            batches = LengthBatches(lengths, tokens, batch_size, seed=self.config.seed)
-            self.resume_sampler(batches, 1)
-            return DataLoader(self.train_set, batch_sampler=batches, num_workers=workers,
+            self.sampler = LengthBatches(lengths, tokens, batch_size, seed=self.config.seed)
+            self.resume_sampler(1)
+            return DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=workers,
                               persistent_workers=workers > 0, collate_fn=Collate(self.bundles, self.latent))
-        items = EpochShuffle(len(self.train_set), self.config.seed)
-        self.resume_sampler(items, batch_size)
-        return DataLoader(self.train_set, batch_size=batch_size, sampler=items,
+        self.sampler = EpochShuffle(len(self.train_set), self.config.seed)
+        self.resume_sampler(batch_size)
+        return DataLoader(self.train_set, batch_size=batch_size, sampler=self.sampler,
                           drop_last=len(self.train_set) > batch_size,
                           num_workers=workers, persistent_workers=workers > 0,
                           collate_fn=Collate(self.bundles, self.latent))
 
-    def resume_sampler(self, sampler: SeededEpochs, per_batch: int) -> None:
-        """A resumed run's sampler starts after the batches its checkpoint trained (``per_batch`` entries each)."""
+    def resume_sampler(self, per_batch: int) -> None:
+        """A resumed run's sampler starts at the batch after its checkpoint (``per_batch`` entries a batch)."""
         if self.resume is not None:
-            epoch, batches = self.resume
-            sampler.resume_at(epoch, batches * per_batch)
-            self.resume = None
+            r, self.resume = self.resume, None
+            self.sampler.resume_at(r["epoch"], r["batch"] * per_batch)
 
 
 def latent_names(config: Config, bundles: dict[str, Bundle]) -> list[str]:

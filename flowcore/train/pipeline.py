@@ -17,7 +17,6 @@ from typing import Any, Mapping, Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 
 from flowcore.errors import ConfigError
@@ -27,7 +26,15 @@ from flowcore.registry import get_registry
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.autoencoder import AutoencoderModule
 from flowcore.train.bundle import Bundle, build_bundles
-from flowcore.train.callbacks import ExportWeights, MetricsCSV, RandomState, ResumeLog, SampleEvery, StopNonFinite
+from flowcore.train.callbacks import (
+    ExportWeights,
+    LastCheckpoint,
+    MetricsCSV,
+    RandomState,
+    ResumeLog,
+    SampleEvery,
+    StopNonFinite,
+)
 from flowcore.train.config import Config, epoch_steps
 from flowcore.train.data import FlowDataModule, build_split
 from flowcore.train.inference import load
@@ -85,7 +92,7 @@ def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback], ste
         loggers.append(TensorBoardLogger(str(out_dir / "logs"), name="tensorboard", version=""))
     except ImportError:
         pass
-    last = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step{step}", save_top_k=0, save_last=True,
+    last = LastCheckpoint(dirpath=out_dir / "checkpoints", filename="step{step}", save_top_k=0, save_last=True,
                            every_n_train_steps=tr.checkpoint_every, save_on_train_epoch_end=False,
                            enable_version_counter=False)
     trainer = L.Trainer(
