@@ -32,10 +32,15 @@ def build(registry, name: str, split: str = "train", **options):
 
 
 def check_items(ds, seconds: float, classes: int, count: int = 8) -> None:
-    """Items are {"audio": float32 [T] in [-1, 1], "label": int} of the stated length and classes."""
+    """Items are {"audio": float32 [T] in [-1, 1], "label": int} of the stated length and classes,
+    and the audio modality takes them as they are."""
+    from flowcore.registry import Registry
+
+    audio_modality = Registry().modality("audio")
     assert len(ds) > 0 and len(ds.classes) == classes
     for i in np.linspace(0, len(ds) - 1, count).astype(int):
         item = ds[int(i)]
+        assert torch.equal(audio_modality.validate(item["audio"], f"item {i}"), item["audio"])
         assert set(item) == {"audio", "label"}
         audio, label = item["audio"], item["label"]
         assert isinstance(audio, torch.Tensor) and audio.dtype == torch.float32
@@ -166,3 +171,11 @@ def test_midi_files_hold_note_events_in_time_order():
     # tempo, then the program change at 0, the note-on 500 ticks later (vlq 0x83 0x74), the note-off 500 after
     assert track.index(bytes([0xC0, 73])) < track.index(bytes([0x83, 0x74, 0x90, 60, 100]))
     assert track.endswith(bytes([0x83, 0x74, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00]))
+
+
+def test_spoken_digits_pass_the_conformance_kit_as_the_audio_modality_s_real_samples(registry, tmp_path):
+    needs("spoken_digits")
+    from flowcore.testing import check_modality
+
+    report = check_modality(registry.modality("audio"), tmp_path, datasets=["spoken_digits"])
+    assert {"dataset spoken_digits", "autoencoder shapes", "codec round trip", "metrics"} <= set(report.passed)
