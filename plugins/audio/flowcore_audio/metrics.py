@@ -7,16 +7,17 @@ to the shorter of the two):
   ``mean_frames sqrt(mean_bins (log10 P_a - log10 P_b)^2)`` with ``P = |STFT|^2 + 1e-8``
   (Hann window, n_fft 2048, hop 512), as in audio super-resolution papers (NU-Wave, AudioSR).
 - ``mel_l1``: mean ``|log M_a - log M_b|`` with ``M = max(mel magnitude, 1e-5)``, the mel
-  of the representation (16 kHz, n_fft 1024, hop 160, 64 Slaney mels on 0-8 kHz: FluxMusic's),
-  as HiFi-GAN's and Vocos's mel loss.
+  of the representation (:class:`flowcore_audio.mel.LogMel`; by default 16 kHz, n_fft 1024,
+  hop 160, 64 Slaney mels on 0-8 kHz: FluxMusic's), as HiFi-GAN's and Vocos's mel loss.
 - ``chroma_similarity``: mean cosine similarity of the pairs' time-averaged CQT chroma
   (librosa ``chroma_cqt``); higher is better.
 
 Against a condition (generated clips and what each was asked for):
 
 - ``pitch_accuracy``: the fraction of clips whose pitch, the median of librosa ``pyin``'s
-  f0 over voiced frames (C2..C7), lies within 50 cents of the requested MIDI pitch; a clip
-  with no voiced frame is a miss.
+  f0 over voiced frames (C2..C7), lies within 50 cents of the requested MIDI pitch (for
+  ``notes``: ``low`` + the pitch label); a clip with no voiced frame is a miss, and so is
+  an octave error.
 - ``key_agreement``: the fraction of clips whose key, estimated from their chroma by the
   Krumhansl-Schmuckler method with the Krumhansl-Kessler (1982) probe-tone profiles
   (:data:`MAJOR_PROFILE`, :data:`MINOR_PROFILE`; the key whose rotated profile correlates
