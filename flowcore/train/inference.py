@@ -213,8 +213,8 @@ def load(run_dir: str | Path, device: str | torch.device | None = None, registry
         n: b.autoencoder.state_dict() for n, b in bundles.items() if b.autoencoder is not None}})
     if bad is not None:
         raise NonFiniteError(f"{weights}: {bad} holds NaN or infinite values: the run diverged in training and "
-                             "has nothing to sample. Train it again with a lower train.lr (training now stops at "
-                             "the first non-finite loss and keeps the last finite weights)")
+                             "has nothing to sample. Train it again with a lower train.lr (flowcore train stops at "
+                             "a non-finite loss before it writes such weights)")
     dev = device_for(device)
     net.to(dev).eval().requires_grad_(False)
     for b in bundles.values():
