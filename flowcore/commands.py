@@ -7,13 +7,13 @@ docs/cli.md describes every command.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 from flowcore.cli_flags import SOLVE_FLAGS, add_sampling_flags, add_trust_flag, sampling_overrides
 from flowcore.errors import ConfigError, DataError
+from flowcore.io import dumps_json
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -99,7 +99,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise DataError(f"{args.out}: is a directory (--out takes the JSON file to write)")
     report = evaluate(args.checkpoint, args.out, split=args.split, count=args.count, device=args.device,
                       progress=_progress(args), **_sampling(args))
-    print(json.dumps(report, indent=1))
+    print(dumps_json(report, indent=1))
     return 0
 
 
@@ -125,7 +125,7 @@ def _invert(args: argparse.Namespace) -> int:
                         f"{args.input}: not a file (--input takes one file the modality's codec reads)")
     report = invert(args.checkpoint, args.modality, args.input, _out_dir(args.out), given=_pairs(args.given, "--given"),
                     device=args.device, **_sampling(args))
-    print(json.dumps(report, indent=1))
+    print(dumps_json(report, indent=1))
     return 0
 
 

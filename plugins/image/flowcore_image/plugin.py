@@ -72,11 +72,11 @@ def _classifier_command(args) -> int:
 
 
 def _score_command(args) -> int:
-    import json
     import sys
     from pathlib import Path
 
     from flowcore.errors import ConfigError
+    from flowcore.io import dumps_json, write_text_atomic
     from flowcore_image.score import score_run
 
     try:
@@ -85,9 +85,8 @@ def _score_command(args) -> int:
         raise ConfigError(f"--steps {args.steps!r}: give comma-separated integers, e.g. 1,2,4,8") from None
     report = score_run(args.checkpoint, steps, args.count, args.cfg, args.grid, args.grid_steps, device=args.device,
                        progress=not args.quiet and sys.stderr.isatty())
-    text = json.dumps(report, indent=1)
+    text = dumps_json(report, indent=1)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        write_text_atomic(Path(args.out), text + "\n")
     print(text)
     return 0
