@@ -123,7 +123,7 @@ class ExportWeights(L.Callback):
                 self.export(pl_module)
 
     def save(self, trainer) -> None:
-        trainer.save_checkpoint(self.last)  # every rank calls it; the strategy writes once
+        trainer.save_checkpoint(self.last, weights_only=False)  # every rank calls it; the strategy writes once
         self.saved = trainer.global_step
 
 
