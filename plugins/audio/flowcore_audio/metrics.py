@@ -29,8 +29,8 @@ Spoken digits (the metric classifier of :mod:`flowcore_audio.classifier`, traine
 
 - ``digit_accuracy``: the fraction of generated clips the classifier hears as the digit
   they were generated for.
-- ``classifier_fd``: the Fréchet distance between Gaussians fitted to the classifier's 128
-  features of the two sets (FAD, with this network in place of VGGish).
+- ``classifier_fd``: :func:`flowcore.metrics.frechet_distance` between Gaussians fitted to the
+  classifier's 128 features of the two sets (FAD, with this network in place of VGGish).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from flowcore.errors import DataError
+from flowcore.metrics import frechet_distance
 from flowcore.modality import Metric
 
 SAMPLE_RATE = 16000
@@ -225,23 +226,6 @@ def chroma_similarity(real, generated, sample_rate: int = SAMPLE_RATE) -> float:
 
 
 # ----------------------------------------------------------------------------- classifier metrics
-
-
-def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
-    vals, vecs = torch.linalg.eigh(m)
-    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
-
-
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2) for features a [N, F], b [M, F] (float64)."""
-    a, b = a.double(), b.double()
-    if a.shape[0] < 2 or b.shape[0] < 2:
-        raise DataError("Fréchet distance needs at least two samples on each side")
-    s_a, s_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
-    root_a = _sqrt_psd(s_a)
-    middle = root_a @ s_b @ root_a
-    cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
-    return float((a.mean(0) - b.mean(0)).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
 
 
 def classifier_fd(classifier, real, generated) -> float:

@@ -31,6 +31,29 @@ def tone_fixture():
     return tone
 
 
+@pytest.fixture(scope="module")
+def audio_cache(tmp_path_factory):
+    """Generated sets and the classifier go to one temporary cache per test session (shared by the
+    audio test modules that use it)."""
+    path = tmp_path_factory.getbasetemp() / "audio_cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLOWCORE_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture
+def needs():
+    """``needs(dataset)`` skips the test when a tool the dataset is made with is missing."""
+    from flowcore_audio import data
+
+    def skip_unless_available(dataset: str) -> None:
+        reason = data.tool_missing(dataset)
+        if reason is not None:
+            pytest.skip(reason)
+
+    return skip_unless_available
+
+
 @pytest.fixture
 def registry():
     from flowcore.registry import Registry

@@ -12,19 +12,7 @@ SPLITS = ("train", "val", "test")
 CHORALES = {"count": 4, "excerpts": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def audio_cache(tmp_path_factory):
-    """Generated sets go to one temporary cache per test session (shared by the audio test modules)."""
-    path = tmp_path_factory.getbasetemp() / "audio_cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLOWCORE_CACHE", str(path))
-        yield path
-
-
-def needs(dataset: str) -> None:
-    reason = data.tool_missing(dataset)
-    if reason is not None:
-        pytest.skip(reason)
+pytestmark = pytest.mark.usefixtures("audio_cache")
 
 
 def build(registry, name: str, split: str = "train", **options):
@@ -49,7 +37,7 @@ def check_items(ds, seconds: float, classes: int, count: int = 8) -> None:
         assert type(label) is int and 0 <= label < classes
 
 
-def test_spoken_digits_items_are_one_second_clips_labelled_with_their_digit(registry):
+def test_spoken_digits_items_are_one_second_clips_labelled_with_their_digit(registry, needs):
     needs("spoken_digits")
     ds = build(registry, "spoken_digits")
     check_items(ds, 1.0, 10)
@@ -57,7 +45,7 @@ def test_spoken_digits_items_are_one_second_clips_labelled_with_their_digit(regi
     assert ds.classes[7] == "seven"
 
 
-def test_spoken_digits_val_and_test_hear_voices_training_never_heard(registry):
+def test_spoken_digits_val_and_test_hear_voices_training_never_heard(registry, needs):
     needs("spoken_digits")
     voices = {s: set(build(registry, "spoken_digits", s).info["voice"].tolist()) for s in SPLITS}
     assert not voices["train"] & voices["test"] and not voices["train"] & voices["val"]
@@ -67,7 +55,7 @@ def test_spoken_digits_val_and_test_hear_voices_training_never_heard(registry):
     assert data.voice_split(1) != data.voice_split(0)
 
 
-def test_spoken_digits_are_the_same_audio_from_the_same_seed(registry, tmp_path, monkeypatch):
+def test_spoken_digits_are_the_same_audio_from_the_same_seed(registry, tmp_path, monkeypatch, needs):
     needs("spoken_digits")
     full = build(registry, "spoken_digits", "test")
     monkeypatch.setenv("FLOWCORE_CACHE", str(tmp_path))  # made again, not read back
@@ -78,7 +66,7 @@ def test_spoken_digits_are_the_same_audio_from_the_same_seed(registry, tmp_path,
     assert np.array_equal(one_take.info["speed"], full.info["speed"][first])
 
 
-def test_notes_are_labelled_by_pitch_instrument_or_velocity(registry):
+def test_notes_are_labelled_by_pitch_instrument_or_velocity(registry, needs):
     needs("notes")
     ds = build(registry, "notes")
     check_items(ds, 1.0, 25)
@@ -90,7 +78,7 @@ def test_notes_are_labelled_by_pitch_instrument_or_velocity(registry):
     assert np.array_equal(build(registry, "notes", label="velocity").labels, ds.info["velocity"])
 
 
-def test_notes_splits_cut_the_items_into_disjoint_parts(registry):
+def test_notes_splits_cut_the_items_into_disjoint_parts(registry, needs):
     needs("notes")
     keys = {s: {tuple(r) for r in np.stack([d.info["instrument"], d.info["midi"], d.info["velocity"]], 1)}
             for s in SPLITS for d in [build(registry, "notes", s)]}
@@ -98,7 +86,8 @@ def test_notes_splits_cut_the_items_into_disjoint_parts(registry):
     assert not keys["train"] & keys["test"] and not keys["train"] & keys["val"]
 
 
-def test_notes_render_the_same_audio_twice_and_chords_are_louder_than_their_root(registry, tmp_path, monkeypatch):
+def test_notes_render_the_same_audio_twice_and_chords_are_louder_than_their_root(registry, tmp_path, monkeypatch,
+                                                                                 needs):
     needs("notes")
     small = {"programs": [0], "low": 60, "high": 62, "velocities": [90], "chords": True, "label": "chord"}
     monkeypatch.setenv("FLOWCORE_CACHE", str(tmp_path / "a"))
@@ -113,7 +102,7 @@ def test_notes_render_the_same_audio_twice_and_chords_are_louder_than_their_root
     assert np.abs(pcm[chord == 1]).max() > np.abs(pcm[chord == 0]).max()
 
 
-def test_chorales_are_excerpts_labelled_with_one_of_24_keys_split_by_chorale(registry):
+def test_chorales_are_excerpts_labelled_with_one_of_24_keys_split_by_chorale(registry, needs):
     needs("chorales")
     parts = {s: build(registry, "chorales", s, **CHORALES) for s in SPLITS}
     check_items(parts["train"], 4.0, 24, count=4)
@@ -126,7 +115,7 @@ def test_chorales_are_excerpts_labelled_with_one_of_24_keys_split_by_chorale(reg
     assert np.array_equal(by_instrument.labels, parts["train"].info["instrument"])
 
 
-def test_sonic_pi_clips_are_real_recordings_labelled_by_category_split_by_file(registry):
+def test_sonic_pi_clips_are_real_recordings_labelled_by_category_split_by_file(registry, needs):
     needs("sonic_pi")
     parts = {s: build(registry, "sonic_pi", s) for s in SPLITS}
     check_items(parts["train"], 1.0, len(data.SONIC_PI_CLASSES))
@@ -173,7 +162,7 @@ def test_midi_files_hold_note_events_in_time_order():
     assert track.endswith(bytes([0x83, 0x74, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00]))
 
 
-def test_spoken_digits_pass_the_conformance_kit_as_the_audio_modality_s_real_samples(registry, tmp_path):
+def test_spoken_digits_pass_the_conformance_kit_as_the_audio_modality_s_real_samples(registry, tmp_path, needs):
     needs("spoken_digits")
     from flowcore.testing import check_modality
 

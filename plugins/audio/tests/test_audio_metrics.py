@@ -13,19 +13,7 @@ from flowcore.modality import Metric
 CLASSIFIER_ACCURACY = 0.9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def audio_cache(tmp_path_factory):
-    """Generated sets and the classifier go to one temporary cache per test session."""
-    path = tmp_path_factory.getbasetemp() / "audio_cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLOWCORE_CACHE", str(path))
-        yield path
-
-
-def needs(dataset: str) -> None:
-    reason = data.tool_missing(dataset)
-    if reason is not None:
-        pytest.skip(reason)
+pytestmark = pytest.mark.usefixtures("audio_cache")
 
 
 def noisy(waves, level: float, seed: int = 0):
@@ -71,7 +59,7 @@ def test_the_modality_metrics_follow_the_metric_contract(tone):
         assert (same < diff) if m.lower_is_better else (same > diff), m.name
 
 
-def test_pyin_finds_the_pitch_of_rendered_notes_and_counts_a_wrong_pitch_as_a_miss():
+def test_pyin_finds_the_pitch_of_rendered_notes_and_counts_a_wrong_pitch_as_a_miss(needs):
     needs("notes")
     pitches = [48, 60, 69, 76]
     clips = data.render_slots([[data.program_event(0.0, program), *data.note_events(0.0, 0.6, [p], 90)]
@@ -84,7 +72,7 @@ def test_pyin_finds_the_pitch_of_rendered_notes_and_counts_a_wrong_pitch_as_a_mi
     assert M.pitch_accuracy([torch.zeros(16000)], [60]) == 0.0  # silence has no pitch: a miss
 
 
-def test_key_detection_finds_c_major_and_a_minor_in_rendered_scales():
+def test_key_detection_finds_c_major_and_a_minor_in_rendered_scales(needs):
     needs("notes")
     c_major = melody([60, 62, 64, 65, 67, 69, 71, 72], chord=(48, 60, 64, 67))
     a_minor = melody([57, 59, 60, 62, 64, 65, 68, 69], chord=(45, 57, 60, 64))
@@ -96,7 +84,7 @@ def test_key_detection_finds_c_major_and_a_minor_in_rendered_scales():
     assert M.key_score([c_major, c_major, c_major], [7, 21, 12]) == pytest.approx((0.5 + 0.3 + 0.2) / 3)
 
 
-def test_key_detection_agrees_with_the_score_on_rendered_chorale_excerpts():
+def test_key_detection_agrees_with_the_score_on_rendered_chorale_excerpts(needs):
     needs("chorales")
     clips, keys = [], []
     for split in ("train", "val", "test"):
@@ -122,16 +110,7 @@ def test_chroma_similarity_is_one_for_the_same_chord_and_low_for_a_distant_one(t
     assert M.chroma_similarity([c], [f_sharp]) < 0.6
 
 
-def test_frechet_distance_is_zero_for_one_set_and_grows_with_a_shift():
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(400, 8, generator=g)
-    assert M.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
-    assert M.frechet_distance(a, a + 1.0) == pytest.approx(8.0, rel=1e-6)
-    with pytest.raises(DataError, match="two samples"):
-        M.frechet_distance(a[:1], a)
-
-
-def test_the_digit_classifier_recognises_voices_it_never_heard():
+def test_the_digit_classifier_recognises_voices_it_never_heard(needs):
     needs("spoken_digits")
     from flowcore_audio.classifier import load_classifier
 

@@ -1,9 +1,8 @@
 """Real-vs-generated image metrics, computed without any downloaded network.
 
-- ``frechet_distance``: ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2) between
-  Gaussians fitted to two feature sets (float64; the matrix square roots by eigendecomposition,
-  negative eigenvalues from round-off clamped to 0). With the metric classifier's 128
-  features this is FID with a network trained here in place of Inception.
+- ``classifier_fd``: :func:`flowcore.metrics.frechet_distance` between Gaussians fitted to the
+  metric classifier's 128 features of the two sets: FID with a network trained here in place
+  of Inception.
 - ``class_histogram_tv``: total variation between the classifier's predicted-class
   histograms of the two sets.
 - ``conditional_accuracy``: the fraction of generated images the classifier assigns the
@@ -20,6 +19,7 @@ from typing import Sequence
 import torch
 
 from flowcore.errors import DataError
+from flowcore.metrics import frechet_distance
 
 
 def as_batch(images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
@@ -33,24 +33,6 @@ def as_batch(images: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
     if x.dim() != 4:
         raise DataError(f"image metric: images must be [N, C, H, W], got {tuple(x.shape)}")
     return x.float()
-
-
-def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
-    vals, vecs = torch.linalg.eigh(m)
-    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
-
-
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to features a [N, F] and b [M, F]."""
-    a, b = a.double(), b.double()
-    if a.shape[0] < 2 or b.shape[0] < 2:
-        raise DataError("Fréchet distance needs at least two samples on each side")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
-    root_a = _sqrt_psd(s_a)
-    middle = root_a @ s_b @ root_a
-    cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
