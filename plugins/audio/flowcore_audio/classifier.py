@@ -20,7 +20,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from flowcore.cache import cached_network
 from flowcore.errors import DataError
 from flowcore.files import cache_dir
 
@@ -229,39 +229,30 @@ _loaded: dict[str, TrainedClassifier] = {}
 
 def load_classifier(recipe: Recipe = Recipe(), retrain: bool = False) -> TrainedClassifier:
     """The cached spoken-digit classifier, trained now (and cached) if missing or outdated."""
-    from safetensors.torch import load_file, save_file
-
-    from flowcore.io import atomic_path
-
     path = cache_dir("audio") / f"spoken_digits-classifier-{recipe.key()}.safetensors"
     key = str(path)
     if not retrain and key in _loaded:
         return _loaded[key]
-    meta = _metadata(path) if path.exists() and not retrain else None
-    if meta is not None and meta.get("recipe_key") == recipe.key():
-        model = SmallAudioCNN(recipe.n_mels, 10, recipe.width)
-        model.load_state_dict(load_file(str(path)))
-        clf = TrainedClassifier(model.eval(), recipe, float(meta["test_accuracy"]), int(meta["test_count"]), path)
-    else:
-        start = time.time()
-        model = train_classifier(recipe)
-        x_test, y_test = _split_waves("test", recipe)
-        clf = TrainedClassifier(model, recipe, 0.0, len(y_test), path)
-        clf.test_accuracy = float((clf.predict(x_test) == y_test).float().mean())
-        meta = {"version": VERSION, "recipe": json.dumps(asdict(recipe)), "recipe_key": recipe.key(),
-                "test_accuracy": f"{clf.test_accuracy:.6f}", "test_count": str(len(y_test)),
-                "train_seconds": f"{time.time() - start:.1f}"}
-        with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
+    trained: list[TrainedClassifier] = []  # one trained now keeps its accuracy unrounded
+
+    def train() -> tuple[nn.Module, dict[str, str]]:
+        clf, meta = _train_and_test(recipe, path)
+        trained.append(clf)
+        return clf.model, meta
+
+    model, meta = cached_network(path, recipe.key(), lambda meta: SmallAudioCNN(recipe.n_mels, 10, recipe.width),
+                                 train, retrain)
+    clf = trained[0] if trained else TrainedClassifier(model, recipe, float(meta["test_accuracy"]),
+                                                       int(meta["test_count"]), path)
     _loaded[key] = clf
     return clf
 
 
-def _metadata(path: Path) -> dict[str, str] | None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            return dict(f.metadata() or {})
-    except Exception:  # an unreadable cache file is simply retrained
-        return None
+def _train_and_test(recipe: Recipe, path: Path) -> tuple[TrainedClassifier, dict[str, str]]:
+    """A classifier trained now, scored on the test voices, and the metadata its file keeps."""
+    model = train_classifier(recipe)
+    x_test, y_test = _split_waves("test", recipe)
+    clf = TrainedClassifier(model, recipe, 0.0, len(y_test), path)
+    clf.test_accuracy = float((clf.predict(x_test) == y_test).float().mean())
+    return clf, {"version": VERSION, "recipe": json.dumps(asdict(recipe)),
+                 "test_accuracy": f"{clf.test_accuracy:.6f}", "test_count": str(len(y_test))}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from flowcore.cache import cached_network
 from flowcore.errors import DataError
 from flowcore.files import cache_dir
 
@@ -187,43 +187,39 @@ _loaded: dict[str, TrainedClassifier] = {}
 
 def load_classifier(dataset: str, retrain: bool = False) -> TrainedClassifier:
     """The cached classifier of ``dataset``, trained now (and cached) if missing or outdated."""
-    from safetensors.torch import load_file, save_file
-
-    from flowcore.io import atomic_path
-
     recipe = RECIPES.get(dataset, Recipe())
     path = cache_dir("image") / f"{dataset}-classifier-{recipe.key()}.safetensors"
     key = str(path)
     if not retrain and key in _loaded:
         return _loaded[key]
-    meta = _metadata(path) if path.exists() and not retrain else None
-    if meta is not None and meta.get("recipe_key") == recipe.key():
-        c, h, w = (int(v) for v in meta["input_shape"].split(","))
-        model = SmallCNN(c, int(meta["classes"]), recipe.width)
-        model.load_state_dict(load_file(str(path)))
-        clf = TrainedClassifier(model.eval(), dataset, float(meta["test_accuracy"]), int(meta["test_count"]),
-                                path, (c, h, w))
-    else:
-        start = time.time()
-        model = train_classifier(dataset, recipe)
-        x_test, y_test, classes = _stack_split(dataset, "test")
-        clf = TrainedClassifier(model, dataset, 0.0, len(y_test), path, tuple(x_test.shape[1:]))
-        clf.test_accuracy = float((clf.predict(x_test) == y_test).float().mean())
-        meta = {"version": VERSION, "recipe": json.dumps(asdict(recipe)), "recipe_key": recipe.key(),
-                "dataset": dataset, "test_accuracy": f"{clf.test_accuracy:.6f}",
-                "test_count": str(len(y_test)), "classes": str(classes),
-                "input_shape": ",".join(map(str, clf.input_shape)), "train_seconds": f"{time.time() - start:.1f}"}
-        with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
+    trained: list[TrainedClassifier] = []  # one trained now keeps its accuracy unrounded
+
+    def build(meta: dict[str, str]) -> SmallCNN:
+        return SmallCNN(_input_shape(meta)[0], int(meta["classes"]), recipe.width)
+
+    def train() -> tuple[nn.Module, dict[str, str]]:
+        clf, meta = _train_and_test(dataset, recipe, path)
+        trained.append(clf)
+        return clf.model, meta
+
+    model, meta = cached_network(path, recipe.key(), build, train, retrain)
+    clf = trained[0] if trained else TrainedClassifier(model, dataset, float(meta["test_accuracy"]),
+                                                       int(meta["test_count"]), path, _input_shape(meta))
     _loaded[key] = clf
     return clf
 
 
-def _metadata(path: Path) -> dict[str, str] | None:
-    from safetensors import safe_open
+def _input_shape(meta: dict[str, str]) -> tuple[int, int, int]:
+    c, h, w = (int(v) for v in meta["input_shape"].split(","))
+    return c, h, w
 
-    try:
-        with safe_open(str(path), "pt") as f:
-            return dict(f.metadata() or {})
-    except Exception:  # an unreadable cache file is simply retrained
-        return None
+
+def _train_and_test(dataset: str, recipe: Recipe, path: Path) -> tuple[TrainedClassifier, dict[str, str]]:
+    """A classifier trained now, scored on the real test split, and the metadata its file keeps."""
+    model = train_classifier(dataset, recipe)
+    x_test, y_test, classes = _stack_split(dataset, "test")
+    clf = TrainedClassifier(model, dataset, 0.0, len(y_test), path, tuple(x_test.shape[1:]))
+    clf.test_accuracy = float((clf.predict(x_test) == y_test).float().mean())
+    return clf, {"version": VERSION, "recipe": json.dumps(asdict(recipe)), "dataset": dataset,
+                 "test_accuracy": f"{clf.test_accuracy:.6f}", "test_count": str(len(y_test)),
+                 "classes": str(classes), "input_shape": ",".join(map(str, clf.input_shape))}
