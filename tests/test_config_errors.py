@@ -4,9 +4,6 @@ Each case edits an example config and runs the real CLI in a fresh interpreter, 
 that torch is not imported yet is honest (this test process has imported it long ago).
 """
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,21 +13,6 @@ from flowcore.cli import main
 from flowcore.train.config import from_dict, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "configs"
-
-#: runs the CLI, then reports its exit code, its stderr and whether torch was imported
-RUNNER = """
-import contextlib, io, json, sys
-from flowcore.cli import main
-err = io.StringIO()
-with contextlib.redirect_stderr(err):
-    code = main(sys.argv[1:])
-print(json.dumps({"code": code, "stderr": err.getvalue(), "torch": "torch" in sys.modules}))
-"""
-
-
-def flowcore_train(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", RUNNER, "train", *args], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
 
 
 def edited(tmp_path: Path, example: str, edit) -> Path:
@@ -57,7 +39,8 @@ def set_in(raw: dict, key: str, value) -> None:
      "modalities.label.num_clases: unknown key; did you mean 'num_classes'?"),
     ("toy2d_labeled.yaml", "data.options.classes", 3, "data.options.classes: expected one of 2, 4, 8, got 3"),
 ])
-def test_bad_value_is_one_line_naming_key_and_file_before_torch(tmp_path, example, key, value, expected):
+def test_bad_value_is_one_line_naming_key_and_file_before_torch(tmp_path, example, key, value, expected,
+                                                                flowcore_train):
     path = edited(tmp_path, example, lambda raw: set_in(raw, key, value))
     result = flowcore_train(str(path))
     assert result["code"] == 2
@@ -65,7 +48,7 @@ def test_bad_value_is_one_line_naming_key_and_file_before_torch(tmp_path, exampl
     assert not result["torch"]
 
 
-def test_an_override_is_named_as_set(tmp_path):
+def test_an_override_is_named_as_set(tmp_path, flowcore_train):
     result = flowcore_train(str(EXAMPLES / "toy2d.yaml"), "--set", "train.stpes=10")
     assert result["stderr"] == "flowcore: error: --set train.stpes: unknown key; did you mean 'steps'?\n"
     assert not result["torch"]

@@ -6,10 +6,7 @@ cases run the real CLI in a fresh interpreter, as a new user would meet them.
 """
 
 import inspect
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,21 +30,6 @@ from flowcore.train.config import (
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "configs"
 BASE = {"modalities": {"toy2d": {}}, "data": {"dataset": "moons"}}
-
-#: runs the CLI, then reports its exit code, its stderr and whether torch was imported
-RUNNER = """
-import contextlib, io, json, sys
-from flowcore.cli import main
-err = io.StringIO()
-with contextlib.redirect_stderr(err):
-    code = main(sys.argv[1:])
-print(json.dumps({"code": code, "stderr": err.getvalue(), "torch": "torch" in sys.modules}))
-"""
-
-
-def flowcore_train(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", RUNNER, "train", *args], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
 
 
 def with_value(key: str, value) -> dict:
@@ -81,7 +63,8 @@ def write(tmp_path: Path, raw: dict | str, name: str = "mine.yaml") -> Path:
     ("model.hidden", 0, "model.hidden: must be >= 1, got 0"),
     ("modalities.toy2d.size", -2.5, "modalities.toy2d.size: must be a size > 0 or a list of them"),
 ])
-def test_flowcore_train_refuses_a_value_out_of_range_in_one_line_before_torch(tmp_path, key, value, expected):
+def test_flowcore_train_refuses_a_value_out_of_range_in_one_line_before_torch(tmp_path, key, value, expected,
+                                                                              flowcore_train):
     path = write(tmp_path, with_value(key, value))
     result = flowcore_train(str(path))
     assert result["code"] == 2
@@ -213,7 +196,7 @@ def test_the_options_models_match_the_samplers_and_solvers_they_check():
 # ----------------------------------------------------------------------------- YAML
 
 
-def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path, flowcore_train):
     path = write(tmp_path, "modalities:\n  toy2d: {}\ndata: {dataset: moons}\ntrain:\n  lr: 1.0e-3\n"
                            "  steps: 10\n  lr: 2.0e-3\n")
     result = flowcore_train(str(path))
@@ -236,7 +219,7 @@ def test_a_merge_key_may_be_overridden(tmp_path):
     assert read_yaml(path)["train"] == {"steps": 10, "lr": 0.2}
 
 
-def test_a_yaml_tag_is_one_line_naming_file_and_line_and_runs_nothing(tmp_path):
+def test_a_yaml_tag_is_one_line_naming_file_and_line_and_runs_nothing(tmp_path, flowcore_train):
     marker = tmp_path / "ran"
     path = write(tmp_path, f"modalities:\n  toy2d: {{}}\ndata: {{dataset: moons}}\n"
                            f"seed: !!python/object/apply:os.system [\"touch {marker}\"]\n")
