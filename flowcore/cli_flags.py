@@ -24,7 +24,7 @@ def _device(name: str) -> str:
     if kind not in ("cpu", "cuda", "mps", "xpu") or (index and not index.isdigit()):
         raise argparse.ArgumentTypeError(f"{name!r}: give cpu, cuda, cuda:N or mps")
     if kind == "cuda":
-        import torch  # only when a CUDA device is asked for: --help stays torch-free
+        import torch  # lazy: only when a CUDA device is asked for, so --help stays torch-free
 
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if int(index or 0) >= count:
