@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from flowcore_audio import codec as C
-from flowcore_audio.codec import AudioCodec
 
 from flowcore.errors import DataError
+from flowcore_audio import codec as C
+from flowcore_audio.codec import AudioCodec
 
 SAMPLE_RATE = 16000
 

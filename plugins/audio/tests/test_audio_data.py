@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from flowcore_audio import data
 
 from flowcore.errors import ConfigError, DataError
+from flowcore_audio import data
 
 SPLITS = ("train", "val", "test")
 #: small chorale sets keep the test quick (parsing MusicXML is the slow part)

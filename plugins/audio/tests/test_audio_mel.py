@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from flowcore_audio.codec import AudioCodec
 from flowcore_audio.mel import SILENCE, LogMel, denormalise, normalise
 from flowcore_audio.metrics import lsd, mel_l1

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from flowcore_audio import data
-from flowcore_audio import metrics as M
 
 from flowcore.errors import DataError
 from flowcore.modality import Metric
+from flowcore_audio import data
+from flowcore_audio import metrics as M
 
 #: what the classifier must reach on voices it never heard (0.975 with the default recipe and seed 0)
 CLASSIFIER_ACCURACY = 0.9

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+
+from flowcore.errors import DataError
 from flowcore_audio.autoencoder import MelAutoencoder
 from flowcore_audio.mel import SILENCE, LogMel
 from flowcore_audio.tokenizer import MelTokenizer, latent_frames
-
-from flowcore.errors import DataError
 
 
 def encode_waves(waves, patch=(8, 8)):
