@@ -29,4 +29,5 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     root_a = _sqrt_psd(s_a)
     middle = root_a @ s_b @ root_a
     cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
+    distance = float((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross)
+    return max(0.0, distance)  # >= 0 in exact arithmetic; rounding may leave -1e-12 for equal sets
