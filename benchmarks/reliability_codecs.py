@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from flowcore.builtins.label import Label
 from flowcore.builtins.toy2d import Toy2d
@@ -84,6 +85,7 @@ def png_header(width: int, height: int) -> bytes:
 
 def codecs(work: Path) -> dict[str, dict[str, Any]]:
     """{codec: {modality, corpus files, samples to write (with the suffixes to write them as)}}."""
+    from flowcore_audio.modality import Audio
     from flowcore_image.modality import Image
     from flowcore_protein import geometry
     from flowcore_protein.modality import Protein
@@ -106,6 +108,9 @@ def codecs(work: Path) -> dict[str, dict[str, Any]]:
                            "suffixes": [".png", ".jpg", ".webp"]},
         "protein (PDB)": {"modality": Protein(), "corpus": sorted((BAD / "protein").glob("*.pdb")),
                           "samples": [helix], "suffixes": [".pdb"]},
+        "audio (soundfile)": {"modality": Audio(), "corpus": [],
+                              "samples": [0.5 * torch.sin(torch.arange(4000) * 0.05)], "suffixes": [".wav", ".flac",
+                                                                                                    ".ogg"]},
         "tabular CSV": {"modality": table, "corpus": sorted((BAD / "tabular").glob("*.csv")),
                         "samples": table.train_rows, "suffixes": [".csv"]},
     }
@@ -145,9 +150,28 @@ def run_codec(name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     }
 
 
+def write_results_md(payload: dict[str, Any], path: Path) -> None:
+    rows = []
+    for name, r in payload["codecs"].items():
+        c, f = r["corpus"], r["fuzz"]
+        corpus = f"{c['clear']}/{c['tried']}" if c["tried"] else "-"
+        rows.append(f"| {name} | {corpus} | {f['tried']} | {f['clear_errors']} | {f['read_valid']} | "
+                    f"{f['unclear'] + c['unclear']} | {f['crashes'] + c['crashes']} |")
+    replace_section(path, "reliability_codecs", "\n".join([
+        "## reliability_codecs", "",
+        f"`{payload['command']}` at {payload['commit']} ({payload['wall_seconds']} s): every codec reads the bad-file "
+        f"corpus of tests/data/bad/ and {payload['fuzz_per_format']} damaged copies (empty, random bytes, cut short, "
+        "bytes overwritten) of each format it writes. A clear outcome is a DataError (or a warning) naming the file; "
+        "a damaged copy that is still a valid file may read back.", "",
+        "| codec | corpus: clear / tried | damaged files | clear errors | read back valid | unclear | crashes |",
+        "| --- | --- | --- | --- | --- | --- | --- |", *rows, ""]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "reliability_codecs.json")
+    parser.add_argument("--results-md", type=Path, default=ROOT / "RESULTS.md",
+                        help="the Markdown file whose '## reliability_codecs' section is replaced")
     args = parser.parse_args()
     torch.set_num_threads(1)
     wall = time.perf_counter()
@@ -168,6 +192,7 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    write_results_md(payload, args.results_md)
     for name, r in results.items():
         c, f = r["corpus"], r["fuzz"]
         print(f"{name:18s} corpus {c['clear']}/{c['tried']} clear ({c['clear_errors']} errors, "
