@@ -1,6 +1,7 @@
-"""Spoken digits with the audio plugin: how recognisable class-conditional samples are, against real audio.
+"""The audio plugin's conditional runs, against real audio: spoken digits (recognised?) and notes (in tune?).
 
     python benchmarks/audio.py --run runs/audio_digits   # after flowcore train examples/configs/audio_digits.yaml
+    python benchmarks/audio.py --notes-run runs/audio_notes   # after ... examples/configs/audio_notes.yaml
 
 It scores, with the plugin's spoken-digit classifier (trained on the train voices only):
 
@@ -10,7 +11,10 @@ It scores, with the plugin's spoken-digit classifier (trained on the train voice
     generated         28 samples per digit, Euler at each --steps, guidance --cfg, through Griffin-Lim
 
 accuracy (the classifier's digit = the one asked for), the Fréchet distance of its features to
-the real clips, and generated / real accuracy (the goal: at least 0.9). It writes
+the real clips, and generated / real accuracy (the goal: at least 0.9). For notes it measures
+pitch accuracy (librosa pyin, median f0 within 50 cents of the MIDI pitch asked for) of the
+real test notes, of them through Griffin-Lim, and of 4 samples per pitch (the goal: 0.9 at 8
+steps). Each run updates its part of benchmarks/results/audio.json. It writes
 benchmarks/results/audio.json, the "## audio" section of benchmarks/RESULTS.md, WAVs of
 one generated sample per digit and a spectrogram PNG of them to benchmarks/results/audio_samples/.
 """
@@ -34,7 +38,7 @@ from flowcore.metrics import frechet_distance
 from flowcore.registry import get_registry
 from flowcore_audio.classifier import load_classifier
 from flowcore_audio.codec import AudioCodec
-from flowcore_audio.metrics import lsd, mel_l1
+from flowcore_audio.metrics import lsd, mel_l1, pitch_accuracy
 
 ROOT = Path(__file__).resolve().parent
 DIGITS = 10
@@ -48,7 +52,8 @@ def scores(classifier, real: list[torch.Tensor], made: list[torch.Tensor], label
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, default=Path("runs/audio_digits"))
+    ap.add_argument("--run", type=Path, help="a spoken-digits run (examples/configs/audio_digits.yaml)")
+    ap.add_argument("--notes-run", type=Path, help="a notes run (examples/configs/audio_notes.yaml)")
     ap.add_argument("--steps", default="8,16", help="comma-separated Euler step counts")
     ap.add_argument("--cfg", type=float, default=None, help="guidance weight (default: the run's sample.cfg)")
     ap.add_argument("--threads", type=int, default=2)
@@ -57,6 +62,52 @@ def main() -> None:
     ap.add_argument("--results-md", type=Path, default=ROOT / "RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    record = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.run:
+        record.update(digits(args))
+    if args.notes_run:
+        record["notes"] = notes(args)
+    write_text_atomic(args.out, dumps_json(record, indent=1) + "\n")
+    write_results_md(record, args.results_md)
+    print(json.dumps(record, indent=1))
+
+
+def command() -> str:
+    return "python benchmarks/audio.py " + " ".join(sys.argv[1:])
+
+
+def notes(args) -> dict:
+    """Pitch accuracy of the real test notes, of them through Griffin-Lim, and of generated ones."""
+    started = time.perf_counter()
+    pipe = flowcore.load(args.notes_run, device="cpu")
+    options = pipe.config.data.options
+    test = get_registry().dataset("notes").build("test", **options)
+    real = [test[i]["audio"] for i in range(len(test))]
+    midi = [int(m) for m in test.info["midi"]]
+    resynth = pipe.bundles["audio"].samples(pipe.encode("audio", real))
+    low, high = int(options.get("low", 48)), int(options.get("high", 72))
+    asked = [k for k in range(high - low + 1) for _ in range(4)]
+    out = {"command": command(), "run": str(args.notes_run), "training": args.training, "test_clips": len(real),
+           "real": {"pitch_accuracy": round(pitch_accuracy(real, midi), 4)},
+           "griffin_lim": {"pitch_accuracy": round(pitch_accuracy(resynth, midi), 4),
+                           "lsd": round(lsd(real, resynth), 3), "mel_l1": round(mel_l1(real, resynth), 3)},
+           "cfg": pipe.config.sample.cfg if args.cfg is None else args.cfg, "generated": {}}
+    for n in (int(s) for s in args.steps.split(",")):
+        begun = time.perf_counter()
+        made = pipe.generate("audio", {"label": asked}, len(asked), batch_size=50, steps=n, solver="euler",
+                             cfg=out["cfg"], seed=0)["audio"]
+        out["generated"][str(n)] = {"pitch_accuracy": round(pitch_accuracy(made, [low + k for k in asked]), 4),
+                                    "samples": len(made), "seconds": round(time.perf_counter() - begun, 1)}
+        print(f"notes, {n} steps: {out['generated'][str(n)]}", flush=True)
+        for k in (0, 12, 24):  # C3, C4, C5
+            AudioCodec(sample_rate=pipe.bundles["audio"].modality.sample_rate).write(
+                made[asked.index(k)], ROOT / "results" / "audio_samples" / f"note{low + k}_{n}steps.wav")
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def digits(args) -> dict:
+    """Digit accuracy and classifier FD of real, Griffin-Lim and generated spoken digits."""
     started = time.perf_counter()
     pipe = flowcore.load(args.run, device="cpu")
     cfg = pipe.config.sample.cfg if args.cfg is None else args.cfg
@@ -68,7 +119,7 @@ def main() -> None:
     bundle = pipe.bundles["audio"]
 
     resynth = bundle.samples(pipe.encode("audio", real))
-    record = {"command": "python benchmarks/audio.py " + " ".join(sys.argv[1:]), "run": str(args.run),
+    record = {"command": command(), "run": str(args.run),
               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "threads": args.threads, "torch": torch.__version__},
               "training": args.training,
@@ -96,9 +147,7 @@ def main() -> None:
         bundle.modality.preview(first, samples_dir / f"digits_{n}steps.png")
     write_index(ROOT / "results" / "audio_samples", [int(s) for s in args.steps.split(",")])
     record["seconds"] = round(time.perf_counter() - started, 1)
-    write_text_atomic(args.out, dumps_json(record, indent=1) + "\n")
-    write_results_md(record, args.results_md)
-    print(json.dumps(record, indent=1))
+    return record
 
 
 def write_index(folder: Path, steps: list[int]) -> None:
@@ -131,7 +180,24 @@ def write_results_md(record: dict, path: Path) -> None:
         f"(test accuracy {record['classifier']['test_accuracy']:.3f}); the goal is generated accuracy at least "
         "0.9 of the real clips'. Command: `" + record["command"] + "`.", "",
         "| audio | digit accuracy | classifier FD | LSD | mel L1 |", "| --- | --- | --- | --- | --- |", *rows, ""])
+    if "notes" in record:
+        text += "\n" + notes_md(record["notes"])
     replace_section(path, "audio", text)
+
+
+def notes_md(notes: dict) -> str:
+    rows = [f"| real test notes | {notes['real']['pitch_accuracy']:.3f} | - | - |",
+            f"| real through log-mel + Griffin-Lim | {notes['griffin_lim']['pitch_accuracy']:.3f} | "
+            f"{notes['griffin_lim']['lsd']:.2f} | {notes['griffin_lim']['mel_l1']:.3f} |"]
+    rows += [f"| generated, {n} Euler steps, cfg {notes['cfg']:g} ({row['samples']} samples) | "
+             f"{row['pitch_accuracy']:.3f} | - | - |" for n, row in notes["generated"].items()]
+    return "\n".join([
+        f"Notes (fluidsynth, 6 General MIDI instruments, MIDI pitches 48-72), run `{notes['run']}` "
+        "(examples/configs/audio_notes.yaml: the same network, the pitch as a condition)"
+        + (f"; {notes['training']}" if notes["training"] else "")
+        + f". Pitch accuracy: pyin's median f0 within 50 cents of the pitch asked for, {notes['test_clips']} real "
+        "test notes; the goal is 0.9 at 8 steps. Command: `" + notes["command"] + "`.", "",
+        "| notes | pitch accuracy | LSD | mel L1 |", "| --- | --- | --- | --- |", *rows, ""])
 
 
 if __name__ == "__main__":
