@@ -2,6 +2,7 @@
 
     python benchmarks/audio.py --run runs/audio_digits   # after flowcore train examples/configs/audio_digits.yaml
     python benchmarks/audio.py --notes-run runs/audio_notes   # after ... examples/configs/audio_notes.yaml
+    python benchmarks/audio.py --chorales-run runs/audio_chorales   # after ... audio_chorales.yaml
 
 It scores, with the plugin's spoken-digit classifier (trained on the train voices only):
 
@@ -14,7 +15,10 @@ accuracy (the classifier's digit = the one asked for), the Fréchet distance of 
 the real clips, and generated / real accuracy (the goal: at least 0.9). For notes it measures
 pitch accuracy (librosa pyin, median f0 within 50 cents of the MIDI pitch asked for) of the
 real test notes, of them through Griffin-Lim, and of 4 samples per pitch (the goal: 0.9 at 8
-steps). Each run updates its part of benchmarks/results/audio.json. It writes
+steps). For chorale excerpts it measures key agreement (the key from chroma against the
+Krumhansl-Kessler profiles = the key asked for) and the MIREX-weighted key score, of the real test
+excerpts, of them through Griffin-Lim, and of 4 samples per key. Each run updates its part of
+benchmarks/results/audio.json. It writes
 benchmarks/results/audio.json, the "## audio" section of benchmarks/RESULTS.md, WAVs of
 one generated sample per digit and a spectrogram PNG of them to benchmarks/results/audio_samples/.
 """
@@ -38,7 +42,7 @@ from flowcore.metrics import frechet_distance
 from flowcore.registry import get_registry
 from flowcore_audio.classifier import load_classifier
 from flowcore_audio.codec import AudioCodec
-from flowcore_audio.metrics import lsd, mel_l1, pitch_accuracy
+from flowcore_audio.metrics import key_agreement, key_score, lsd, mel_l1, pitch_accuracy
 
 ROOT = Path(__file__).resolve().parent
 DIGITS = 10
@@ -54,6 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a spoken-digits run (examples/configs/audio_digits.yaml)")
     ap.add_argument("--notes-run", type=Path, help="a notes run (examples/configs/audio_notes.yaml)")
+    ap.add_argument("--chorales-run", type=Path, help="a chorales run (examples/configs/audio_chorales.yaml)")
     ap.add_argument("--steps", default="8,16", help="comma-separated Euler step counts")
     ap.add_argument("--cfg", type=float, default=None, help="guidance weight (default: the run's sample.cfg)")
     ap.add_argument("--threads", type=int, default=2)
@@ -67,6 +72,8 @@ def main() -> None:
         record.update(digits(args))
     if args.notes_run:
         record["notes"] = notes(args)
+    if args.chorales_run:
+        record["chorales"] = chorales(args)
     write_text_atomic(args.out, dumps_json(record, indent=1) + "\n")
     write_results_md(record, args.results_md)
     print(json.dumps(record, indent=1))
@@ -102,6 +109,36 @@ def notes(args) -> dict:
         for k in (0, 12, 24):  # C3, C4, C5
             AudioCodec(sample_rate=pipe.bundles["audio"].modality.sample_rate).write(
                 made[asked.index(k)], ROOT / "results" / "audio_samples" / f"note{low + k}_{n}steps.wav")
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def chorales(args) -> dict:
+    """Key agreement and key score of the real test excerpts, of them through Griffin-Lim, and of generated ones."""
+    started = time.perf_counter()
+    pipe = flowcore.load(args.chorales_run, device="cpu")
+    test = get_registry().dataset("chorales").build("test", **pipe.config.data.options)
+    items = [test[i] for i in range(len(test))]
+    real, keys = [it["audio"] for it in items], [int(it["label"]) for it in items]
+    resynth = pipe.bundles["audio"].samples(pipe.encode("audio", real))
+
+    def key_scores(clips, wanted) -> dict[str, float]:
+        return {"key_agreement": round(key_agreement(clips, wanted), 4),
+                "key_score": round(key_score(clips, wanted), 4)}
+
+    asked = [k for k in range(24) for _ in range(4)]
+    out = {"command": command(), "run": str(args.chorales_run), "training": args.training, "test_clips": len(real),
+           "real": key_scores(real, keys), "griffin_lim": key_scores(resynth, keys),
+           "cfg": pipe.config.sample.cfg if args.cfg is None else args.cfg, "generated": {}}
+    for n in (int(s) for s in args.steps.split(",")):
+        begun = time.perf_counter()
+        made = pipe.generate("audio", {"label": asked}, len(asked), batch_size=48, steps=n, solver="euler",
+                             cfg=out["cfg"], seed=0)["audio"]
+        out["generated"][str(n)] = {**key_scores(made, asked), "samples": len(made),
+                                    "seconds": round(time.perf_counter() - begun, 1)}
+        print(f"chorales, {n} steps: {out['generated'][str(n)]}", flush=True)
+        AudioCodec(sample_rate=pipe.bundles["audio"].modality.sample_rate).write(
+            made[0], ROOT / "results" / "audio_samples" / f"chorale_c_major_{n}steps.wav")
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -182,7 +219,25 @@ def write_results_md(record: dict, path: Path) -> None:
         "| audio | digit accuracy | classifier FD | LSD | mel L1 |", "| --- | --- | --- | --- | --- |", *rows, ""])
     if "notes" in record:
         text += "\n" + notes_md(record["notes"])
+    if "chorales" in record:
+        text += "\n" + chorales_md(record["chorales"])
     replace_section(path, "audio", text)
+
+
+def chorales_md(ch: dict) -> str:
+    rows = [f"| real test excerpts | {ch['real']['key_agreement']:.3f} | {ch['real']['key_score']:.3f} |",
+            f"| real through log-mel + Griffin-Lim | {ch['griffin_lim']['key_agreement']:.3f} | "
+            f"{ch['griffin_lim']['key_score']:.3f} |"]
+    rows += [f"| generated, {n} Euler steps, cfg {ch['cfg']:g} ({row['samples']} samples) | "
+             f"{row['key_agreement']:.3f} | {row['key_score']:.3f} |" for n, row in ch["generated"].items()]
+    return "\n".join([
+        f"Bach chorale excerpts (music21 corpus, rendered by fluidsynth, transposed into all 24 keys), run "
+        f"`{ch['run']}` (examples/configs/audio_chorales.yaml: the same network, the key as a condition)"
+        + (f"; {ch['training']}" if ch["training"] else "")
+        + f". Key agreement: the key from chroma against the Krumhansl-Kessler profiles is the key asked for "
+        f"({ch['test_clips']} real test excerpts); key score: MIREX weights (fifth 0.5, relative 0.3, parallel 0.2). "
+        "Command: `" + ch["command"] + "`.", "",
+        "| chorales | key agreement | key score |", "| --- | --- | --- |", *rows, ""])
 
 
 def notes_md(notes: dict) -> str:
