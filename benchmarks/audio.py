@@ -224,35 +224,46 @@ def write_results_md(record: dict, path: Path) -> None:
     replace_section(path, "audio", text)
 
 
+def table_md(part: dict, what: str, items: str, columns: list[tuple[str, str, str]]) -> list[str]:
+    """The Markdown table of one task: real, real through Griffin-Lim, then each step count generated.
+    ``columns``: (heading, key, format); a value a row lacks is "-"."""
+    def cells(row: dict) -> str:
+        return " | ".join(format(row[key], fmt) if key in row else "-" for _, key, fmt in columns)
+
+    lines = [f"| {what} | " + " | ".join(h for h, _, _ in columns) + " |", "| --- |" + " --- |" * len(columns),
+             f"| real test {items} | {cells(part['real'])} |",
+             f"| real through log-mel + Griffin-Lim | {cells(part['griffin_lim'])} |"]
+    lines += [f"| generated, {n} Euler steps, cfg {part['cfg']:g} ({row['samples']} samples) | {cells(row)} |"
+              for n, row in part["generated"].items()]
+    return lines
+
+
+def run_md(part: dict, what: str, config: str, condition: str, measure: str) -> str:
+    """The paragraph before a task's table: the run, how it was trained, what is measured, the command."""
+    return (f"{what}, run `{part['run']}` (examples/configs/{config}: the same network, {condition} as a condition)"
+            + (f"; {part['training']}" if part["training"] else "") + f". {measure} Command: `{part['command']}`.")
+
+
 def chorales_md(ch: dict) -> str:
-    rows = [f"| real test excerpts | {ch['real']['key_agreement']:.3f} | {ch['real']['key_score']:.3f} |",
-            f"| real through log-mel + Griffin-Lim | {ch['griffin_lim']['key_agreement']:.3f} | "
-            f"{ch['griffin_lim']['key_score']:.3f} |"]
-    rows += [f"| generated, {n} Euler steps, cfg {ch['cfg']:g} ({row['samples']} samples) | "
-             f"{row['key_agreement']:.3f} | {row['key_score']:.3f} |" for n, row in ch["generated"].items()]
     return "\n".join([
-        f"Bach chorale excerpts (music21 corpus, rendered by fluidsynth, transposed into all 24 keys), run "
-        f"`{ch['run']}` (examples/configs/audio_chorales.yaml: the same network, the key as a condition)"
-        + (f"; {ch['training']}" if ch["training"] else "")
-        + f". Key agreement: the key from chroma against the Krumhansl-Kessler profiles is the key asked for "
-        f"({ch['test_clips']} real test excerpts); key score: MIREX weights (fifth 0.5, relative 0.3, parallel 0.2). "
-        "Command: `" + ch["command"] + "`.", "",
-        "| chorales | key agreement | key score |", "| --- | --- | --- |", *rows, ""])
+        run_md(ch, "Bach chorale excerpts (music21 corpus, rendered by fluidsynth, transposed into all 24 keys)",
+               "audio_chorales.yaml", "the key",
+               "Key agreement: the key from chroma against the Krumhansl-Kessler profiles is the key asked for "
+               f"({ch['test_clips']} real test excerpts); key score: MIREX weights (fifth 0.5, relative 0.3, "
+               "parallel 0.2)."), "",
+        *table_md(ch, "chorales", "excerpts",
+                  [("key agreement", "key_agreement", ".3f"), ("key score", "key_score", ".3f")]),
+        ""])
 
 
 def notes_md(notes: dict) -> str:
-    rows = [f"| real test notes | {notes['real']['pitch_accuracy']:.3f} | - | - |",
-            f"| real through log-mel + Griffin-Lim | {notes['griffin_lim']['pitch_accuracy']:.3f} | "
-            f"{notes['griffin_lim']['lsd']:.2f} | {notes['griffin_lim']['mel_l1']:.3f} |"]
-    rows += [f"| generated, {n} Euler steps, cfg {notes['cfg']:g} ({row['samples']} samples) | "
-             f"{row['pitch_accuracy']:.3f} | - | - |" for n, row in notes["generated"].items()]
     return "\n".join([
-        f"Notes (fluidsynth, 6 General MIDI instruments, MIDI pitches 48-72), run `{notes['run']}` "
-        "(examples/configs/audio_notes.yaml: the same network, the pitch as a condition)"
-        + (f"; {notes['training']}" if notes["training"] else "")
-        + f". Pitch accuracy: pyin's median f0 within 50 cents of the pitch asked for, {notes['test_clips']} real "
-        "test notes; the goal is 0.9 at 8 steps. Command: `" + notes["command"] + "`.", "",
-        "| notes | pitch accuracy | LSD | mel L1 |", "| --- | --- | --- | --- |", *rows, ""])
+        run_md(notes, "Notes (fluidsynth, 6 General MIDI instruments, MIDI pitches 48-72)", "audio_notes.yaml",
+               "the pitch", "Pitch accuracy: pyin's median f0 within 50 cents of the pitch asked for, "
+               f"{notes['test_clips']} real test notes; the goal is 0.9 at 8 steps."), "",
+        *table_md(notes, "notes", "notes", [("pitch accuracy", "pitch_accuracy", ".3f"), ("LSD", "lsd", ".2f"),
+                                   ("mel L1", "mel_l1", ".3f")]),
+        ""])
 
 
 if __name__ == "__main__":
