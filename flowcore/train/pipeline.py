@@ -265,7 +265,7 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
                               "solver": options.solver, "cfg": options.cfg, "seed": options.seed, "metrics": {}}
     for target, conditions in eval_tasks(config):
         generated = pipe.generate(target, {c: items[c] for c in conditions}, n, batch_size=config.eval.batch_size,
-                                  progress=progress, **options.to_dict())[target]
+                                  progress=progress, **overrides)[target]
         metrics = pipe.bundles[target].modality.metrics()
         key = target if not conditions else f"{target}|{','.join(conditions)}"
         report["metrics"][key] = {name: metric(items[target], generated) for name, metric in metrics.items()}

@@ -68,9 +68,6 @@ class SamplingOptions:
             changes["solver_options"] = {}
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def without_aids(net: nn.Module):
     """The network's ``unaided()`` context (its sampling-only additions off, e.g. FrameNet's guidance),
