@@ -116,6 +116,9 @@ class Tokenizer(ABC):
     channels: int
     #: A, the number of RoPE position axes
     position_axes: int
+    #: per position axis, None or the period P of a circular axis (azimuth: positions p and
+    #: p + P are the same place); the transformer's RoPE wraps there (``rope_periods``)
+    position_periods: tuple[float | None, ...] | None = None
 
     @abstractmethod
     def encode(self, latent: Any) -> Tokens:
@@ -229,6 +232,16 @@ class Modality(ABC):
     def metrics(self) -> dict[str, Metric]:
         """Distances between real and generated samples, keyed by metric name."""
         return {}
+
+    def classify(self, samples: Sequence[Any]) -> list[int] | None:
+        """The class of each sample under the modality's metric classifier; None when it has none.
+
+        ``flowcore eval`` scores generated samples with it against the class of the held-out item
+        they were generated for (``eval.class_by``, e.g. label -> image, audio -> image in an
+        any-to-any run), and the same classifier on the real held-out samples gives the ceiling.
+        Class indices are those of the run's class modality (a ``label`` sample).
+        """
+        return None
 
     def preview(self, samples: Sequence[Any], path: Path) -> Path | None:
         """Write something a person opens (grid PNG, scatter plot…); return its path."""

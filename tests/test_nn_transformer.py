@@ -203,3 +203,35 @@ def test_stats_count_parameters_and_the_flops_torch_counts():
         model({"image": image_tokens(b=1), "label": label_tokens(b=1)}, times(1, "image", "label"),
               cond=torch.zeros(1, 3))
     assert stats.forward_flops == pytest.approx(counter.get_total_flops(), rel=1e-6)
+
+
+def test_circular_rope_axis_wraps_at_its_period():
+    pos = torch.tensor([[[0.0, 3.0], [0.0, 3.0 + 16.0], [2.0, 1.0]]])
+    cos, sin = rope_angles(pos, [(0, 8), (8, 8)], 16, 10000.0, periods=(None, 16.0))
+    assert torch.allclose(cos[0, 0], cos[0, 1], atol=1e-6) and torch.allclose(sin[0, 0], sin[0, 1], atol=1e-6)
+    # at column 1 each angle is a column frequency: a whole number of turns per period of 16
+    turns = torch.atan2(sin[0, 2, 4:], cos[0, 2, 4:]) * 16 / (2 * torch.pi)
+    assert torch.allclose(turns, turns.round(), atol=1e-4) and bool((turns.round() >= 1).all())
+    plain = rope_angles(pos, [(0, 8), (8, 8)], 16, 10000.0)
+    assert torch.equal(plain[0][..., :4], cos[..., :4])  # the row axis is untouched
+
+
+def test_circular_column_axis_makes_the_transformer_equivariant_to_column_rolls():
+    cfg = make_config(streams={"image": StreamConfig(in_channels=4, position_axes=2, rope_periods=[None, 6])},
+                      hidden_size=32, num_heads=2)
+    model = randomized(cfg)
+    x = image_tokens(b=1, h=3, w=6)
+    t = {"image": torch.tensor([0.4])}
+    out = model({"image": x}, t)["image"].reshape(1, 3, 6, 4)
+    rolled = Tokens(x.values.reshape(1, 3, 6, 4).roll(2, 2).reshape(1, 18, 4), x.positions, x.mask)
+    out_rolled = model({"image": rolled}, t)["image"].reshape(1, 3, 6, 4)
+    assert torch.allclose(out_rolled, out.roll(2, 2), atol=1e-5)
+    plain = randomized(make_config(streams={"image": StreamConfig(in_channels=4, position_axes=2)},
+                                   hidden_size=32, num_heads=2))
+    assert not torch.allclose(plain({"image": rolled}, t)["image"].reshape(1, 3, 6, 4),
+                              plain({"image": x}, t)["image"].reshape(1, 3, 6, 4).roll(2, 2), atol=1e-3)
+
+
+def test_rope_periods_need_one_entry_per_axis():
+    with pytest.raises(ValueError, match="rope_periods"):
+        StreamConfig(in_channels=4, position_axes=2, rope_periods=[8])

@@ -20,6 +20,10 @@ from flowcore.spec import check_name
 RopeDims = Annotated[tuple[Annotated[int, Field(ge=0, multiple_of=2)], ...],
                      BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
 
+#: one period per position axis (None: not circular)
+RopePeriods = Annotated[tuple[Annotated[Number, Field(gt=0)] | None, ...],
+                        BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
+
 
 class SincosPosition(Options):
     """SD3's fixed 2-D sin-cos position table, added to a stream's tokens after projection.
@@ -43,6 +47,9 @@ class StreamOptions(Options):
                    stream (it is attended to but predicts nothing, e.g. SD3/Flux text)
     rope_axes_dim  head dims rotated by each position axis (even numbers, one per axis);
                    None = an even share of the head dims no other stream claims; () = no RoPE
+    rope_periods   per position axis, None or a period P > 0 that makes the axis circular
+                   (positions p and p + P rotate alike, e.g. azimuth around a spinning sensor):
+                   its frequencies are rounded to whole turns per P (at least one); None = none
     sincos_position  an additive SD3-style position table (see :class:`SincosPosition`)
     """
 
@@ -50,6 +57,7 @@ class StreamOptions(Options):
 
     out_channels: int | None = Field(None, ge=0)
     rope_axes_dim: RopeDims | None = None
+    rope_periods: RopePeriods | None = None
     sincos_position: SincosPosition | None = None
 
 
@@ -69,6 +77,9 @@ class StreamConfig(StreamOptions):
         if dims and len(dims) != self.position_axes:
             raise ValueError(f"rope_axes_dim {list(dims)} must give one even number per position axis "
                              f"({self.position_axes}), or be [] for no RoPE")
+        if self.rope_periods is not None and len(self.rope_periods) != self.position_axes:
+            raise ValueError(f"rope_periods {list(self.rope_periods)} must give one period (or null) per position axis "
+                             f"({self.position_axes})")
         if self.sincos_position is not None and self.position_axes != 2:
             raise ValueError("sincos_position needs position_axes: 2 (row, col)")
         return self

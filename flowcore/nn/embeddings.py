@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -48,12 +49,16 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(freq.to(self.mlp.in_layer.weight.dtype))
 
 
-def rope_angles(positions: torch.Tensor, axes: list[tuple[int, int]], head_dim: int, theta: float):
+def rope_angles(positions: torch.Tensor, axes: list[tuple[int, int]], head_dim: int, theta: float,
+                periods: Sequence[float | None] | None = None):
     """cos, sin [B, L, head_dim/2] of the rotation each interleaved pair of a head undergoes.
 
     positions [B, L, A]; ``axes[a] = (start, size)``: head dims ``start:start+size`` rotate
     with axis ``a`` at frequencies ``theta^(-2i/size)`` (Flux's EmbedND per axis). Pairs no
     axis claims get angle 0 (cos 1, sin 0), so other modalities' dims pass through untouched.
+    ``periods[a] = P`` makes axis ``a`` circular: each frequency f becomes ``2 pi k / P`` with
+    ``k = max(1, round(f P / 2 pi))`` whole turns per period, so positions p and p + P get the
+    same rotation and attention sees relative positions modulo P.
     """
     b, length = positions.shape[:2]
     angles = torch.zeros(b, length, head_dim // 2, dtype=torch.float64, device=positions.device)
@@ -61,6 +66,9 @@ def rope_angles(positions: torch.Tensor, axes: list[tuple[int, int]], head_dim: 
         if size == 0:
             continue
         freqs = 1.0 / theta ** (torch.arange(0, size, 2, dtype=torch.float64, device=positions.device) / size)
+        period = periods[a] if periods is not None else None
+        if period is not None:
+            freqs = (freqs * period / (2 * math.pi)).round().clamp(min=1) * (2 * math.pi / period)
         angles[..., start // 2 : (start + size) // 2] = positions[..., a, None].double() * freqs
     return angles.cos().float(), angles.sin().float()
 

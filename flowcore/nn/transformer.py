@@ -170,6 +170,7 @@ class FlowTransformer(nn.Module):
     def _rope(self, tokens: Mapping[str, Tokens], names: list[str]):
         if not any(size for n in names for _, size in self.rope_layout[n]):
             return None
-        parts = [rope_angles(tokens[n].positions, self.rope_layout[n], self.config.head_dim, self.config.rope_theta)
+        parts = [rope_angles(tokens[n].positions, self.rope_layout[n], self.config.head_dim, self.config.rope_theta,
+                             self.config.streams[n].rope_periods)
                  for n in names]
         return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)

@@ -107,7 +107,7 @@ def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Modu
         raise ConfigError(f"{config.source}: model.transformer.streams.{unknown[0]}: not a configured modality "
                           f"({list(modalities)})")
     streams = {name: {"in_channels": m.tokenizer.channels, "position_axes": m.tokenizer.position_axes,
-                      **dict(extra.get(name) or {})}
+                      "rope_periods": getattr(m.tokenizer, "position_periods", None), **dict(extra.get(name) or {})}
                for name, m in modalities.items()}
     cfg = FlowTransformerConfig.from_dict({**section, "streams": streams},
                                           where=f"{config.source}: model.transformer")
