@@ -3,8 +3,10 @@
     samples --collate--> {"wave": [B, T], "lengths": [B]} --MelAutoencoder.encode-->
     {"mel": [B, 1, M, F], "frames": [B]} --MelTokenizer.encode--> Tokens
 
-and back: tokens -> mel -> Griffin-Lim -> waveforms of their own lengths. The flow moves
-patches of the normalised log-mel (mel space; a KL-VAE latent will come later). Files of any
+and back: tokens -> mel -> waveforms of their own lengths, by a trained vocoder (option
+``vocoder``) or Griffin-Lim. The flow moves
+patches of the normalised log-mel (``space: mel``, the default) or of the latent of a KL-VAE
+on it (``space: vae``, flowcore_audio/vae.py: 4x fewer frames and bins, ``latent_channels``). Files of any
 rate and channel count are read as mono at ``sample_rate`` (flowcore_audio/codec.py).
 """
 
@@ -22,7 +24,11 @@ from flowcore_audio.autoencoder import MelAutoencoder
 from flowcore_audio.codec import AudioCodec
 from flowcore_audio.mel import LogMel
 from flowcore_audio.tokenizer import MelTokenizer
+from flowcore_audio.vae import DOWN, MelVAE
+from flowcore_audio.vocoder import Vocoder, load_vocoder, vocoder_file
 
+#: the ``vocoder`` value (like None) that decodes by Griffin-Lim
+GRIFFIN_LIM = "griffin_lim"
 #: how far past [-1, 1] a sample may stray (resampling and float round-off)
 RANGE_TOLERANCE = 1e-3
 
@@ -38,22 +44,33 @@ class Audio(Modality):
     patch              [frames, bins] of mel per token (one int for both)
     duration           seconds generation lays out when the config gives no ``size``
     griffin_lim_iters  iterations of the Griffin-Lim inverse
-    vocoder            run directory of a trained vocoder; None = Griffin-Lim (the only one built yet)
+    space              "mel" (the fixed log-mel) or "vae" (a KL-VAE's latent; train it with ``stage: autoencoder``)
+    latent_channels, vae_width, kl_weight   the VAE's (space: vae)
+    vocoder            a trained vocoder (its folder or vocoder.safetensors, flowcore_audio/vocoder.py)
+                       for mel -> waveform; None or "griffin_lim" = Griffin-Lim
     """
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop: int = 160, n_mels: int = 64,
                  f_max: float | None = None, patch: int | Sequence[int] = (8, 8), duration: float = 1.0,
-                 griffin_lim_iters: int = 64, vocoder: str | None = None):
-        if vocoder is not None:
-            raise ConfigError(f"modalities.audio.vocoder: {vocoder!r}: trained vocoders are not built yet; "
-                              "leave vocoder unset to decode with Griffin-Lim")
+                 griffin_lim_iters: int = 64, vocoder: str | None = None, space: str = "mel",
+                 latent_channels: int = 8, vae_width: int = 32, kl_weight: float = 1e-4):
         pf, pb = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
         self.sample_rate = sample_rate
         self.mel_options = dict(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, f_max=f_max,
                                 griffin_lim_iters=griffin_lim_iters)
         self.patch = (pf, pb)
         self.codec = AudioCodec(sample_rate)
-        self._tokenizer = MelTokenizer(n_mels, (pf, pb), sample_rate, hop, duration)
+        self.vocoder_path = None if vocoder in (None, GRIFFIN_LIM) else vocoder
+        if self.vocoder_path is not None and not vocoder_file(self.vocoder_path).is_file():
+            raise ConfigError(f"modalities.audio.vocoder: {vocoder_file(self.vocoder_path)} does not exist; train "
+                              f"one with `flowcore audio-vocoder {self.vocoder_path}` or set {GRIFFIN_LIM}")
+        self.space = space
+        self.vae_options = dict(latent_channels=latent_channels, width=vae_width, kl_weight=kl_weight)
+        if space == "vae":
+            self._tokenizer = MelTokenizer(n_mels // DOWN, (pf, pb), sample_rate, hop, duration,
+                                           latent_channels=latent_channels, downsample=DOWN, fill=0.0)
+        else:
+            self._tokenizer = MelTokenizer(n_mels, (pf, pb), sample_rate, hop, duration)
 
     @property
     def tokenizer(self) -> MelTokenizer:
@@ -63,9 +80,16 @@ class Audio(Modality):
         """A fresh transform with this modality's options (CPU; move it with ``.to``)."""
         return LogMel(**self.mel_options)
 
-    def autoencoder(self) -> MelAutoencoder:
-        """The fixed waveform <-> mel autoencoder (nothing to train)."""
-        return MelAutoencoder(self.log_mel(), self.patch[0])
+    def vocoder(self) -> Vocoder | None:
+        """The configured trained vocoder (loaded now), or None for Griffin-Lim."""
+        return None if self.vocoder_path is None else load_vocoder(self.vocoder_path, self.mel_options)
+
+    def autoencoder(self) -> MelAutoencoder | MelVAE:
+        """The fixed waveform <-> mel autoencoder (nothing to train), or with ``space: vae`` a fresh
+        KL-VAE on the mel; either decodes by the vocoder or Griffin-Lim."""
+        if self.space == "vae":
+            return MelVAE(self.log_mel(), self.patch[0], vocoder=self.vocoder(), **self.vae_options)
+        return MelAutoencoder(self.log_mel(), self.patch[0], self.vocoder())
 
     def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Waveforms -> {"wave": [B, T_max] zero-padded, "lengths": [B] int64}."""

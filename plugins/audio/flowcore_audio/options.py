@@ -33,7 +33,15 @@ class AudioOptions(Options):
     #: seconds of audio that generation lays out when the config gives no size
     duration: Number = Field(1.0, gt=0)
     griffin_lim_iters: int = Field(64, ge=1)
-    #: run directory of a trained vocoder; null = Griffin-Lim (no vocoder is built yet)
+    #: what the flow moves: the log-mel itself, or the latent of a KL-VAE on it (trained by `stage: autoencoder`)
+    space: Literal["mel", "vae"] = "mel"
+    #: VAE latent channels (space: vae)
+    latent_channels: int = Field(8, ge=1)
+    #: channels of the VAE's first level (space: vae)
+    vae_width: int = Field(32, ge=8)
+    #: weight of the VAE's KL term (space: vae)
+    kl_weight: Number = Field(1e-4, ge=0)
+    #: a trained vocoder (folder or vocoder.safetensors, `flowcore audio-vocoder`); null or griffin_lim = Griffin-Lim
     vocoder: str | None = None
 
     @model_validator(mode="after")
@@ -41,6 +49,9 @@ class AudioOptions(Options):
         bins = self.patch if isinstance(self.patch, int) else self.patch[1]
         if self.n_mels % bins:
             raise ValueError(f"n_mels ({self.n_mels}) must be a multiple of the patch's bins ({bins})")
+        if self.space == "vae" and self.n_mels % (4 * bins):
+            raise ValueError(f"space vae: n_mels ({self.n_mels}) must be a multiple of 4 x the patch's bins ({bins}): "
+                             "the latent has n_mels / 4 bins")
         if self.hop > self.n_fft:
             raise ValueError(f"hop ({self.hop}) must not exceed n_fft ({self.n_fft})")
         if self.f_max is not None and self.f_max > self.sample_rate / 2:

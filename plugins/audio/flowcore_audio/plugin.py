@@ -40,3 +40,32 @@ def flowcore_modalities():
             options=AudioOptions,
         )
     ]
+
+
+@hookimpl
+def flowcore_add_commands(subparsers):
+    p = subparsers.add_parser(
+        "audio-vocoder",
+        help="train the audio plugin's vocoder (log-mel -> waveform) and save it as OUT/vocoder.safetensors")
+    p.add_argument("out", help="folder for vocoder.safetensors (the audio modality's `vocoder` option names it)")
+    p.add_argument("--datasets", default="spoken_digits,notes",
+                   help="comma-separated audio datasets it learns from (train splits; default spoken_digits,notes)")
+    p.add_argument("--steps", type=int, default=10000, help="training steps at most (default 10000)")
+    p.add_argument("--minutes", type=float, default=25.0, help="stop after this many minutes (default 25)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_vocoder_command)
+
+
+def _vocoder_command(args) -> int:
+    import torch
+
+    from flowcore_audio.vocoder import VocoderRecipe, train_vocoder
+
+    torch.set_num_threads(args.threads)
+    recipe = VocoderRecipe(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, seed=args.seed,
+                           datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()))
+    path = train_vocoder(args.out, recipe, log=lambda line: print(line, flush=True))
+    print(f"vocoder saved to {path}")
+    return 0
