@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flowcore import commands
 
     commands.add_commands(sub)
+    from flowcore import scaffold
+
+    scaffold.add_command(sub)
     _plugin_commands(sub)
     for command in sub.choices.values():  # --debug after the command name too (SUPPRESS: no default there)
         try:

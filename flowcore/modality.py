@@ -84,6 +84,12 @@ class Codec(ABC):
 
     #: file suffixes this codec reads and writes, lower case with the dot, first = default
     extensions: tuple[str, ...] = ()
+    #: those of ``extensions`` that ``read`` takes but ``write`` refuses (MP3 without an encoder)
+    read_only_extensions: tuple[str, ...] = ()
+    #: how far a sample written and read back may move: a number for every extension, or
+    #: ``{extension: number}`` (a lossy format gets its own; one left out gets the kit's ``atol``);
+    #: None: the conformance kit's ``atol`` (1e-5 by default)
+    round_trip_atol: float | Mapping[str, float] | None = None
 
     @abstractmethod
     def read(self, path: Path) -> Any:
@@ -91,7 +97,16 @@ class Codec(ABC):
 
     @abstractmethod
     def write(self, sample: Any, path: Path) -> None:
-        """One sample -> one file (the caller makes the write atomic)."""
+        """One sample -> one file (the caller makes the write atomic).
+
+        ``path`` may be a temporary name beside the target (``.name.png.XXXX.png.tmp``): a codec
+        that writes several formats picks one with :meth:`suffix`, not ``path.suffix``.
+        """
+
+    def suffix(self, path: Path) -> str:
+        """The extension ``path`` is in, lower case: its last suffix, or the one before a temporary ``.tmp``."""
+        suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".tmp"]
+        return suffixes[-1] if suffixes else ""
 
     def read_all(self, path: Path) -> list[Any]:
         """A file that may hold several samples (a CSV of points, of rows) -> samples."""

@@ -31,7 +31,7 @@ IDENTITY_FRAME = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 class ProteinCodec(Codec):
-    """PDB / mmCIF (also .gz, .bz2) -> frames [L, 7] per protein chain; frames -> PDB.
+    """PDB / mmCIF / BinaryCIF (also .gz, .bz2) <-> frames [L, 7] per protein chain (written in the suffix's format).
 
     chains: chain ids to read (None = all protein chains; ``read`` returns the first).
     residue: GLY or ALA, the residue name written.

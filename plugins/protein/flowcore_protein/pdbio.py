@@ -255,20 +255,39 @@ def _check_residue(residue: str) -> None:
 
 
 def _write_array(array, path: str | Path) -> None:
+    """Write ``array`` in the format of ``path``'s suffix (PDB, mmCIF or BinaryCIF, optionally .gz /
+    .bz2), looking past the ``.tmp`` of an atomic write's temporary name."""
     import biotite.structure as struc
     import biotite.structure.io.pdb as pdb
+    import biotite.structure.io.pdbx as pdbx
 
-    out = pdb.PDBFile()
+    kind, compression = _split_suffix(Path(str(path).removesuffix(".tmp")))
+    if kind not in PDB_SUFFIXES + CIF_SUFFIXES + BCIF_SUFFIXES:
+        kind = ".pdb"  # an unknown suffix gets the PDB text it always got
     try:
-        out.set_structure(array)
+        if kind in PDB_SUFFIXES:
+            out = pdb.PDBFile()
+            out.set_structure(array)
+        else:
+            out = pdbx.BinaryCIFFile() if kind in BCIF_SUFFIXES else pdbx.CIFFile()
+            pdbx.set_structure(out, array)
     except struc.BadStructureError as exc:  # coordinates past 9999.999 A, or non-finite: PDB has no room
-        raise DataError(f"{path}: cannot write these atoms as PDB: {exc}") from exc
-    with open(path, "w") as fh:
-        out.write(fh)
+        raise DataError(f"{path}: cannot write these atoms as {kind.lstrip('.').upper()}: {exc}") from exc
+    buffer = io.BytesIO() if kind in BCIF_SUFFIXES else io.StringIO()
+    out.write(buffer)
+    raw = buffer.getvalue()
+    raw = raw if isinstance(raw, bytes) else raw.encode()
+    opener = COMPRESSED.get(compression)
+    if opener is None:
+        Path(path).write_bytes(raw)
+    else:
+        with opener(path, "wb") as fh:
+            fh.write(raw)
 
 
 def write_backbone_pdb(atoms: np.ndarray, path: str | Path, residue: str = "GLY") -> None:
-    """Write one chain's backbone atoms [L, 4, 3] (N, CA, C, O) as a PDB file.
+    """Write one chain's backbone atoms [L, 4, 3] (N, CA, C, O) as a PDB file (or, by ``path``'s
+    suffix, mmCIF or BinaryCIF, optionally compressed).
 
     Residues are named ``residue`` (GLY or ALA: neither needs side-chain atoms a viewer
     would miss), chain A, numbered from 1; the atoms carry their elements.
