@@ -1,0 +1,1 @@
+"""flowcore-shape: 3D shapes for flowcore."""
