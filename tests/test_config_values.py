@@ -54,7 +54,7 @@ def write(tmp_path: Path, raw: dict | str, name: str = "mine.yaml") -> Path:
     ("train.precision", "bogus", "train.precision: expected one of 'auto', '32-true', "),
     ("train.cpu_threads", -2, "train.cpu_threads: must be >= 1, got -2"),
     ("sample.solver", "eulr", "sample.solver: expected one of 'euler', 'midpoint', 'heun', 'rk4', 'dopri5', "
-                              "'fireflow', 'euler_sde', got 'eulr'; did you mean 'euler'?"),
+                              "'fireflow', 'euler_sde', 'meanflow', 'rf_solver', got 'eulr'; did you mean 'euler'?"),
     ("reflow.solver", "rk5", "reflow.solver: expected one of 'euler', "),
     ("train.checkpoint_every", 0, "train.checkpoint_every: must be >= 1, got 0"),
     ("train.warmup_steps", -10, "train.warmup_steps: must be >= 0, got -10"),

@@ -30,16 +30,17 @@ def guided_velocity(velocity_fn: ConditionalVelocity,
     """``velocity(x, t) -> dict`` combining ``velocity_fn(x, t, dropped)`` over conditions.
 
     velocity_fn(x: dict, t [B], dropped: frozenset[str]) -> dict: the model with the
-    conditioning modalities in ``dropped`` removed. ``weights``: {condition: w}.
+    conditioning modalities in ``dropped`` removed. ``weights``: {condition: w}. Further
+    arguments of ``velocity`` (an average-velocity field's r [B]) are passed on after ``dropped``.
     """
     names = frozenset(weights)
     active = {m: float(w) for m, w in weights.items() if float(w) != 0.0}
 
-    def velocity(x: State, t: torch.Tensor) -> State:
-        v_u = velocity_fn(x, t, names)
+    def velocity(x: State, t: torch.Tensor, *args) -> State:
+        v_u = velocity_fn(x, t, names, *args)
         out = {k: v.clone() for k, v in v_u.items()}
         for m, w in active.items():
-            v_m = velocity_fn(x, t, names - {m})
+            v_m = velocity_fn(x, t, names - {m}, *args)
             for k in out:
                 out[k] += w * (v_m[k] - v_u[k])
         return out

@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 #: the keys of flowcore.flow.solvers.SOLVERS, importable without torch (command-line help and
 #: choices); tests/test_cli_flags.py keeps the two equal
-SOLVER_NAMES = ("euler", "midpoint", "heun", "rk4", "dopri5", "fireflow", "euler_sde")
+SOLVER_NAMES = ("euler", "midpoint", "heun", "rk4", "dopri5", "fireflow", "euler_sde", "meanflow", "rf_solver")
 
 
 def lookup(table: Mapping[str, T], kind: str, name: str) -> T:

@@ -10,16 +10,19 @@ Euclidean space the steps are the textbook Runge-Kutta updates.
 | name     | order | velocity calls (NFE) per step                          |
 | -------- | ----- | ------------------------------------------------------ |
 | euler    | 1     | 1                                                      |
-| midpoint | 2     | 2                                                      |
+| midpoint | 2     | 2 (also named rf_solver: RF-Solver's second-order Taylor step is this rule) |
 | heun     | 2     | 2                                                      |
 | rk4      | 4     | 4                                                      |
 | fireflow | 2     | 1 (+1 at the start): the midpoint rule reusing the previous midpoint velocity |
 | dopri5   | 5(4)  | adaptive Dormand-Prince, 6 per accepted step (FSAL); uses only grid[0], grid[-1] |
 | euler_sde | 1 (weak) | 1: Euler-Maruyama on an SDE with the flow's marginals (``churn``, ``noise_scale``) |
+| meanflow | exact for an exact u | 1: z_r = z_t - (t - r) u(z_t, r, t), u the average velocity over [r, t] |
 
 ``solve(..., noise=...)`` gives the stochastic solver its noise: a function returning a fresh
 prior draw ``{modality: [B, L, C]}`` (the sampler draws it with the padding mask and the run's
-generator); the ODE solvers ignore it.
+generator); the ODE solvers ignore it. ``meanflow`` calls ``velocity(x, t, r)``: the field of a
+network trained with ``flowcore.flow.meanflow`` (``flow.objective: meanflow``), the average
+velocity over [r, t].
 """
 
 from __future__ import annotations
@@ -69,10 +72,13 @@ class _Field:
         self.dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
         self.nfe = 0
 
-    def __call__(self, x: State, t: torch.Tensor | float) -> State:
+    def __call__(self, x: State, t: torch.Tensor | float, r: float | None = None) -> State:
         self.nfe += 1
         tb = torch.as_tensor(t, dtype=self.dtype, device=self.device).expand(self.batch)
-        v = self.velocity(x, tb)
+        if r is None:
+            v = self.velocity(x, tb)
+        else:
+            v = self.velocity(x, tb, torch.as_tensor(r, dtype=self.dtype, device=self.device).expand(self.batch))
         missing = set(x) - set(v)
         if missing:
             raise DataError(f"the velocity function returned no field for {sorted(missing)} (it returned "
@@ -153,6 +159,19 @@ class RK4(Solver):
         k3 = field.slope(field.step(x, k2, dt / 2), t + dt / 2, x)
         k4 = field.slope(field.step(x, k3, dt), t + dt, x)
         return field.step(x, field.combine([k1, k2, k3, k4], [1 / 6, 1 / 3, 1 / 3, 1 / 6]), dt)
+
+
+class MeanFlow(Solver):
+    """z_r = z_t - (t - r) u(z_t, r, t) per step [t, r = t + dt] of the grid (MeanFlow's one- and few-step rule).
+
+    Exact when u is the true average velocity, whatever the step count. ``velocity`` must
+    take ``(x, t, r)``; on a flow network trained without it the call is an error.
+    """
+
+    name = "meanflow"
+
+    def step(self, field, x, t, dt):
+        return field.step(x, field(x, t, r=t + dt), dt)
 
 
 class FireFlow(Solver):
@@ -285,11 +304,12 @@ class EulerSDE(Solver):
 
 
 SOLVERS: dict[str, type[Solver]] = {
-    s.name: s for s in (Euler, Midpoint, Heun, RK4, Dopri5, FireFlow, EulerSDE)
+    s.name: s for s in (Euler, Midpoint, Heun, RK4, Dopri5, FireFlow, EulerSDE, MeanFlow)
 }
+SOLVERS["rf_solver"] = Midpoint
 
 
 def make_solver(name: str, **kwargs) -> Solver:
-    """A solver by name: euler, midpoint, heun, rk4, dopri5 (rtol, atol, max_steps), fireflow,
-    euler_sde (churn, noise_scale)."""
+    """A solver by name: euler, midpoint (= rf_solver), heun, rk4, dopri5 (rtol, atol, max_steps),
+    fireflow, euler_sde (churn, noise_scale), meanflow."""
     return build_by_name(SOLVERS, "solver", name, **kwargs)

@@ -13,6 +13,7 @@ from flowcore.errors import DataError
 from flowcore.modality import Tokens
 from flowcore.nn.config import FlowTransformerConfig
 from flowcore.nn.embeddings import MLPEmbedder, TimestepEmbedder, rope_angles, sincos_position_table
+from flowcore.nn.interval import interval_lengths
 from flowcore.nn.layers import DoubleStreamBlock, Modulation, OutputHead, QKNorm, SingleStreamBlock, joint
 
 
@@ -20,22 +21,27 @@ class FlowTransformer(nn.Module):
     """Per-stream input projection and timestep embedding -> double-stream blocks ->
     single-stream blocks -> per-stream velocity heads.
 
-    ``forward(tokens, t, cond=None, guidance=None)``:
+    ``forward(tokens, t, cond=None, guidance=None, r=None)``:
       tokens   {stream: Tokens(values [B, L_n, C_n], positions [B, L_n, A_n], mask [B, L_n])};
                a stream may be absent; the present ones attend jointly
       t        {stream: t [B]} in [0, 1] for every present stream
       cond     [B, G] global conditioning (``global_cond_dim`` > 0), added to every stream's
       guidance [B] guidance scale (``guidance_embed``), added likewise
+      r        {stream: r [B]}: built with ``interval=True`` (an average-velocity network,
+               flowcore.flow.meanflow), each stream's h = t - r is embedded and added to its
+               timestep embedding (h = 0 where r is not given)
     returns {stream: v [B, L_n, out_n]} for every present stream that predicts a velocity,
     zero at padded tokens. Padded tokens are never attended to.
     """
 
-    def __init__(self, config: FlowTransformerConfig):
+    def __init__(self, config: FlowTransformerConfig, interval: bool = False):
         super().__init__()
         self.config = cfg = config
         d = cfg.hidden_size
         self.inputs = nn.ModuleDict({n: nn.Linear(s.in_channels, d) for n, s in cfg.streams.items()})
         self.time_embed = nn.ModuleDict({n: TimestepEmbedder(d, cfg.frequency_dim) for n in cfg.streams})
+        self.interval_embed = nn.ModuleDict({n: TimestepEmbedder(d, cfg.frequency_dim) for n in cfg.streams}
+                                            ) if interval else None
         self.cond_embed = MLPEmbedder(cfg.global_cond_dim, d) if cfg.global_cond_dim else None
         self.guidance_embed = TimestepEmbedder(d, cfg.frequency_dim) if cfg.guidance_embed else None
         # A condition-only stream's last double block only has to feed keys and values.
@@ -72,7 +78,8 @@ class FlowTransformer(nn.Module):
             nn.init.zeros_(head.linear.bias)
 
     def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
-                cond: torch.Tensor | None = None, guidance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                cond: torch.Tensor | None = None, guidance: torch.Tensor | None = None,
+                r: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         cfg = self.config
         names = self._present(tokens, t)
         if not any(n in self.heads for n in names):
@@ -85,7 +92,7 @@ class FlowTransformer(nn.Module):
             if spec is not None:
                 x = x + sincos_position_table(tok.positions, tok.mask, spec, cfg.hidden_size).to(x.dtype)
             xs[n] = x
-        cs = self._conditioning(names, t, cond, guidance)
+        cs = self._conditioning(names, t, cond, guidance, r)
         mask = self._attention_mask([tokens[n].mask for n in names])
         rope = self._rope(tokens, names)
 
@@ -133,8 +140,8 @@ class FlowTransformer(nn.Module):
                 raise DataError(f"t[{n!r}] must be a tensor [B] = [{batch}] for each present stream")
         return names
 
-    def _conditioning(self, names, t, cond, guidance) -> dict[str, torch.Tensor]:
-        """SiLU(timestep embedding + global vector) per stream [B, D], shared by every block."""
+    def _conditioning(self, names, t, cond, guidance, r=None) -> dict[str, torch.Tensor]:
+        """SiLU(timestep (+ interval) embedding + global vector) per stream [B, D], shared by every block."""
         shared = None
         if self.cond_embed is not None:
             if cond is None:
@@ -146,9 +153,12 @@ class FlowTransformer(nn.Module):
                 raise DataError("this model was built with guidance_embed: pass guidance [B]")
             g = self.guidance_embed(guidance)
             shared = g if shared is None else shared + g
+        h = interval_lengths({n: t[n] for n in names}, r, self.interval_embed is not None, "FlowTransformer")
         cs = {}
         for n in names:
             c = self.time_embed[n](t[n])
+            if h is not None:
+                c = c + self.interval_embed[n](h[n])
             cs[n] = F.silu(c if shared is None else c + shared)
         return cs
 

@@ -154,7 +154,24 @@ class EulerSDEOptions(Options):
 SOLVER_OPTIONS: dict[str, type[Options]] = {"dopri5": Dopri5Options, "euler_sde": EulerSDEOptions}
 
 
+class MeanFlowOptions(Options):
+    """``flow.meanflow``: the average-velocity objective's (r, t) draw, guidance and loss weight."""
+
+    #: fraction of samples with r = t (plain flow matching); the rest draw an interval r < t
+    p_equal: Number = Field(0.75, ge=0, le=1)
+    #: guidance scale w inside the target, on samples that keep their condition (1: none)
+    cfg: Number = Field(1.0, ge=0)
+    #: the conditional network's share kappa of the target (effective scale cfg / (1 - kappa))
+    cfg_kappa: Number = Field(0.0, ge=0, lt=1)
+    #: adaptive weight 1 / (l + norm_eps)^norm_p of each sample's loss l (0: plain squared error)
+    norm_p: Number = Field(1.0, ge=0)
+    norm_eps: Number = Field(1e-3, gt=0)
+
+
 class FlowConfig(Options):
+    #: what the network learns: the velocity (flow_matching) or the average velocity over [r, t] (meanflow)
+    objective: Literal["flow_matching", "meanflow"] = "flow_matching"
+    meanflow: MeanFlowOptions = Field(default_factory=MeanFlowOptions)
     timesteps: Literal["uniform", "logit_normal", "mode", "grid"] = "logit_normal"
     #: the sampler's parameters, checked by its model in TIMESTEP_OPTIONS
     timestep_options: dict[str, Any] = Field(default_factory=dict)
@@ -577,6 +594,8 @@ def check(config: Config, registry=None) -> None:
     f = config.flow
     if f.p_clean + f.p_absent >= 1:
         raise ConfigError(f"{src}: flow.p_clean + flow.p_absent must be < 1 (some samples must be noised)")
+    if f.objective == "meanflow":
+        check_meanflow(config)
     if config.data.val_fraction + config.data.test_fraction >= 1:
         raise ConfigError(f"{src}: data.val_fraction + data.test_fraction must be < 1 (some data must train)")
     tr = config.train
@@ -642,3 +661,17 @@ def check_reflow(config: Config) -> None:
 
 def dump(config: Config) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def check_meanflow(config: Config) -> None:
+    """``flow.objective: meanflow``: guidance in the target needs a dropped condition to learn u(z | none);
+    reflow and on-policy distillation train velocities, not average velocities."""
+    src, mf = config.source, config.flow.meanflow
+    if config.stage == "reflow" or config.distill.start_step is not None:
+        raise ConfigError(f"{src}: flow.objective: meanflow trains a one-step sampler itself; it does not "
+                          "combine with the reflow stage or distill.start_step")
+    if mf.cfg != 1 or mf.cfg_kappa:
+        dropped = [n for n in config.names("condition") if config.modalities[n].dropout > 0]
+        if not dropped:
+            raise ConfigError(f"{src}: flow.meanflow.cfg / cfg_kappa guide the target with the unconditional "
+                              "velocity: give a modality role 'condition' with dropout > 0 (e.g. 0.1)")

@@ -1,6 +1,11 @@
 """Velocity networks the pipeline trains. Both take and return the same dicts:
 
-    net(tokens: {modality: Tokens}, t: {modality: t [B]}) -> {modality: v [B, L, C]}
+    net(tokens: {modality: Tokens}, t: {modality: t [B]}, r=None) -> {modality: v [B, L, C]}
+
+A network built with ``interval=True`` (``flow.objective: meanflow``) also embeds the interval
+h = t - r of ``r: {modality: r [B]}``, the start of the interval its average velocity spans
+(flowcore.flow.meanflow); without r, h = 0 and it returns the instantaneous velocity. Built
+without it, a network has no such weights (runs saved before load unchanged) and rejects r.
 
 ``mlp`` flattens every modality's fixed-length token values into one vector (toy2d points,
 labels, tabular rows: RecTable's shape of model); ``transformer`` is the FlowTransformer.
@@ -17,6 +22,7 @@ from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Modality, Tokens
 from flowcore.nn.config import FlowTransformerConfig
 from flowcore.nn.embeddings import timestep_frequencies
+from flowcore.nn.interval import interval_lengths
 from flowcore.nn.transformer import FlowTransformer
 from flowcore.spec import resolve
 from flowcore.train.config import Config
@@ -43,19 +49,22 @@ class FlowMLP(nn.Module):
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], hidden: int = 256, depth: int = 3,
-                 time_dim: int = 64):
+                 time_dim: int = 64, interval: bool = False):
         super().__init__()
         self.shapes = dict(shapes)
         self.time_dim = time_dim
         width = sum(l * c for l, c in self.shapes.values())
         self.inp = nn.Linear(width, hidden)
         self.time = nn.Sequential(nn.Linear(time_dim * len(self.shapes), hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.interval = nn.Sequential(nn.Linear(time_dim * len(self.shapes), hidden), nn.SiLU(),
+                                      nn.Linear(hidden, hidden)) if interval else None
         self.blocks = nn.ModuleList(ResidualBlock(hidden) for _ in range(depth))
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, width))
         nn.init.zeros_(self.out[1].weight)
         nn.init.zeros_(self.out[1].bias)
 
-    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
+                r: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         parts = []
         for name, (length, channels) in self.shapes.items():
             v = tokens[name].values
@@ -66,6 +75,10 @@ class FlowMLP(nn.Module):
             parts.append(v.reshape(v.shape[0], -1))
         x = torch.cat(parts, -1)
         temb = self.time(torch.cat([timestep_frequencies(t[n], self.time_dim) for n in self.shapes], -1).to(x.dtype))
+        h = interval_lengths(t, r, self.interval is not None, "model.network mlp")
+        if h is not None:
+            temb = temb + self.interval(torch.cat([timestep_frequencies(h[n], self.time_dim)
+                                                   for n in self.shapes], -1).to(x.dtype))
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, temb)
@@ -79,27 +92,29 @@ class FlowMLP(nn.Module):
 
 
 class TransformerNet(nn.Module):
-    """The FlowTransformer behind the same ``(tokens, t) -> v`` call as :class:`FlowMLP`."""
+    """The FlowTransformer behind the same ``(tokens, t, r=None) -> v`` call as :class:`FlowMLP`."""
 
     def __init__(self, transformer: nn.Module):
         super().__init__()
         self.transformer = transformer
 
-    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.transformer(dict(tokens), dict(t))
+    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
+                r: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        return self.transformer(dict(tokens), dict(t), r=None if r is None else dict(r))
 
 
 def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Module:
     """The network ``config.model`` names, shaped by the modalities' tokenizers."""
     model = config.model
+    interval = config.flow.objective == "meanflow"
     if model.network != "transformer":
         shapes = {}
         for name, m in modalities.items():
             blank = m.tokenizer.layout(1, config.modalities[name].size)
             shapes[name] = (blank.values.shape[1], blank.values.shape[2])
         if model.network == "mlp":
-            return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim)
-        return _plugin_network(config, shapes)
+            return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim, interval=interval)
+        return _plugin_network(config, shapes, interval)
     section = dict(model.transformer)
     extra = section.pop("streams", None) or {}
     unknown = sorted(set(extra) - set(modalities))
@@ -111,21 +126,35 @@ def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Modu
                for name, m in modalities.items()}
     cfg = FlowTransformerConfig.from_dict({**section, "streams": streams},
                                           where=f"{config.source}: model.transformer")
-    return TransformerNet(FlowTransformer(cfg))
+    return TransformerNet(FlowTransformer(cfg, interval=interval))
 
 
-def _plugin_network(config: Config, shapes: Mapping[str, tuple[int, int]]) -> nn.Module:
-    """A network a plugin ships, named ``package.module:attr`` in ``model.network``."""
+def _plugin_network(config: Config, shapes: Mapping[str, tuple[int, int]], interval: bool = False) -> nn.Module:
+    """A network a plugin ships, named ``package.module:attr`` in ``model.network``; for
+    ``flow.objective: meanflow`` its factory is also given ``interval=True``."""
     where = f"{config.source}: model.network"
     try:
         factory = resolve(config.model.network)
     except Exception as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    if interval:
+        try:
+            return _checked(factory(shapes, **config.model.options, interval=True), where, config)
+        except TypeError as exc:
+            if "interval" not in str(exc):
+                raise ConfigError(f"{where}: {config.model.network} does not take model.options "
+                                  f"{sorted(config.model.options)}: {exc}") from exc
+            raise ConfigError(f"{where}: {config.model.network} takes no second time input (interval=True), "
+                              f"which flow.objective meanflow needs: {exc}") from exc
     try:
         net = factory(shapes, **config.model.options)
     except TypeError as exc:
         raise ConfigError(f"{where}: {config.model.network} does not take model.options "
                           f"{sorted(config.model.options)}: {exc}") from exc
+    return _checked(net, where, config)
+
+
+def _checked(net: object, where: str, config: Config) -> nn.Module:
     if not isinstance(net, nn.Module):
         raise ConfigError(f"{where}: {config.model.network} returned {type(net).__name__}, not a torch nn.Module")
     return net

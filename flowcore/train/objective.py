@@ -25,6 +25,13 @@ from torch import nn
 
 from flowcore.flow.guidance import condition_dropout
 from flowcore.flow.loss import FlowLoss, flow_matching_terms
+from flowcore.flow.meanflow import (
+    adaptive_weight,
+    guided_target_velocity,
+    mean_velocity_masked,
+    meanflow_target,
+    sample_interval,
+)
 from flowcore.flow.ot import ot_coupling
 from flowcore.flow.timesteps import make_loss_weight, make_timestep_sampler, shift_time
 from flowcore.modality import Modality, Tokens
@@ -32,6 +39,11 @@ from flowcore.train.bundle import Bundle
 from flowcore.train.config import Config
 
 NOISED, CLEAN, ABSENT = 0, 1, 2
+
+
+def _col(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``h [B]`` shaped [B, 1, 1] against ``like [B, L, C]``."""
+    return h.reshape(-1, 1, 1).to(like.dtype)
 
 
 class FlowObjective:
@@ -90,11 +102,92 @@ class FlowObjective:
         def velocity(x_t: Mapping[str, torch.Tensor], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return net({n: x0[n].with_values(x_t[n]) for n in x0}, t)
 
+        if self.config.flow.objective == "meanflow":
+            return self.meanflow(net, x0, noise, states)
         return flow_matching_terms(
             velocity, {n: tok.values for n, tok in x0.items()}, noise, times,
             paths={n: self.bundles[n].path for n in x0}, weight=self.loss_weight,
             mask={n: tok.mask for n, tok in x0.items()}, noised={n: s == NOISED for n, s in states.items()},
             scale={n: self.config.modalities[n].loss_weight for n in x0}, auxiliary=self.auxiliaries(x0))
+
+    def meanflow(self, net: nn.Module, x0: Mapping[str, Tokens], noise: Mapping[str, torch.Tensor],
+                 states: Mapping[str, torch.Tensor]) -> FlowLoss:
+        """The MeanFlow loss (flowcore.flow.meanflow) of an average-velocity ``net`` on x0.
+
+        One (r, t) per sample, shared by the modalities it noises; a clean or absent modality
+        stays at t = 0 / 1 with r = t and does not move in the JVP. The JVP runs on the samples
+        with r < t only (where (t - r) du/dt is not zero), without a graph.
+        """
+        mf = self.config.flow.meanflow
+        first = next(iter(x0.values()))
+        b, device = first.batch_size, first.values.device
+        t, r = sample_interval(self.timesteps, b, mf.p_equal, device=device)
+        t, r = shift_time(t, self.config.flow.shift), shift_time(r, self.config.flow.shift)
+        moving = {n: states[n] == NOISED for n in x0}
+        fixed = {n: torch.where(states[n] == CLEAN, 0.0, 1.0).to(device) for n in x0}
+        x0v = {n: tok.values for n, tok in x0.items()}
+
+        def times_of(n: str, tb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return torch.where(moving[n][idx], tb, fixed[n][idx])
+
+        def z_at(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {n: (1 - _col(times_of(n, t[idx], idx), x0v[n])) * x0v[n][idx]
+                    + _col(times_of(n, t[idx], idx), x0v[n]) * noise[n][idx] for n in x0}
+
+        def u_on(idx: torch.Tensor, model: nn.Module = net, drop: frozenset = frozenset()):
+            """u(z, t, r) on the samples ``idx``, conditions in ``drop`` made absent (t = 1, noise)."""
+            def u(z: dict[str, torch.Tensor], tb: torch.Tensor, rb: torch.Tensor) -> dict[str, torch.Tensor]:
+                tokens, tt, rr = {}, {}, {}
+                for n in x0:
+                    gone = n in drop and self.config.modalities[n].role == "condition"
+                    tokens[n] = Tokens(noise[n][idx] if gone else z[n], x0[n].positions[idx], x0[n].mask[idx])
+                    tt[n] = torch.ones_like(tb) if gone else times_of(n, tb, idx)
+                    rr[n] = tt[n] if gone else torch.where(moving[n][idx], rb, tt[n])
+                out = model(tokens, tt, rr)
+                return {n: out[n] for n in z if n in out}
+            return u
+
+        everyone = torch.arange(b, device=device)
+        z = z_at(everyone)
+        v = {n: noise[n] - x0v[n] for n in x0}
+        v = self.guided_target(u_on, z, v, t, states, everyone)
+        v = {n: torch.where(_col(moving[n], v[n]).bool(), v[n], torch.zeros_like(v[n])) for n in x0}
+        target = {n: v[n].clone() for n in x0}
+        interval = (t > r).nonzero().squeeze(1)
+        if len(interval):
+            sub = meanflow_target(u_on(interval), {n: z[n][interval] for n in x0},
+                                  {n: v[n][interval] for n in x0}, t[interval], r[interval])
+            for n in x0:
+                if n in sub:
+                    target[n][interval] = sub[n].to(target[n].dtype)
+        pred = u_on(everyone)(z, t, r)
+        total = torch.zeros((), device=device)
+        count = torch.zeros((), device=device)
+        parts = {}
+        for n, tok in x0.items():
+            if n not in pred:
+                continue
+            sq = ((pred[n].float() - target[n].float()) ** 2).mean(-1)
+            per_sample = mean_velocity_masked(sq, tok.mask)
+            on = moving[n].to(per_sample.dtype)
+            w = on * self.config.modalities[n].loss_weight * adaptive_weight(per_sample, mf.norm_p, mf.norm_eps)
+            total = total + (w * per_sample).sum()
+            count = count + on.sum()
+            parts[n] = (on * per_sample).sum() / on.sum().clamp_min(1)
+        return FlowLoss(total / count.clamp_min(1), parts)
+
+    @torch.no_grad()
+    def guided_target(self, u_on, z, v, t, states, everyone) -> dict[str, torch.Tensor]:
+        """v_g of the samples that keep every condition (flowcore.flow.meanflow.guided_target_velocity)."""
+        mf = self.config.flow.meanflow
+        conditions = self.config.names("condition")
+        if (mf.cfg == 1 and not mf.cfg_kappa) or not conditions:
+            return v
+        keep = torch.stack([states[n] == CLEAN for n in conditions]).all(0)
+        u_uncond = u_on(everyone, drop=frozenset(conditions))(z, t, t)
+        u_cond = u_on(everyone)(z, t, t) if mf.cfg_kappa else None
+        guided = guided_target_velocity({n: v[n] for n in u_uncond}, u_cond, u_uncond, keep, mf.cfg, mf.cfg_kappa)
+        return {**v, **guided}
 
     def auxiliaries(self, x0: Mapping[str, Tokens]) -> dict:
         """Each modality's ``auxiliary_loss`` on the clean estimate, where it overrides the default."""

@@ -97,20 +97,23 @@ def make_velocity(net: nn.Module, bundles: Mapping[str, Bundle], layouts: Mappin
     given = {n: tok.to(device) for n, tok in given.items()}
     zeros, ones = torch.zeros(count, device=device), torch.ones(count, device=device)
 
-    def velocity_fn(state: dict[str, torch.Tensor], t: torch.Tensor, dropped: frozenset) -> dict[str, torch.Tensor]:
+    def velocity_fn(state: dict[str, torch.Tensor], t: torch.Tensor, dropped: frozenset,
+                    r: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         tokens = {m: layouts[m].with_values(state[m]) for m in make}
         times = {m: t for m in make}
         for name in absent:
             keep = name in given and name not in dropped
             tokens[name] = given[name] if keep else absent[name]
             times[name] = zeros if keep else ones
-        v = net(tokens, times)
+        # r: an average-velocity network's interval start (the meanflow solver); the other
+        # modalities stay where they are, r = t
+        v = net(tokens, times) if r is None else net(tokens, times, {**times, **{m: r for m in make}})
         return {m: v[m].float() for m in make}
 
     weights = {n: float(cfg.get(n, 1.0) if isinstance(cfg, Mapping) else cfg) for n in given}
     if any(w != 1.0 for w in weights.values()):
         return guided_velocity(velocity_fn, weights)
-    return lambda state, t: velocity_fn(state, t, frozenset())
+    return lambda state, t, *r: velocity_fn(state, t, frozenset(), *r)
 
 
 @torch.no_grad()

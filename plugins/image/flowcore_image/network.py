@@ -12,7 +12,8 @@ token's position. Every other modality (the class label: one-hot ±1 [B, 1, K]) 
 a linear embedding of its token values, scaled by (1 - t) so that a dropped or absent condition
 (prior noise at t = 1, flowcore.train.module) or one missing from the dict contributes exactly
 zero; it is added to the sinusoidal time embedding that biases every block. Conditions get zero
-velocity: this network generates the image only.
+velocity: this network generates the image only. Built with ``interval=True`` (``flow.objective:
+meanflow``) it also embeds h = t - r, the interval of an average velocity, into the same bias.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch.nn import functional as F
 from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Tokens
 from flowcore.nn.embeddings import timestep_frequencies
+from flowcore.nn.interval import interval_lengths
 
 
 def _groups(channels: int) -> int:
@@ -89,11 +91,12 @@ class ConvUNet(nn.Module):
     width:     channels at full resolution; 2x width at H/2 and H/4
     emb_dim:   time + condition embedding size
     image:     the name of the generated image modality
+    interval:  also take r (an average-velocity network, flowcore.flow.meanflow)
     H and W must be multiples of 4 (28 -> 14 -> 7).
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], channels: int = 1, width: int = 32,
-                 emb_dim: int = 128, image: str = "image", space_to_depth: int = 2):
+                 emb_dim: int = 128, image: str = "image", space_to_depth: int = 2, interval: bool = False):
         super().__init__()
         if image not in shapes:
             raise ConfigError(f"flowcore_image.network:ConvUNet: no modality {image!r} in {sorted(shapes)}; "
@@ -102,6 +105,8 @@ class ConvUNet(nn.Module):
         self.image, self.channels, self.emb_dim, self.s2d = image, channels, emb_dim, space_to_depth
         self.conds = [n for n in self.shapes if n != image]
         self.time = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.interval = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(),
+                                      nn.Linear(emb_dim, emb_dim)) if interval else None
         self.cond = nn.ModuleDict({n: nn.Linear(l * c, emb_dim) for n, (l, c) in self.shapes.items() if n != image})
         w1, w2 = width, 2 * width
         inner = channels * space_to_depth ** 2
@@ -118,10 +123,15 @@ class ConvUNet(nn.Module):
         nn.init.zeros_(self.out.weight)  # zero velocity at init, as the FlowTransformer's head
         nn.init.zeros_(self.out.bias)
 
-    def embedding(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Time embedding of the image's t plus each present condition's, scaled by (1 - t): [B, emb_dim]."""
+    def embedding(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
+                  r: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Time (and interval) embedding of the image's t plus each present condition's, scaled by (1 - t):
+        [B, emb_dim]."""
         t_image = t[self.image]
         emb = self.time(timestep_frequencies(t_image, self.emb_dim))
+        h = interval_lengths({self.image: t_image}, r, self.interval is not None, "flowcore_image.network:ConvUNet")
+        if h is not None:
+            emb = emb + self.interval(timestep_frequencies(h[self.image], self.emb_dim))
         for name in self.conds:
             if name not in tokens:
                 continue
@@ -130,12 +140,13 @@ class ConvUNet(nn.Module):
             emb = emb + keep * self.cond[name](v.reshape(v.shape[0], -1))
         return emb
 
-    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
+                r: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         x, index, rows, cols = tokens_to_grid(tokens[self.image], self.channels)
         if x.shape[-2] % self.s2d or x.shape[-1] % self.s2d:
             raise DataError(f"flowcore_image.network:ConvUNet: image size {tuple(x.shape[-2:])} is not a "
                             f"multiple of model.options.space_to_depth = {self.s2d}")
-        emb = self.embedding(tokens, t).to(x.dtype)
+        emb = self.embedding(tokens, t, r).to(x.dtype)
         h1 = self.down1(self.stem(F.pixel_unshuffle(x, self.s2d)), emb)  # [B, w, H/s, W/s]
         h2 = self.down2(self.pool1(h1), emb)                              # [B, 2w, H/2s, W/2s]
         h = self.mid(self.pool2(h2), emb)                                 # [B, 2w, H/4s, W/4s]

@@ -1,0 +1,119 @@
+"""MeanFlow: an average-velocity network for one-step and few-step generation (Geng et al. 2025).
+
+In flowcore's convention (t = 0 data, t = 1 noise, z_t = (1 - t) x0 + t eps) the average
+velocity over [r, t] is
+
+    u(z_t, r, t) = 1 / (t - r) int_r^t v(z_s, s) ds,      so      z_r = z_t - (t - r) u(z_t, r, t),
+
+and u(z, t, t) = v(z, t). Differentiating (t - r) u = int_r^t v ds in t gives the MeanFlow
+identity, which trains u without integrals:
+
+    u(z_t, r, t) = v(z_t, t) - (t - r) d/dt u(z_t, r, t),    d/dt u = v . du/dz + du/dt,
+
+the total derivative taken along the flow (a Jacobian-vector product with tangents
+(dz, dr, dt) = (v, 0, 1), ``torch.func.jvp``). The loss regresses u_theta on the right-hand
+side with v = eps - x0 (the conditional velocity) under stop-gradient:
+
+    u_tgt = sg(v - (t - r) jvp(u_theta, (z_t, t), (v, 1))),    l = |u_theta(z_t, r, t) - u_tgt|^2,
+
+weighted per sample by 1 / sg(l + c)^p (the paper's adaptive weight; p = 0 is plain L2).
+Classifier-free guidance goes into the target: v is replaced by
+v_g = w v + kappa u_theta(z_t, t, t | c) + (1 - w - kappa) u_theta(z_t, t, t | none) for
+samples that keep their condition, so one network pass samples at the guidance scale
+w / (1 - kappa).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from flowcore.flow.timesteps import TimestepSampler
+
+State = dict[str, torch.Tensor]
+#: ``u(x: {modality: [B, L, C]}, t [B], r [B]) -> {modality: [B, L, C]}``: an average-velocity field
+AverageVelocity = Callable[[State, torch.Tensor, torch.Tensor], State]
+
+
+def sample_interval(sampler: TimestepSampler, batch_size: int, p_equal: float,
+                    generator: torch.Generator | None = None,
+                    device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t [B], r [B]) with r <= t: two draws of ``sampler``, sorted; r = t for a fraction ``p_equal``.
+
+    A sample with r = t trains u(z, t, t) = v, plain flow matching; the rest train the interval.
+    """
+    a = sampler(batch_size, generator=generator, device=device)
+    b = sampler(batch_size, generator=generator, device=device)
+    t, r = torch.maximum(a, b), torch.minimum(a, b)
+    equal = torch.rand(batch_size, generator=generator, device=device) < p_equal
+    return t, torch.where(equal, t, r)
+
+
+def _times(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``h [B]`` shaped to broadcast against ``like [B, ...]``."""
+    return h.reshape(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+def total_derivative(u: Callable[[State, torch.Tensor], State], z_t: State, t: torch.Tensor,
+                     v: State) -> tuple[State, State]:
+    """(u(z_t, t), d/dt u) along dz/dt = v: one forward-mode JVP with tangents (v, 1).
+
+    ``u(z, t)`` closes over r (tangent 0) and anything else that does not move with t.
+    """
+    return torch.func.jvp(u, (dict(z_t), t), (dict(v), torch.ones_like(t)))
+
+
+@torch.no_grad()
+def meanflow_target(u: AverageVelocity, z_t: State, v: State, t: torch.Tensor, r: torch.Tensor) -> State:
+    """u_tgt = v - (t - r) du/dt for each modality (stop-gradient: computed without a graph)."""
+    _, dudt = total_derivative(lambda z, tt: u(z, tt, r), z_t, t, v)
+    h = t - r
+    return {k: v[k] - _times(h, v[k]) * dudt[k].to(v[k].dtype) for k in v}
+
+
+def adaptive_weight(per_sample: torch.Tensor, p: float, c: float) -> torch.Tensor:
+    """1 / sg(l + c)^p for per-sample losses l [B] (p = 0: ones)."""
+    if p == 0:
+        return torch.ones_like(per_sample)
+    return 1.0 / (per_sample.detach() + c) ** p
+
+
+def meanflow_loss(u: AverageVelocity, x0: State, eps: State, t: torch.Tensor, r: torch.Tensor,
+                  p: float = 1.0, c: float = 1e-3) -> torch.Tensor:
+    """The MeanFlow loss (module docstring) on Euclidean data x0 and noise eps ``{modality: [B, L, C]}``.
+
+    The plain form for a field with no conditions and no padding; the training stage
+    (``flowcore.train.objective``) adds conditions, guidance in the target, masks and
+    per-modality weights around the same :func:`meanflow_target`.
+    """
+    z_t = {k: (1 - _times(t, x0[k])) * x0[k] + _times(t, x0[k]) * eps[k] for k in x0}
+    v = {k: eps[k] - x0[k] for k in x0}
+    target = meanflow_target(u, z_t, v, t, r)
+    pred = u(z_t, t, r)
+    per_sample = sum(((pred[k].float() - target[k].float()) ** 2).flatten(1).mean(1) for k in x0)
+    return (adaptive_weight(per_sample, p, c) * per_sample).mean()
+
+
+def guided_target_velocity(v: State, u_cond: State | None, u_uncond: State, keep: torch.Tensor,
+                           w: float, kappa: float = 0.0) -> State:
+    """v_g = w v + kappa u_cond + (1 - w - kappa) u_uncond where ``keep [B]`` (condition kept), else v.
+
+    u_cond, u_uncond: the network's instantaneous velocity u(z_t, t, t) with and without the
+    condition (no gradient). w = 1, kappa = 0 gives v.
+    """
+    out = {}
+    for k in v:
+        g = w * v[k] + (1 - w - kappa) * u_uncond[k].to(v[k].dtype)
+        if kappa:
+            g = g + kappa * u_cond[k].to(v[k].dtype)
+        out[k] = torch.where(_times(keep, v[k]).bool(), g, v[k])
+    return out
+
+
+def mean_velocity_masked(sq: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample mean of ``sq [B, L]`` over the real tokens of ``mask [B, L]`` (all when None)."""
+    if mask is None:
+        return sq.mean(-1)
+    m = mask.to(sq.dtype)
+    return (sq * m).sum(-1) / m.sum(-1).clamp_min(1.0)
