@@ -129,6 +129,20 @@ def _invert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edit(args: argparse.Namespace) -> int:
+    from flowcore.train.edit import edit_file
+
+    if not Path(args.input).is_file():
+        raise DataError(f"{args.input}: no such file" if not Path(args.input).exists() else
+                        f"{args.input}: not a file (--input takes one file the modality's codec reads)")
+    modules = [n.strip() for n in (args.inject_into or "").split(",") if n.strip()]
+    report = edit_file(args.checkpoint, args.input, _out_dir(args.out), _pairs(getattr(args, "from"), "--from"),
+                       _pairs(args.to, "--to"), modality=args.modality, strength=args.strength, inject=args.inject,
+                       inject_modules=modules, device=args.device, **_sampling(args))
+    print(dumps_json(report, indent=1))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the training-side subcommands on the CLI's subparsers."""
     p = sub.add_parser("train", help="train the stage a YAML config describes (resumes its last checkpoint)")
@@ -177,3 +191,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_sampling_flags(p, (*SOLVE_FLAGS, "shift"))
     add_trust_flag(p)
     p.set_defaults(func=_invert)
+
+    p = sub.add_parser("edit", help="edit a file by inversion: invert it under one condition, regenerate under another")
+    p.add_argument("checkpoint", help="run directory (a run with a condition)")
+    p.add_argument("--input", required=True, help="file read with the modality's codec (all its samples are edited)")
+    p.add_argument("--from", action="append", required=True, metavar="MOD=VALUE",
+                   help="the source condition, a value or a file (repeatable), e.g. label=3")
+    p.add_argument("--to", action="append", required=True, metavar="MOD=VALUE",
+                   help="the target condition (repeatable), e.g. label=8")
+    p.add_argument("--modality", "--mod", help="the modality of the file (default: the run's generated one)")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="time the inversion reaches, in (0, 1]; lower keeps more of the input (default 1)")
+    p.add_argument("--inject", type=int, default=0, metavar="K",
+                   help="re-inject the source outputs of --inject-into in the first K denoising steps (default 0)")
+    p.add_argument("--inject-into", metavar="MODULE[,MODULE]",
+                   help="submodules of the network whose source outputs are re-injected, e.g. down1")
+    p.add_argument("--out", required=True, help="output directory")
+    add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift"))
+    add_trust_flag(p)
+    p.set_defaults(func=_edit)

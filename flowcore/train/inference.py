@@ -3,8 +3,8 @@
 The pipeline holds what sampling needs and nothing of training: the sampling network (the EMA
 weights a run exports), the modality bundles with their autoencoders, the run's config and its
 :class:`SamplingOptions`. It never builds the Lightning module, an optimizer, an EMA copy or a
-distiller. ``flowcore sample``, ``flowcore eval``, ``flowcore invert`` and the plugins' scoring
-commands are thin layers over it::
+distiller. ``flowcore sample``, ``flowcore eval``, ``flowcore invert``, ``flowcore edit`` and the
+plugins' scoring commands are thin layers over it::
 
     pipe = flowcore.load("runs/mnist", device="cuda")
     images = pipe.generate(make="image", given={"label": [3, 1, 4]}, steps=8, cfg=2.0)["image"]
@@ -154,6 +154,40 @@ class FlowPipeline:
         given_tokens = self.given_tokens(given_samples, 0, len(items))
         eps, back, errors = invert(self.net, self.bundles, data, given_tokens, self.sampling_options(**overrides))
         return Inversion(eps[modality], bundle.samples(back[modality]), errors[modality])
+
+    def edit(self, modality: str, samples: Any, source: Mapping[str, Any], target: Mapping[str, Any], *,
+             strength: float = 1.0, inject: int = 0, inject_modules: Sequence[str] = (), decode: bool = True,
+             **overrides: Any) -> list[Any] | Tokens:
+        """``samples`` of ``modality`` inverted under the conditions ``source`` and regenerated under ``target``
+        (flowcore.train.edit): ``{condition: samples}`` each, one sample (repeated) or one per input.
+
+        ``overrides``: steps, solver (euler, rf_solver, fireflow, ...), cfg (applied to the target
+        only), shift, seed. ``strength`` in (0, 1]: the time the inversion reaches. ``inject``: the
+        first denoising steps that get the source outputs of ``inject_modules`` (submodule names
+        of ``self.net``). Returns the edited samples (tokens with ``decode=False``).
+        """
+        from flowcore.train.edit import edit
+
+        bundle = self._bundle(modality)
+        items = self.read(modality, samples)
+        sides = []
+        for side, given in (("source", source), ("target", target)):
+            read = {n: self.read(n, s) for n, s in given.items()}
+            self.check_roles([modality], list(read))
+            for name, cond in read.items():
+                if len(cond) not in (1, len(items)):
+                    raise DataError(f"edit {side} {name!r}: {len(cond)} samples for {len(items)} to edit "
+                                    f"(give 1 or {len(items)})")
+            sides.append(self.given_tokens(read, 0, len(items)))
+        if set(sides[0]) != set(sides[1]):
+            raise ConfigError(f"edit: source conditions {sorted(sides[0])} and target conditions {sorted(sides[1])} "
+                              "must name the same modalities")
+        data = {modality: tokens_of(bundle, items, self.device)}
+        options = self.sampling_options(**overrides)
+        out, _ = edit(self.net, self.bundles, data, sides[0], sides[1], options, strength=strength, inject=inject,
+                      inject_modules=inject_modules)
+        made = self.finite(out, options)
+        return bundle.samples(made[modality]) if decode else made[modality]
 
     @torch.no_grad()
     def loss(self, items: Mapping[str, Sequence[Any]], seed: int = 0) -> float:
