@@ -6,6 +6,8 @@ with several channels is averaged to mono; a file at another rate is resampled w
 ``torchaudio.functional.resample`` (band-limited sinc; soxr for rate pairs whose reduced ratio
 would make torchaudio's kernel huge, such as 44101 Hz) and clamped back into [-1, 1].
 Samples must lie in [-1, 1] (float files may hold more: those are refused).
+Standard MIDI files (.mid, .midi) are read too: checked, then rendered by fluidsynth with the
+General MIDI soundfont at the codec's rate (flowcore_audio/midi.py); they cannot be written.
 Writing gives 16-bit PCM WAV or FLAC, or OGG Vorbis (lossy), chosen by the suffix, atomically.
 """
 
@@ -22,6 +24,7 @@ import torch
 from flowcore.errors import DataError
 from flowcore.io import atomic_path
 from flowcore.modality import Codec
+from flowcore_audio.midi import MIDI_SUFFIXES, read_midi
 
 #: suffix -> (libsndfile format, subtype written)
 WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
@@ -43,8 +46,8 @@ class AudioCodec(Codec):
     sample_rate: the rate of every sample read; other files are resampled to it, and writes use it.
     """
 
-    extensions = (".wav", ".flac", ".ogg") + ((".mp3",) if MP3 else ())
-    read_only_extensions = (".mp3",)
+    extensions = (".wav", ".flac", ".ogg") + ((".mp3",) if MP3 else ()) + MIDI_SUFFIXES
+    read_only_extensions = (".mp3",) + MIDI_SUFFIXES
     #: 16-bit files hold steps of 1/32768, and libsndfile writes with 32767 and reads with 32768.
     #: Vorbis is lossy: chords and notes come back within 0.09 (noise does not: it drops what the
     #: ear misses), so OGG gets 0.1
@@ -56,6 +59,8 @@ class AudioCodec(Codec):
     def read(self, path: Path) -> torch.Tensor:
         """One file -> ``[T]`` float32 in [-1, 1] at ``sample_rate``; DataError naming the file if unreadable."""
         path = Path(path)
+        if path.suffix.lower() in MIDI_SUFFIXES:
+            return read_midi(path, self.sample_rate)
         if path.suffix.lower() == ".mp3" and not MP3:
             raise DataError(f"{path}: this libsndfile ({sf.__libsndfile_version__}) cannot read MP3; "
                             "convert the file to WAV or FLAC, or install libsndfile 1.1 or later")

@@ -454,11 +454,13 @@ def chorale_paths() -> list[Path]:
     return sorted(Path(p) for p in corpus.getComposer("bach") if Path(p).suffix in (".mxl", ".xml"))
 
 
-def score_notes(path: Path) -> np.ndarray:
-    """Notes of a score as ``[N, 3]`` floats: onset and length in quarter notes, MIDI pitch (ties merged)."""
+def score_notes(path: Path | str, abc: bool = False) -> np.ndarray:
+    """Notes of a score as ``[N, 3]`` floats: onset and length in quarter notes, MIDI pitch (ties merged).
+
+    ``path``: a score file, or with ``abc`` the text of one ABC tune."""
     from music21 import converter
 
-    score = converter.parse(str(path)).stripTies()
+    score = (converter.parse(path, format="abc") if abc else converter.parse(str(path))).stripTies()
     rows = [(float(n.offset), float(n.quarterLength), p.midi)
             for n in score.flatten().notes for p in n.pitches if float(n.quarterLength) > 0]
     return np.array(sorted(rows), dtype=np.float64).reshape(-1, 3)
@@ -478,23 +480,34 @@ def excerpt(notes: np.ndarray, start: float, length: float) -> np.ndarray:
     return np.stack([on - start, off - on, notes[keep, 2]], axis=1)
 
 
-def _chorale_arrays(count: int, excerpts: int, duration: float, bpm: float, programs: tuple[int, ...],
-                    transpose: bool, sample_rate: int, soundfont: str | None, seed: int) -> dict[str, np.ndarray]:
-    from flowcore_audio.metrics import estimate_key_profile
-
-    paths = chorale_paths()
-    if count > len(paths):
-        raise DataError(f"chorales: count {count} > the {len(paths)} chorales of the music21 corpus")
-    chosen = [paths[i] for i in np.sort(np.random.default_rng(seed).permutation(len(paths))[:count])]
-    # parsing MusicXML is the slow part (0.1-0.3 s a score) and holds the GIL: a process pool
+def _parse_all(chosen: list, abc: bool = False) -> list[np.ndarray]:
+    """:func:`score_notes` of each; parsing is the slow part (0.1-0.3 s a score) and holds the GIL: a process pool."""
     from concurrent.futures import ProcessPoolExecutor
 
     workers = min(len(chosen), os.cpu_count() or 1)
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            scores = list(pool.map(score_notes, chosen))
-    else:
-        scores = [score_notes(p) for p in chosen]
+            return list(pool.map(functools.partial(score_notes, abc=abc), chosen))
+    return [score_notes(p, abc) for p in chosen]
+
+
+def _chorale_arrays(count: int, excerpts: int, duration: float, bpm: float, programs: tuple[int, ...],
+                    transpose: bool, sample_rate: int, soundfont: str | None, seed: int) -> dict[str, np.ndarray]:
+    paths = chorale_paths()
+    if count > len(paths):
+        raise DataError(f"chorales: count {count} > the {len(paths)} chorales of the music21 corpus")
+    chosen = [paths[i] for i in np.sort(np.random.default_rng(seed).permutation(len(paths))[:count])]
+    return _excerpt_arrays(_parse_all(chosen), "chorale", excerpts, duration, bpm, programs, transpose, sample_rate,
+                           soundfont, seed)
+
+
+def _excerpt_arrays(scores: list[np.ndarray], piece: str, excerpts: int, duration: float, bpm: float,
+                    programs: tuple[int, ...], transpose: bool, sample_rate: int, soundfont: str | None,
+                    seed: int) -> dict[str, np.ndarray]:
+    """``excerpts`` rendered excerpts of each score (notes ``[N, 3]``), with their key; ``piece`` names the
+    array of each excerpt's score index."""
+    from flowcore_audio.metrics import estimate_key_profile
+
     quarters = duration * bpm / 60.0
     seconds = 60.0 / bpm
     slots, rows = [], []
@@ -517,7 +530,7 @@ def _chorale_arrays(count: int, excerpts: int, duration: float, bpm: float, prog
             rows.append((c, e, program, key, int(start), shift))
     clips = render_slots(slots, duration, sample_rate, soundfont, gap=2.0)
     table = np.array(rows, dtype=np.int64)
-    return {"pcm": to_pcm(clips), "chorale": table[:, 0], "excerpt": table[:, 1], "instrument": table[:, 2],
+    return {"pcm": to_pcm(clips), piece: table[:, 0], "excerpt": table[:, 1], "instrument": table[:, 2],
             "key": table[:, 3], "start": table[:, 4], "transpose": table[:, 5]}
 
 
@@ -538,19 +551,76 @@ def chorales(split: str = "train", count: int = 60, excerpts: int = 4, duration:
     chorale, 80/10/10 % of the chosen ones (at least one each in val and test), so test
     excerpts come from chorales training never heard.
     """
+    return _excerpt_clips("chorales", "chorale", _chorale_arrays, split, count, excerpts, duration, bpm, programs,
+                          transpose, label, soundfont, sample_rate, limit, seed)
+
+
+def _excerpt_clips(name: str, piece: str, make: Callable[..., dict[str, np.ndarray]], split: str, count: int,
+                   excerpts: int, duration: float, bpm: float, programs: Sequence[int], transpose: bool, label: str,
+                   soundfont: str | None, sample_rate: int, limit: int | None, seed: int) -> Clips:
+    """The ``split`` of a cached set of rendered excerpts (``make`` builds it), split by ``piece``
+    (80/10/10 % of the ``count`` pieces, at least one each in val and test)."""
     if label not in ("key", "instrument"):
-        raise DataError(f"chorales: label {label!r}; choose key or instrument")
+        raise DataError(f"{name}: label {label!r}; choose key or instrument")
     programs = tuple(int(p) for p in programs)
     params = {"count": int(count), "excerpts": int(excerpts), "duration": float(duration), "bpm": float(bpm),
               "programs": programs, "transpose": bool(transpose), "sample_rate": int(sample_rate),
               "soundfont": str(find_soundfont(soundfont)), "seed": int(seed)}
-    arrays = cached("chorales", params, lambda: _chorale_arrays(count, excerpts, duration, bpm, programs, transpose,
-                                                                sample_rate, soundfont, seed))
+    arrays = cached(name, params, lambda: make(count, excerpts, duration, bpm, programs, transpose, sample_rate,
+                                               soundfont, seed))
     held = max(1, int(0.1 * count)) if count >= 3 else 0
     parts = permuted_split(count, seed, {"train": None, "val": held, "test": held})
-    pcm, info = _subset(arrays, np.flatnonzero(np.isin(arrays["chorale"], select(parts, split))), limit)
+    pcm, info = _subset(arrays, np.flatnonzero(np.isin(arrays[piece], select(parts, split))), limit)
     classes = KEYS if label == "key" else [program_name(p) for p in programs]
     return Clips(pcm, info, label, classes, sample_rate)
+
+
+# ----------------------------------------------------------------------------- folk songs
+
+#: flute, acoustic grand piano, nylon guitar, violin
+FOLK_PROGRAMS = (73, 0, 24, 40)
+
+
+@functools.lru_cache(maxsize=1)
+def folk_tunes() -> tuple[str, ...]:
+    """The ABC tunes (one text each) of the music21 corpus's Essen folk song collection, in file
+    order; its test files are left out. Read once (2 s)."""
+    try:
+        from music21 import corpus
+    except ImportError:
+        raise DataError("folk_songs need the Python package music21: pip install music21 "
+                        "(flowcore-audio declares it, so reinstalling the plugin also works)") from None
+    files = sorted(Path(p) for p in corpus.getPaths(fileExtensions=("abc",)) if Path(p).parent.name == "essenFolksong"
+                   and not Path(p).stem.startswith("test"))
+    tunes = []
+    for path in files:
+        text = path.read_text(encoding="latin-1")
+        tunes += ["X:" + t for t in text.split("\nX:")[1:] if "\nK:" in t]
+    return tuple(tunes)
+
+
+def _folk_arrays(count: int, excerpts: int, duration: float, bpm: float, programs: tuple[int, ...],
+                 transpose: bool, sample_rate: int, soundfont: str | None, seed: int) -> dict[str, np.ndarray]:
+    tunes = folk_tunes()
+    if count > len(tunes):
+        raise DataError(f"folk_songs: count {count} > the {len(tunes)} Essen folk songs of the music21 corpus")
+    chosen = [tunes[i] for i in np.sort(np.random.default_rng(seed).permutation(len(tunes))[:count])]
+    scores = _parse_all(chosen, abc=True)
+    if any(len(s) == 0 for s in scores):
+        raise DataError("folk_songs: a chosen tune holds no notes; choose another seed")
+    return _excerpt_arrays(scores, "song", excerpts, duration, bpm, programs, transpose, sample_rate, soundfont, seed)
+
+
+def folk_songs(split: str = "train", count: int = 120, excerpts: int = 2, duration: float = 4.0,
+               bpm: float = 100.0, programs: Sequence[int] = FOLK_PROGRAMS, transpose: bool = True,
+               label: str = "key", soundfont: str | None = None, sample_rate: int = SAMPLE_RATE,
+               limit: int | None = None, seed: int = 0) -> Clips:
+    """Excerpts of folk songs (the Essen collection's ABC tunes in the music21 corpus), rendered by
+    fluidsynth; label = key or instrument. As :func:`chorales`, with tunes for chorales: ``count``
+    tunes chosen by ``seed``, ``excerpts`` excerpts of each (one melody line, one program each),
+    transposed at random, split 80/10/10 % by tune (``info["song"]``)."""
+    return _excerpt_clips("folk_songs", "song", _folk_arrays, split, count, excerpts, duration, bpm, programs,
+                          transpose, label, soundfont, sample_rate, limit, seed)
 
 
 # ----------------------------------------------------------------------------- sonic-pi recordings
@@ -617,14 +687,17 @@ def tool_missing(dataset: str) -> str | None:
     needs = {"spoken_digits": [("espeak-ng", "espeak-ng")],
              "notes": [("fluidsynth", "fluidsynth")],
              "chorales": [("fluidsynth", "fluidsynth")],
+             "folk_songs": [("fluidsynth", "fluidsynth")],
              "sonic_pi": []}
     try:
         for tool, package in needs[dataset]:
             require(tool, package)
-        if dataset in ("notes", "chorales"):
+        if dataset in ("notes", "chorales", "folk_songs"):
             find_soundfont()
         if dataset == "chorales":
             chorale_paths()
+        if dataset == "folk_songs" and not folk_tunes():
+            raise DataError("folk_songs: the music21 corpus here has no Essen folk songs")
         if dataset == "sonic_pi":
             sonic_pi_files()
     except DataError as exc:

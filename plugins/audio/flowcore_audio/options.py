@@ -130,6 +130,16 @@ class ChoralesOptions(ClipOptions):
     soundfont: str | None = None
 
 
+class FolkSongsOptions(ChoralesOptions):
+    """``data.options`` of folk_songs (the Essen collection of the music21 corpus): the chorales' keys."""
+
+    #: tunes drawn from the collection's 8,462
+    count: int = Field(120, ge=3, le=8462)
+    excerpts: int = Field(2, ge=1)
+    #: General MIDI programs, one drawn per excerpt (73 flute, 0 piano, 24 nylon guitar, 40 violin)
+    programs: list[MidiProgram] = Field([73, 0, 24, 40], min_length=1)
+
+
 class SonicPiOptions(ClipOptions):
     """``data.options`` of sonic_pi."""
 

@@ -2,7 +2,14 @@
 
 from flowcore.hookspecs import hookimpl
 from flowcore.spec import DatasetSpec, ModalitySpec
-from flowcore_audio.options import AudioOptions, ChoralesOptions, NotesOptions, SonicPiOptions, SpokenDigitsOptions
+from flowcore_audio.options import (
+    AudioOptions,
+    ChoralesOptions,
+    FolkSongsOptions,
+    NotesOptions,
+    SonicPiOptions,
+    SpokenDigitsOptions,
+)
 
 DATA = "flowcore_audio.data"
 
@@ -19,6 +26,10 @@ DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("chorales", ("audio", "label"), f"{DATA}:chorales",
                 "excerpts of Bach chorales (music21 corpus) rendered by fluidsynth; label key (24) or instrument",
                 requires="Debian packages fluidsynth and timgm6mb-soundfont; pip music21", options=ChoralesOptions),
+    DatasetSpec("folk_songs", ("audio", "label"), f"{DATA}:folk_songs",
+                "excerpts of folk songs (the Essen collection of the music21 corpus) rendered by fluidsynth; "
+                "label key (24) or instrument",
+                requires="Debian packages fluidsynth and timgm6mb-soundfont; pip music21", options=FolkSongsOptions),
     DatasetSpec("sonic_pi", ("audio", "label"), f"{DATA}:sonic_pi",
                 "sonic-pi's real recordings (drums, bass, ambient, loops...) cut into clips; label category",
                 requires="Debian package sonic-pi-samples", options=SonicPiOptions),

@@ -1,13 +1,17 @@
 """A vocoder trained by the plugin: normalised log-mel -> waveform (Vocos: ConvNeXt blocks, an iSTFT head).
 
-    mel [B, M, F] --conv k7--> [B, D, F] --ConvNeXt x N--> LayerNorm --linear-->
-    log |S|, phase [B, K, F] (K = head_fft / 2 + 1) --S = |S| e^(i phase), iSTFT (Hann, hop)--> wave [B, (F - 1) hop]
+    mel [B, M, F] --conv k7--> [B, D, F] --ConvNeXt x N--> LayerNorm --linear--> delta, phase [B, K, F]
+    log |S| = log(pinv(filter bank) mel, floored) + delta     (K = head_fft / 2 + 1)
+    S = |S| e^(i phase) --iSTFT (Hann, hop)--> wave [B, (F - 1) hop]
 
 Vocos (Siuzdenko et al. 2023) predicts the STFT itself rather than upsampling in time, so the
 whole network runs at the frame rate: a few hundred thousand parameters vocode a second of
 audio in milliseconds on a CPU. The head's STFT has the representation's hop and its frames
 are centred like the mel's (frame f at sample f hop), so F frames give (F - 1) hop samples,
-as Griffin-Lim does. Training (:func:`train_vocoder`) minimises the L1 distance of log-mels
+as Griffin-Lim does. The magnitude starts from the least-squares inverse of the mel filter
+bank (what Griffin-Lim starts from, rescaled to the head's window), so the network learns a
+correction to it and the phase rather than the whole spectrum: silence, which the mel floors at
+1e-5, is near silence from the first step. Training (:func:`train_vocoder`) minimises the L1 distance of log-mels
 (the representation's) plus a multi-resolution STFT loss (spectral convergence and log
 magnitude at several window sizes, Parallel WaveGAN's); there is no adversarial term.
 
@@ -34,7 +38,7 @@ from flowcore.errors import ConfigError, DataError
 from flowcore_audio.mel import LogMel, denormalise
 
 #: bump when the network or the file layout changes
-VERSION = "1"
+VERSION = "2"
 FILE = "vocoder.safetensors"
 #: (n_fft, hop) of the multi-resolution STFT loss
 RESOLUTIONS = ((256, 64), (512, 128), (1024, 256), (2048, 512))
@@ -96,11 +100,18 @@ class Vocoder(nn.Module):
     n_mels, hop: the representation's; dim, blocks, head_fft: the recipe's
     """
 
-    def __init__(self, n_mels: int = 64, hop: int = 160, dim: int = 128, blocks: int = 6, head_fft: int = 640):
+    def __init__(self, n_mels: int = 64, hop: int = 160, dim: int = 128, blocks: int = 6, head_fft: int = 640,
+                 sample_rate: int = 16000, n_fft: int = 1024, f_max: float | None = None):
         super().__init__()
         if head_fft % 2 or head_fft < hop:
             raise ConfigError(f"vocoder: head_fft ({head_fft}) must be even and at least the hop ({hop})")
         self.hop, self.bins = hop, head_fft // 2 + 1
+        import torchaudio.functional as AF
+
+        bank = AF.melscale_fbanks(self.bins, 0.0, float(f_max or sample_rate / 2), n_mels, sample_rate,
+                                  norm="slaney", mel_scale="slaney")  # [K, M]
+        # the mel's magnitudes are of an n_fft window; a sinusoid's STFT peak scales with the window's length
+        self.register_buffer("inverse_bank", torch.linalg.pinv(bank.T) * (head_fft / n_fft), persistent=False)
         self.embed = nn.Conv1d(n_mels, dim, 7, padding=3)
         self.norm_in = nn.LayerNorm(dim, eps=1e-6)
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, 3 * dim, 1.0 / blocks) for _ in range(blocks))
@@ -114,12 +125,19 @@ class Vocoder(nn.Module):
         for block in self.blocks:
             x = block(x)
         out = self.head(self.norm_out(x.transpose(1, 2))).transpose(1, 2)
-        log_mag, phase = out.chunk(2, dim=1)
-        return log_mag, phase
+        delta, phase = out.chunk(2, dim=1)
+        prior = (self.inverse_bank @ denormalise(mel).exp()).clamp_min(1e-5).log()
+        return prior + delta, phase
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         log_mag, phase = self.spectrum(mel.float())
         return istft(log_mag, phase, self.hop, (mel.shape[-1] - 1) * self.hop)
+
+
+def build_vocoder(mel: dict, recipe: dict) -> Vocoder:
+    """A fresh :class:`Vocoder` for the mel options ``mel`` and a recipe's ``dim``, ``blocks`` and ``head_fft``."""
+    return Vocoder(mel["n_mels"], mel["hop"], recipe["dim"], recipe["blocks"], recipe["head_fft"], mel["sample_rate"],
+                   mel["n_fft"], mel["f_max"])
 
 
 def _init(module: nn.Module) -> None:
@@ -191,7 +209,7 @@ def train_vocoder(out_dir: str | Path, recipe: VocoderRecipe = VocoderRecipe(), 
     hop = recipe.mel["hop"]
     samples = min(clips.shape[1], max(hop, round(recipe.segment * recipe.mel["sample_rate"])))
     mel = LogMel(**recipe.mel)
-    model = Vocoder(recipe.mel["n_mels"], hop, recipe.dim, recipe.blocks, recipe.head_fft)
+    model = build_vocoder(recipe.mel, asdict(recipe))
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.8, 0.99), weight_decay=0.01)
 
     def rate(step: int, elapsed: float) -> float:
@@ -280,7 +298,7 @@ def load_vocoder(where: str | Path, mel_options: dict | None = None) -> Vocoder:
         wanted = {k: mel_options.get(k) for k in MEL_KEYS}
         if {k: mel.get(k) for k in MEL_KEYS} != wanted:
             raise ConfigError(f"{path}: the vocoder was trained for the mel {mel}, the modality has {wanted}")
-    model = Vocoder(mel["n_mels"], mel["hop"], recipe["dim"], recipe["blocks"], recipe["head_fft"])
+    model = build_vocoder(mel, recipe)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -6,6 +6,7 @@ import torch
 
 from flowcore.errors import ConfigError, DataError
 from flowcore_audio import data
+from flowcore_audio.metrics import key_agreement
 
 SPLITS = ("train", "val", "test")
 #: small chorale sets keep the test quick (parsing MusicXML is the slow part)
@@ -113,6 +114,22 @@ def test_chorales_are_excerpts_labelled_with_one_of_24_keys_split_by_chorale(reg
     by_instrument = build(registry, "chorales", label="instrument", **CHORALES)
     assert by_instrument.classes == ("church organ", "choir aahs", "string ensemble", "acoustic grand piano")
     assert np.array_equal(by_instrument.labels, parts["train"].info["instrument"])
+
+
+def test_folk_songs_are_melody_excerpts_whose_key_label_matches_their_notes_split_by_song(registry, needs):
+    needs("folk_songs")
+    options = {"count": 4, "excerpts": 2, "duration": 2.0}
+    parts = {s: build(registry, "folk_songs", s, **options) for s in SPLITS}
+    check_items(parts["train"], 2.0, 24, count=4)
+    songs = {s: set(d.info["song"].tolist()) for s, d in parts.items()}
+    assert [len(c) for c in songs.values()] == [2, 1, 1]
+    assert not songs["train"] & (songs["val"] | songs["test"])
+    # the key label is the Krumhansl-Kessler key of the excerpt's written notes; the rendered
+    # sound's chroma agrees with it for most excerpts
+    clips = [d[i] for d in parts.values() for i in range(len(d))]
+    heard = key_agreement([c["audio"] for c in clips], [c["label"] for c in clips])
+    assert heard >= 0.5
+    assert len(data.folk_tunes()) > 8000
 
 
 def test_sonic_pi_clips_are_real_recordings_labelled_by_category_split_by_file(registry, needs):

@@ -53,6 +53,21 @@ def test_a_vocoder_outputs_the_length_griffin_lim_does():
     assert Vocoder(**TINY)(mel).shape == (1, 50 * 160)
 
 
+def test_its_magnitude_starts_from_the_inverse_filter_bank_so_silence_stays_silent():
+    vocoder = Vocoder(**TINY)
+    torch.nn.init.zeros_(vocoder.head.weight)  # no correction: the prior magnitude, phase 0
+    torch.nn.init.zeros_(vocoder.head.bias)
+    with torch.no_grad():
+        silent = vocoder(torch.full((1, 64, 51), -1.0))
+    assert float(silent.abs().max()) < 1e-3
+    wave = chirp(0.5)
+    log_mag, _ = vocoder.spectrum(LogMel()(wave)[None])
+    # the prior's loudest bin in each frame follows the chirp's frequency (within a mel band)
+    found = log_mag[0, :, 5:-5].argmax(0).float() * 16000 / 640
+    t = (torch.arange(5, 46) * 160 / 16000).float()
+    assert ((found - (200 + 1800 / 0.5 * t)).abs() < 120).float().mean() > 0.9
+
+
 def test_training_lowers_the_loss_on_one_clip_and_the_file_round_trips(tmp_path, tone):
     clip = tone(0.5)[None]
     recipe = VocoderRecipe(steps=60, minutes=5, batch_size=2, segment=0.5, lr=3e-3, warmup=5, **TINY)
