@@ -16,8 +16,8 @@ against as many held-out test shapes of the class: MMD, COV and 1-NNA with the C
 plugin's PointNet on the samples against its accuracy on the real test shapes.
 
 It writes benchmarks/results/shape.json (each part updates its own key), the "## shape" section of
-benchmarks/RESULTS.md and a preview sheet (one sample per class, three views) to
-benchmarks/results/shape_samples.png.
+benchmarks/RESULTS.md and preview sheets (one shape per class, three views): generated in
+benchmarks/results/shape_samples.png, real in benchmarks/results/shape_real.png.
 """
 
 from __future__ import annotations
@@ -169,6 +169,8 @@ def generation_part(args) -> dict:
                                                           == c)), 3)
         log(name, per_class[name])
     preview_sheet([made[c * args.per_class] for c in range(len(CLASSES))], ROOT / "results" / "shape_samples.png")
+    first_real = [test[int(np.flatnonzero(labels == c)[0])]["shape"] for c in range(len(CLASSES))]
+    preview_sheet(first_real, ROOT / "results" / "shape_real.png")
     mean = {k: round(float(np.mean([v[k] for v in per_class.values()])), 5) for k in ("mmd", "cov", "nna")}
     return {"run": str(args.run), "steps_trained": pipe.config.train.steps, "sampling_steps": args.steps, "cfg": cfg,
             "per_class_samples": args.per_class, "resolution": args.resolution,
@@ -211,7 +213,8 @@ def results_md(record: dict) -> str:
                   f"| {m['mmd']:.4f} | {m['cov']:.3f} | {m['nna']:.3f} | {gen['class_accuracy']:.3f} | "
                   f"{gen['classifier']['test_accuracy']:.3f} | {gen['relative_accuracy']:.3f} |", "",
                   "Samples, one per class (box, sphere, cylinder, cone, torus, capsule, union, difference; "
-                  "three views each): results/shape_samples.png.", ""]
+                  "three views each): results/shape_samples.png; real test shapes of each class beside them: "
+                  "results/shape_real.png.", ""]
     return "\n".join(lines)
 
 
