@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -37,18 +38,35 @@ def test_each_kind_passes_every_check_of_the_kit(kind, tmp_path, on_path):
     assert EVERY_CHECK | {f"dataset {record.datasets[0]}"} <= set(report.passed)
 
 
-def test_generated_tests_pass_once_installed(tmp_path):
+class Outcomes:
+    """A pytest plugin that keeps each test's outcome: ``{test id: "passed" | "failed" | "skipped"}``."""
+
+    def __init__(self):
+        self.outcomes = {}
+        self.failures = []
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" or report.outcome != "passed":
+            self.outcomes[report.nodeid.split("::")[-1]] = report.outcome
+            if report.failed:
+                self.failures.append(report.longreprtext[-3000:])
+
+
+def test_generated_tests_pass_once_installed(tmp_path, on_path):
     """The sequence plugin's own tests (the kit, then 30 steps of its example config, sampling and eval)
-    run as pytest would run them after `pip install -e`: the package and its entry point on the path."""
+    run by pytest as after `pip install -e`: the package and its entry point on the path."""
     root = new_plugin("toy_series", "sequence", tmp_path)
     dist = root / "flowcore_toy_series-0.1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: flowcore-toy-series\nVersion: 0.1.0\n")
     (dist / "entry_points.txt").write_text("[flowcore]\ntoy_series = flowcore_toy_series.plugin\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path[1:]]), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-                         cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+    on_path(root)
+    outcomes = Outcomes()
+    code = pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", str(root), str(root / "tests")],
+                       plugins=[outcomes])
+    assert outcomes.outcomes == {"test_contract": "passed",
+                                 "test_example_config_trains_samples_and_evaluates": "passed"}, outcomes.failures
+    assert code == 0
 
 
 @pytest.mark.skipif(shutil.which("ruff", path=os.path.dirname(sys.executable)) is None, reason="ruff not installed")
@@ -72,6 +90,18 @@ def test_the_package_has_every_part(tmp_path, capsys):
     text = (root / "pyproject.toml").read_text()
     assert '[project.entry-points.flowcore]\ntides = "flowcore_tides.plugin"' in text
     assert not [p for p in root.rglob("*") if "{{" in p.name or (p.is_file() and "{{" in p.read_text())]
+
+
+def test_the_package_builds_a_wheel_with_the_entry_point(tmp_path):
+    root = new_plugin("tides", "set", tmp_path)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "wheel"), str(root)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("flowcore_tides-0.1.0-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        entry_points = z.read("flowcore_tides-0.1.0.dist-info/entry_points.txt").decode()
+    assert {"flowcore_tides/plugin.py", "flowcore_tides/modality.py", "flowcore_tides/data.py"} <= names
+    assert entry_points.split() == ["[flowcore]", "tides", "=", "flowcore_tides.plugin"]
 
 
 def test_bad_names_kinds_and_existing_folders_are_config_errors(tmp_path):
