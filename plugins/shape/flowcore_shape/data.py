@@ -262,7 +262,7 @@ def cgal(split: str = "train", repeats: int = 1, augment: bool | None = None, se
 
     _split_seed(split, seed)
     recipe = dict(split=split, seed=seed, points=points, queries=queries, min_vertices=min_vertices,
-                  max_faces=max_faces, archive=archive, version=1)
+                  max_faces=max_faces, archive=archive, version=2)
 
     def build():
         codec, shapes, params = MeshCodec(), [], []

@@ -13,7 +13,7 @@ the generating implicit function, or winding numbers computed once).
 Inside/outside is the generalised winding number (Jacobson et al. 2013): the solid angle the
 surface subtends at a point over 4 pi. It is 1 inside and 0 outside a closed mesh, and degrades
 gracefully on holes, open borders and self-intersections (a point counts as inside when the
-number exceeds 1/2), where ray parity flips with each missing triangle.
+number's magnitude exceeds 1/2), where ray parity flips with each missing triangle.
 """
 
 from __future__ import annotations
@@ -132,5 +132,9 @@ def winding_number(vertices: torch.Tensor, faces: torch.Tensor, queries: torch.T
 
 
 def occupancy(vertices: torch.Tensor, faces: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-    """1.0 where the winding number exceeds 1/2 (inside), else 0.0: [Q] float32."""
-    return (winding_number(vertices, faces, queries) > 0.5).float()
+    """1.0 where the winding number's magnitude exceeds 1/2 (inside), else 0.0: [Q] float32.
+
+    The magnitude, so a mesh whose triangles all turn the other way (clockwise seen from
+    outside, -1 inside) is read the same.
+    """
+    return (winding_number(vertices, faces, queries).abs() > 0.5).float()

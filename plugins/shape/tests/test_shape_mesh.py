@@ -50,6 +50,8 @@ def test_winding_number_classifies_points_of_a_sphere_with_a_hole(sphere):
     q = q[np.abs(np.linalg.norm(q, axis=1) - 1) > 0.05]  # away from the surface's facets
     inside = occupancy(torch.from_numpy(v), torch.from_numpy(open_faces), torch.from_numpy(q)).numpy() > 0
     assert (inside == (np.linalg.norm(q, axis=1) < 1)).mean() > 0.99
+    flipped = occupancy(torch.from_numpy(v), torch.from_numpy(open_faces[:, ::-1].copy()), torch.from_numpy(q))
+    assert (flipped.numpy() > 0).tolist() == inside.tolist()  # clockwise triangles: the same inside
 
 
 def test_check_mesh_names_the_sample_and_the_fault():
