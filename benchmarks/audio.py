@@ -3,6 +3,8 @@
     python benchmarks/audio.py --run runs/audio_digits   # after flowcore train examples/configs/audio_digits.yaml
     python benchmarks/audio.py --notes-run runs/audio_notes   # after ... examples/configs/audio_notes.yaml
     python benchmarks/audio.py --chorales-run runs/audio_chorales   # after ... audio_chorales.yaml
+    python benchmarks/audio.py --vocoder-run runs/audio_vocoder   # after flowcore audio-vocoder runs/audio_vocoder
+    python benchmarks/audio.py --vae-run runs/audio_vae --vocoder-run runs/audio_vocoder   # after ... audio_vae.yaml
 
 It scores, with the plugin's spoken-digit classifier (trained on the train voices only):
 
@@ -17,7 +19,11 @@ pitch accuracy (librosa pyin, median f0 within 50 cents of the MIDI pitch asked 
 real test notes, of them through Griffin-Lim, and of 4 samples per pitch (the goal: 0.9 at 8
 steps). For chorale excerpts it measures key agreement (the key from chroma against the
 Krumhansl-Kessler profiles = the key asked for) and the MIREX-weighted key score, of the real test
-excerpts, of them through Griffin-Lim, and of 4 samples per key. Each run updates its part of
+excerpts, of them through Griffin-Lim, and of 4 samples per key. For the trained vocoder it
+resynthesises the held-out spoken digits and test notes from their log-mel by Griffin-Lim (64
+iterations) and by the vocoder and scores both (LSD, mel L1, digit accuracy, classifier FD,
+pitch accuracy); for the mel VAE it does the same for its reconstructions, decoded by both.
+Each run updates its part of
 benchmarks/results/audio.json. It writes
 benchmarks/results/audio.json, the "## audio" section of benchmarks/RESULTS.md, WAVs of
 one generated sample per digit and a spectrogram PNG of them to benchmarks/results/audio_samples/.
@@ -59,6 +65,10 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="a spoken-digits run (examples/configs/audio_digits.yaml)")
     ap.add_argument("--notes-run", type=Path, help="a notes run (examples/configs/audio_notes.yaml)")
     ap.add_argument("--chorales-run", type=Path, help="a chorales run (examples/configs/audio_chorales.yaml)")
+    ap.add_argument("--vocoder-run", type=Path, help="a trained vocoder's folder (flowcore audio-vocoder)")
+    ap.add_argument("--vae-run", type=Path, help="a mel VAE run (examples/configs/audio_vae.yaml)")
+    ap.add_argument("--vocoder-training", default="", help="a sentence on how the vocoder was trained")
+    ap.add_argument("--vae-training", default="", help="a sentence on how the VAE was trained")
     ap.add_argument("--steps", default="8,16", help="comma-separated Euler step counts")
     ap.add_argument("--cfg", type=float, default=None, help="guidance weight (default: the run's sample.cfg)")
     ap.add_argument("--threads", type=int, default=2)
@@ -74,6 +84,10 @@ def main() -> None:
         record["notes"] = notes(args)
     if args.chorales_run:
         record["chorales"] = chorales(args)
+    if args.vocoder_run and not args.vae_run:
+        record["vocoder"] = vocoder(args)
+    if args.vae_run:
+        record["vae"] = vae(args)
     write_text_atomic(args.out, dumps_json(record, indent=1) + "\n")
     write_results_md(record, args.results_md)
     print(json.dumps(record, indent=1))
@@ -139,6 +153,134 @@ def chorales(args) -> dict:
         print(f"chorales, {n} steps: {out['generated'][str(n)]}", flush=True)
         AudioCodec(sample_rate=pipe.bundles["audio"].modality.sample_rate).write(
             made[0], ROOT / "results" / "audio_samples" / f"chorale_c_major_{n}steps.wav")
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def held_out_digits() -> tuple[list[torch.Tensor], list[int]]:
+    test = get_registry().dataset("spoken_digits").build("test")
+    items = [test[i] for i in range(len(test))]
+    return [it["audio"] for it in items], [int(it["label"]) for it in items]
+
+
+def timed(fn):
+    begun = time.perf_counter()
+    out = fn()
+    return out, round(time.perf_counter() - begun, 1)
+
+
+def through(decoder, mel_of, waves: list[torch.Tensor], batch: int = 40) -> list[torch.Tensor]:
+    """Each clip's mel (``mel_of``: waves [B, T] -> mel [B, M, F]) back to sound by ``decoder``, cut to its length."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(waves), batch):
+            chunk = waves[i: i + batch]
+            x = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
+            made = decoder(mel_of(x)).clamp(-1, 1)
+            out += [m[: len(w)] for m, w in zip(made, chunk)]
+    return out
+
+
+def paired(classifier, real, made, labels=None) -> dict:
+    row = {"lsd": round(lsd(real, made), 3), "mel_l1": round(mel_l1(real, made), 3)}
+    if labels is not None:
+        row.update(scores(classifier, real, made, labels))
+    return row
+
+
+def vocoder(args) -> dict:
+    """Held-out spoken digits and test notes through the log-mel and back, by Griffin-Lim and by the vocoder."""
+    from flowcore.cache import read_metadata
+    from flowcore_audio.mel import LogMel
+    from flowcore_audio.vocoder import load_vocoder, vocoder_file
+
+    started = time.perf_counter()
+    mel = LogMel()
+    net = load_vocoder(args.vocoder_run)
+    meta = read_metadata(vocoder_file(args.vocoder_run)) or {}
+    classifier = load_classifier()
+    real, labels = held_out_digits()
+    out = {"command": command(), "run": str(args.vocoder_run), "training": args.vocoder_training,
+           "vocoder": {"parameters": sum(p.numel() for p in net.parameters()), "steps": int(meta.get("steps", 0)),
+                       "train_seconds": float(meta.get("train_seconds", 0)),
+                       "recipe": json.loads(meta.get("recipe", "{}"))},
+           "digits": {"clips": len(real), "real": scores(classifier, real, real, labels)}}
+    decoders = {"griffin_lim": mel.inverse, "vocoder": net}
+    made = {}
+    for name, decode in decoders.items():
+        made[name], seconds = timed(lambda: through(decode, mel, real))
+        out["digits"][name] = {**paired(classifier, real, made[name], labels), "seconds": seconds}
+        print(f"vocoder benchmark, digits, {name}: {out['digits'][name]}", flush=True)
+    notes_test = get_registry().dataset("notes").build("test")
+    notes = [notes_test[i]["audio"] for i in range(len(notes_test))]
+    midi = [int(m) for m in notes_test.info["midi"]]
+    out["notes"] = {"clips": len(notes), "real": {"pitch_accuracy": round(pitch_accuracy(notes, midi), 4)}}
+    for name, decode in decoders.items():
+        again = through(decode, mel, notes)
+        out["notes"][name] = {**paired(None, notes, again), "pitch_accuracy": round(pitch_accuracy(again, midi), 4)}
+        print(f"vocoder benchmark, notes, {name}: {out['notes'][name]}", flush=True)
+    samples = ROOT / "results" / "audio_samples"
+    codec = AudioCodec()
+    for k in range(3):
+        for name, waves in (("real", real), *made.items()):
+            codec.write(waves[k * 28], samples / f"resynth_digit{labels[k * 28]}_{name}.wav")
+    audio = get_registry().modality("audio")
+    audio.preview([w for k in range(3) for w in (real[k * 28], made["griffin_lim"][k * 28], made["vocoder"][k * 28])],
+                  samples / "resynth_digits.png", count=9)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def vae(args) -> dict:
+    """Held-out spoken digits through the mel VAE and back (by Griffin-Lim, and by the vocoder when given)."""
+    from flowcore.train import checkpoint as ckpt
+    from flowcore.train.bundle import build_modality, load_autoencoder_run
+    from flowcore_audio.mel import LogMel
+    from flowcore_audio.vocoder import load_vocoder
+
+    started = time.perf_counter()
+    registry = get_registry()
+    config = ckpt.run_config(args.vae_run, registry)
+    modality = build_modality(config, "audio", registry)
+    model = modality.autoencoder()
+    load_autoencoder_run(model, str(args.vae_run), "audio", str(args.vae_run))
+    model.eval()
+    mel = LogMel()
+    classifier = load_classifier()
+    real, labels = held_out_digits()
+
+    def vae_mel(x: torch.Tensor) -> torch.Tensor:
+        lengths = torch.full((len(x),), x.shape[1])
+        latent = model.encode({"wave": x, "lengths": lengths})
+        frames = mel.frames(x.shape[1])
+        return model.decode_mel(latent["mel"])[:, 0, :, :frames].clamp(-1, 1)
+
+    with torch.no_grad():
+        x = torch.stack(real)
+        target = mel(x)
+        recon = torch.cat([vae_mel(x[i: i + 40]) for i in range(0, len(x), 40)])
+    out = {"command": command(), "run": str(args.vae_run), "training": args.vae_training,
+           "latent": {"channels": model.latent_channels, "shape": list(model.encode(
+               {"wave": x[:1], "lengths": torch.tensor([x.shape[1]])})["mel"].shape[1:])},
+           "parameters": sum(p.numel() for p in model.parameters()),
+           "normalised_mel_l1": round(float((recon - target).abs().mean()), 4),
+           "clips": len(real), "real": scores(classifier, real, real, labels)}
+    decoders = {"griffin_lim": mel.inverse}
+    if args.vocoder_run:
+        decoders["vocoder"] = load_vocoder(args.vocoder_run)
+    made = {}
+    for name, decode in decoders.items():
+        made[name] = through(decode, vae_mel, real)
+        out[name] = paired(classifier, real, made[name], labels)
+        out[f"log_mel_{name}"] = paired(classifier, real, through(decode, mel, real), labels)
+        print(f"vae benchmark, {name}: {out[name]} (log-mel alone: {out[f'log_mel_{name}']})", flush=True)
+    samples = ROOT / "results" / "audio_samples"
+    best = "vocoder" if "vocoder" in made else "griffin_lim"
+    for k in range(3):
+        AudioCodec().write(made[best][k * 28], samples / f"vae_digit{labels[k * 28]}_{best}.wav")
+    with torch.no_grad():
+        panels = [w for k in range(3) for w in (real[k * 28], made[best][k * 28])]
+    registry.modality("audio").preview(panels, samples / "vae_digits.png", count=6)
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -221,6 +363,10 @@ def write_results_md(record: dict, path: Path) -> None:
         text += "\n" + notes_md(record["notes"])
     if "chorales" in record:
         text += "\n" + chorales_md(record["chorales"])
+    if "vocoder" in record:
+        text += "\n" + vocoder_md(record["vocoder"])
+    if "vae" in record:
+        text += "\n" + vae_md(record["vae"])
     replace_section(path, "audio", text)
 
 
@@ -264,6 +410,45 @@ def notes_md(notes: dict) -> str:
         *table_md(notes, "notes", "notes", [("pitch accuracy", "pitch_accuracy", ".3f"), ("LSD", "lsd", ".2f"),
                                    ("mel L1", "mel_l1", ".3f")]),
         ""])
+
+
+def vocoder_md(v: dict) -> str:
+    d, n = v["digits"], v["notes"]
+    net = v["vocoder"]
+    lines = [
+        f"Vocoder, `{v['run']}`: Vocos-style, {net['parameters']:,} parameters (ConvNeXt blocks on the log-mel, an "
+        f"iSTFT head), mel L1 + multi-resolution STFT loss, no adversarial term, {net['steps']:,} steps in "
+        f"{net['train_seconds'] / 60:.1f} min" + (f"; {v['training']}" if v["training"] else "")
+        + f". Real clips through the log-mel and back: {d['clips']} held-out spoken digits (14 unheard voices) and "
+        f"{n['clips']} test notes; the goal is a lower LSD and a higher digit accuracy than Griffin-Lim (64 "
+        "iterations). Command: `" + v["command"] + "`.", "",
+        "| mel -> waveform | digits LSD | digits mel L1 | digit accuracy | classifier FD | notes LSD | notes mel L1 "
+        "| pitch accuracy | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| real clips | - | - | {d['real']['accuracy']:.3f} | 0 | - | - | {n['real']['pitch_accuracy']:.3f} | - |"]
+    for name, label in (("griffin_lim", "Griffin-Lim, 64 iterations"), ("vocoder", "trained vocoder")):
+        a, b = d[name], n[name]
+        lines.append(f"| {label} | {a['lsd']:.3f} | {a['mel_l1']:.3f} | {a['accuracy']:.3f} | {a['classifier_fd']:.2f} "
+                     f"| {b['lsd']:.3f} | {b['mel_l1']:.3f} | {b['pitch_accuracy']:.3f} | {a['seconds']:.1f} |")
+    return "\n".join(lines + [""])
+
+
+def vae_md(v: dict) -> str:
+    lines = [
+        f"Mel KL-VAE, run `{v['run']}` (examples/configs/audio_vae.yaml: latent {v['latent']['shape']} per second, "
+        f"{v['parameters']:,} parameters)" + (f"; {v['training']}" if v["training"] else "")
+        + f". Its reconstructions of the {v['clips']} held-out spoken digits (normalised mel L1 "
+        f"{v['normalised_mel_l1']:.3f}), back to sound by each way, against the log-mel alone. Command: `"
+        + v["command"] + "`.", "",
+        "| audio | LSD | mel L1 | digit accuracy | classifier FD |", "| --- | --- | --- | --- | --- |",
+        f"| real held-out clips | - | - | {v['real']['accuracy']:.3f} | 0 |"]
+    for name, label in (("griffin_lim", "Griffin-Lim"), ("vocoder", "trained vocoder")):
+        for key, what in ((f"log_mel_{name}", "log-mel"), (name, "VAE")):
+            if key in v:
+                r = v[key]
+                lines.append(f"| {what} -> {label} | {r['lsd']:.3f} | {r['mel_l1']:.3f} | {r['accuracy']:.3f} "
+                             f"| {r['classifier_fd']:.2f} |")
+    return "\n".join(lines + [""])
 
 
 if __name__ == "__main__":
