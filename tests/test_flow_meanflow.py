@@ -1,0 +1,137 @@
+"""MeanFlow: the JVP target against finite differences, and a one-step map learned on a Gaussian
+whose average velocity is known in closed form."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from flowcore.errors import ConfigError
+from flowcore.flow.meanflow import meanflow_loss, meanflow_target, sample_interval
+from flowcore.flow.solvers import make_solver, time_grid
+from flowcore.flow.timesteps import make_timestep_sampler
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class PointU(nn.Module):
+    """u(x [B, 1, D], t [B], r [B]) from an MLP on [x, t, t - r]."""
+
+    def __init__(self, dim: int = 2, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim + 2, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, dim))
+
+    def forward(self, x, t, r):
+        h = torch.cat([x["a"][:, 0], t[:, None], (t - r)[:, None]], -1)
+        return {"a": self.net(h)[:, None]}
+
+
+def test_jvp_target_equals_a_central_difference_along_the_flow():
+    torch.manual_seed(0)
+    u = PointU(dim=3, hidden=32).double()
+    b = 6
+    z = {"a": torch.randn(b, 1, 3, dtype=torch.float64)}
+    v = {"a": torch.randn(b, 1, 3, dtype=torch.float64)}
+    t = torch.rand(b, dtype=torch.float64) * 0.8 + 0.2
+    r = t * torch.rand(b, dtype=torch.float64)
+    target = meanflow_target(u, z, v, t, r)["a"]
+    d = 1e-5
+    with torch.no_grad():
+        ahead = u({"a": z["a"] + d * v["a"]}, t + d, r)["a"]
+        behind = u({"a": z["a"] - d * v["a"]}, t - d, r)["a"]
+    dudt = (ahead - behind) / (2 * d)
+    expected = v["a"] - (t - r)[:, None, None] * dudt
+    assert torch.allclose(target, expected, atol=1e-7), (target - expected).abs().max()
+    # r = t: the target is v itself, plain flow matching
+    assert torch.equal(meanflow_target(u, z, v, t, t)["a"], v["a"])
+
+
+def test_interval_draw_keeps_r_below_t_and_the_equal_fraction():
+    g = torch.Generator().manual_seed(0)
+    t, r = sample_interval(make_timestep_sampler("logit_normal", m=-0.4, s=1.0), 20000, 0.75, generator=g)
+    assert bool((r <= t).all()) and bool(((t > 0) & (t < 1)).all())
+    assert abs(float((r == t).double().mean()) - 0.75) < 0.015
+
+
+MU = torch.tensor([1.0, -2.0])
+SIGMA = torch.tensor([0.5, 2.0])
+
+
+def exact_map(z: torch.Tensor, t: float, r: float) -> torch.Tensor:
+    """The flow map z_t -> z_r of x0 ~ N(MU, diag SIGMA^2), eps ~ N(0, I), z_t = (1 - t) x0 + t eps.
+
+    Per coordinate z_t ~ N(a(t), b(t)^2) with a = (1 - t) mu, b^2 = (1 - t)^2 sigma^2 + t^2; the
+    ODE of a 1-D Gaussian flow is the monotone map between its marginals, z_r = a(r) + b(r) (z_t - a(t)) / b(t).
+    """
+    def a(s):
+        return (1 - s) * MU
+
+    def b(s):
+        return torch.sqrt((1 - s) ** 2 * SIGMA ** 2 + s ** 2)
+
+    return a(r) + b(r) * (z - a(t)) / b(t)
+
+
+def test_one_step_map_on_a_gaussian_is_close_to_the_exact_transport():
+    torch.manual_seed(0)
+    u = PointU(hidden=64)
+    steps = 1000
+    opt = torch.optim.Adam(u.parameters(), lr=1e-2)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    sampler = make_timestep_sampler("uniform")
+    for _ in range(steps):
+        x0 = {"a": (MU + SIGMA * torch.randn(256, 2))[:, None]}
+        eps = {"a": torch.randn(256, 1, 2)}
+        t, r = sample_interval(sampler, 256, 0.25)
+        loss = meanflow_loss(u, x0, eps, t, r, p=0.5, c=1e-3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        schedule.step()
+    z1 = torch.randn(4000, 1, 2, generator=torch.Generator().manual_seed(1))
+    solver = make_solver("meanflow")
+    with torch.no_grad():
+        one = solver.solve(u, {"a": z1}, time_grid(1)).x["a"][:, 0]
+        two = solver.solve(u, {"a": z1}, time_grid(2)).x["a"][:, 0]
+        half = u({"a": z1}, torch.ones(4000), torch.full((4000,), 0.5))["a"][:, 0]
+    exact = exact_map(z1[:, 0], 1.0, 0.0)  # = MU + SIGMA z1
+    assert torch.allclose(exact, MU + SIGMA * z1[:, 0], atol=1e-6)
+    err = float((one - exact).pow(2).sum(-1).mean().sqrt())
+    # one Euler step of the exact velocity lands every sample on MU (v(z, 1) = z - MU): error |SIGMA z1|
+    euler = float((SIGMA * z1[:, 0]).pow(2).sum(-1).mean().sqrt())
+    assert err < 0.1 * euler, (err, euler)  # ~0.09 against ~2.09 measured
+    assert float((two - exact).pow(2).sum(-1).mean().sqrt()) < 0.1 * euler
+    # the average velocity over [0.5, 1] too: (z_1 - z_0.5) / 0.5
+    avg = (z1[:, 0] - exact_map(z1[:, 0], 1.0, 0.5)) / 0.5
+    assert float((half - avg).pow(2).sum(-1).mean().sqrt()) < 0.15 * math.sqrt(float(avg.pow(2).sum(-1).mean()))
+    # the moments of the one-step samples are the data's
+    assert torch.allclose(one.mean(0), MU, atol=0.1) and torch.allclose(one.std(0), SIGMA, atol=0.1)
+
+
+def test_meanflow_solver_needs_an_average_velocity_network(registry):
+    from flowcore.train.config import from_dict
+    from flowcore.train.networks import build_network
+
+    raw = {"modalities": {"toy2d": {}}, "data": {"dataset": "moons"}, "model": {"hidden": 16, "depth": 1}}
+    config = from_dict(raw, registry=registry)
+    from flowcore.train.bundle import build_bundles
+
+    bundles = build_bundles(config, registry)
+    plain = build_network(config, {n: b.modality for n, b in bundles.items()})
+    assert not any("interval" in k for k in plain.state_dict())  # runs saved before load unchanged
+    x = {"toy2d": torch.randn(4, 1, 2)}
+    from flowcore.train.sampling import make_velocity
+
+    layouts = {"toy2d": bundles["toy2d"].layout(4, "cpu")}
+    velocity = make_velocity(plain, bundles, layouts, {}, torch.Generator())
+    with pytest.raises(ConfigError, match="flow.objective: meanflow"):
+        make_solver("meanflow").solve(velocity, x, time_grid(1))
+    mean = build_network(from_dict({**raw, "flow": {"objective": "meanflow"}}, registry=registry),
+                         {n: b.modality for n, b in bundles.items()})
+    assert set(plain.state_dict()) < set(mean.state_dict())
+    mean.load_state_dict(plain.state_dict(), strict=False)
+    # without r (h = 0) the average-velocity network is an ordinary velocity field
+    out = make_solver("euler").solve(make_velocity(mean, bundles, layouts, {}, torch.Generator()), x, time_grid(2))
+    assert out.nfe == 2
