@@ -27,7 +27,7 @@ import pytest
 @pytest.fixture
 def flowcore_registry():
     """A fresh Registry of every installed plugin."""
-    from flowcore.registry import Registry
+    from flowcore.registry import Registry  # lazy: pytest loads this module in every run
 
     return Registry()
 
@@ -35,7 +35,7 @@ def flowcore_registry():
 @pytest.fixture
 def flowcore_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty folder that ``$FLOWCORE_CACHE`` points at for the test."""
-    from flowcore.files import CACHE_VARIABLE
+    from flowcore.files import CACHE_VARIABLE  # lazy: pytest loads this module in every run
 
     path = tmp_path_factory.mktemp("flowcore_cache")
     monkeypatch.setenv(CACHE_VARIABLE, str(path))
@@ -45,7 +45,7 @@ def flowcore_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.fixture
 def flowcore_check(flowcore_registry, tmp_path: Path) -> Callable[..., Any]:
     """``flowcore_check(name, **kwargs)``: :func:`flowcore.testing.check_plugin` on the modality ``name``."""
-    from flowcore.testing import check_plugin
+    from flowcore.testing import check_plugin  # lazy: torch, only when a test uses the fixture
 
     def check(name: str, **kwargs: Any):
         return check_plugin(name, tmp_path, registry=flowcore_registry, **kwargs)
