@@ -1,0 +1,1 @@
+"""flowcore-lidar: LiDAR range images for flowcore."""
