@@ -38,10 +38,11 @@ def _grid_order(classes: int, per_class: int) -> list[int]:
 def score_run(run_dir: str | Path, steps: Sequence[int] = (8,), count: int = 1000, cfg: float | None = None,
               grid: str | Path | None = None, grid_steps: int = 8, per_class: int = 10, image: str = "image",
               label: str = "label", batch_size: int = 500, registry=None, device: str | None = None,
-              progress: bool = False) -> dict[str, Any]:
+              progress: bool = False, solver: str = "euler") -> dict[str, Any]:
     """Class accuracy, classifier FD and pixel statistics of a run's samples at each step count.
 
-    Sampled through ``flowcore.load(run_dir, device)`` (CUDA when there is one), Euler, the run's
+    Sampled through ``flowcore.load(run_dir, device)`` (CUDA when there is one), with ``solver``
+    (Euler; ``meanflow`` for a run trained with ``flow.objective: meanflow``), the run's
     ``sample.shift``; batch k of ``batch_size`` is drawn from seed k * batch_size, on any device."""
     pipe = flowcore.load(run_dir, device=device, registry=registry)
     for name in (image, label):
@@ -59,7 +60,7 @@ def score_run(run_dir: str | Path, steps: Sequence[int] = (8,), count: int = 100
     for n_steps in steps:
         start = time.perf_counter()
         made = pipe.generate(image, {label: labels}, count, batch_size=batch_size, progress=progress,
-                             steps=n_steps, solver="euler", solver_options={}, cfg=cfg, seed=0, unaided=False)[image]
+                             steps=n_steps, solver=solver, solver_options={}, cfg=cfg, seed=0, unaided=False)[image]
         x = torch.stack(made).clamp(-1, 1)
         rows[str(n_steps)] = {
             "accuracy": round(M.conditional_accuracy(clf, x, labels), 4),
@@ -75,5 +76,5 @@ def score_run(run_dir: str | Path, steps: Sequence[int] = (8,), count: int = 100
     return {"run": str(run_dir), "classifier": {"dataset": modality.classifier_dataset,
                                                 "test_accuracy": round(clf.test_accuracy, 4),
                                                 "test_count": clf.test_count, "file": str(clf.path)},
-            "count": count, "cfg": cfg, "solver": "euler", "steps": rows,
+            "count": count, "cfg": cfg, "solver": solver, "steps": rows,
             "grid": None if grid is None else str(grid)}

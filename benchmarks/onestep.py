@@ -1,0 +1,168 @@
+"""onestep: MeanFlow's one-network-pass MNIST-5k samples beside the base flow and a distilled student.
+
+In one table, scored like benchmarks/image.py (flowcore_image.score.score_run: --count images of
+the classes 0..9 in turn, the metric classifier's class accuracy and Fréchet distance in its
+128 features to as many real test images):
+
+  1. the MeanFlow run (examples/configs/image_mnist_meanflow.yaml, flow.objective meanflow,
+     guidance inside the target) sampled with the meanflow solver at 1, 2 and 4 steps, cfg 1
+     (one network pass per step), trained here as a timed child process unless --skip-train;
+  2. the base flow of the same budget (examples/configs/image_mnist.yaml: same U-Net, steps,
+     batch) at 1, 2, 4 and 8 Euler steps with cfg 3 (two passes per step), --base-run;
+  3. a student distilled to one step on the base flow's guided pairs (`flowcore reflow` with
+     flow.timesteps grid k = 1), trained here unless --skip-distill, at 1 Euler step, cfg 1.
+
+Writes benchmarks/results/onestep.json, a sample grid per model and the "## onestep" section
+of benchmarks/RESULTS.md.
+
+Run:  .venv/bin/python benchmarks/onestep.py                       # trains MeanFlow and the student
+      .venv/bin/python benchmarks/onestep.py --skip-train --skip-distill   # score existing runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from image import ROOT, timed, timing  # noqa: E402  (benchmarks/ is on sys.path when run)
+from results_md import replace_section  # noqa: E402
+
+CONFIG = "examples/configs/image_mnist_meanflow.yaml"
+DISTILL_SETS = ["reflow.pairs=3000", "reflow.steps=8", "train.steps=600", "train.warmup_steps=50",
+                "flow.timesteps=grid", "flow.timestep_options={k: 1}", "train.progress_bar=false"]
+
+
+def score(run: Path, steps, cfg: float, solver: str, count: int, grid_steps: int) -> dict:
+    from flowcore_image.score import score_run
+
+    grid = ROOT / "results" / f"onestep_{run.name}_grid.png"
+    result = score_run(run, steps, count, cfg, grid, grid_steps=grid_steps, solver=solver)
+    for k, row in result["steps"].items():
+        print(f"{run.name} {solver} {k:>2} steps, cfg {cfg:g}: {row}", flush=True)
+    result["grid"] = str(grid.relative_to(ROOT.parent))
+    return result
+
+
+def write_markdown(payload: dict, path: Path) -> None:
+    rows = payload["rows"]
+    lines = ["## onestep", "",
+             "One-step class-conditional MNIST-5k with MeanFlow (docs/meanflow.md) against the base flow of the "
+             "same budget and a student distilled to one step from it. Same conv U-Net "
+             "(`flowcore_image.network:ConvUNet`, width 32), 2,500 steps of batch 64, scored by "
+             "`flowcore_image.score.score_run` like the `image` section: *accuracy* = fraction of samples the "
+             "metric classifier assigns the requested class (the classifier scores "
+             f"{payload['classifier']['test_accuracy']:.3f} on real test images); *classifier_fd* = Fréchet "
+             f"distance in its 128 features to {payload['count']} real test images; *NFE* = network passes per "
+             f"sample. Figures in `benchmarks/results/onestep.json`; made by `{payload['command']}`.", "",
+             "| model | sampler | NFE | accuracy | classifier_fd | sample_s |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['sampler']} | {r['nfe']} | {r['accuracy']:.3f} | "
+                     f"{r['classifier_fd']:.2f} | {r['sample_s']:g} |")
+    lines += [""]
+    for key, entry in payload["runs"].items():
+        lines.append(f"- {entry['label']}: {timing(entry.get('train'))}.")
+    lines += ["", payload["verdict"], ""]
+    for key, entry in payload["runs"].items():
+        if entry.get("grid"):
+            lines.append(f"{entry['label']} ({entry['grid_caption']}): "
+                         f"![{key}]({Path(entry['grid']).relative_to('benchmarks')})")
+            lines.append("")
+    if payload.get("note"):
+        lines += [payload["note"], ""]
+    replace_section(path, "onestep", "\n".join(lines))
+
+
+def verdict(rows: list[dict]) -> str:
+    by = {(r["key"], r["nfe_steps"]): r for r in rows}
+    mf = by.get(("meanflow", 1))
+    base8 = by.get(("base", 8))
+    student = by.get(("distill", 1))
+    if not (mf and base8):
+        return "Verdict: incomplete (a model is missing)."
+    parts = [f"MeanFlow 1-NFE FD {mf['classifier_fd']:.2f}, accuracy {mf['accuracy']:.3f}"]
+    ok_acc = mf["accuracy"] >= 0.95
+    ok_base = mf["classifier_fd"] <= 1.5 * base8["classifier_fd"]
+    parts.append(f"within 1.5x of the base at 8 Euler steps ({base8['classifier_fd']:.2f} x 1.5 = "
+                 f"{1.5 * base8['classifier_fd']:.2f}): {'yes' if ok_base else 'no'}")
+    if student:
+        ok_student = mf["classifier_fd"] < student["classifier_fd"]
+        parts.append(f"below the distilled student's 1-step FD {student['classifier_fd']:.2f}: "
+                     f"{'yes' if ok_student else 'no'}")
+    parts.append(f"accuracy >= 0.95: {'yes' if ok_acc else 'no'}")
+    return "Verdict: " + "; ".join(parts) + "."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--base-run", default="runs/image_mnist", help="the base flow (image_mnist.yaml) run")
+    parser.add_argument("--skip-train", action="store_true", help="score the existing MeanFlow run")
+    parser.add_argument("--train-timing", help="JSON of the MeanFlow training's timing (image.timed) when skipped")
+    parser.add_argument("--skip-distill", action="store_true", help="score the existing distilled student, if any")
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--note", default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    from flowcore.registry import get_registry
+    from flowcore.train.config import load_config
+
+    config = load_config(args.config, [], get_registry())
+    run, base = Path(config.out_dir), Path(args.base_run)
+    student = Path(f"{base}_distill1")
+    out = ROOT / "results" / "onestep.json"
+    previous = json.loads(out.read_text()) if out.exists() else {"runs": {}}
+    runs: dict[str, dict] = {}
+    if args.skip_train:
+        trained = json.loads(Path(args.train_timing).read_text()) if args.train_timing else \
+            previous["runs"].get("meanflow", {}).get("train")
+    else:
+        trained = timed(["train", args.config, "--set", "train.progress_bar=false"])
+    rows = []
+
+    def add(key: str, label: str, scored: dict, sampler: str, passes: int) -> None:
+        for k, row in scored["steps"].items():
+            rows.append({"key": key, "model": label, "sampler": f"{sampler}, {k} step{'s' if k != '1' else ''}, "
+                         f"cfg {scored['cfg']:g}", "nfe_steps": int(k), "nfe": int(k) * passes,
+                         **{m: row[m] for m in ("accuracy", "classifier_fd", "sample_s")}})
+
+    s = score(run, (1, 2, 4), 1.0, "meanflow", args.count, grid_steps=1)
+    runs["meanflow"] = {"label": "MeanFlow", "train": trained, "score": s, "grid": s["grid"],
+                        "grid_caption": "1 step, row = class", "config": args.config}
+    add("meanflow", "MeanFlow", s, "meanflow", 1)
+    base_cfg = load_config(str(base / "config.yaml"), [], get_registry()).sample.cfg
+    s = score(base, (1, 2, 4, 8), base_cfg, "euler", args.count, grid_steps=8)
+    image_runs = json.loads((ROOT / "results" / "image.json").read_text())["runs"]
+    base_train = image_runs.get(base.name, {}).get("train")  # the image benchmark's timing of the same config
+    runs["base"] = {"label": "base flow", "train": base_train, "score": s,
+                    "grid": s["grid"], "grid_caption": "8 Euler steps", "config": "examples/configs/image_mnist.yaml"}
+    add("base", "base flow", s, "euler", 2 if base_cfg != 1 else 1)
+    if not args.skip_distill:
+        sets = [a for kv in DISTILL_SETS for a in ("--set", kv)]
+        runs["distill"] = {"train": timed(["reflow", str(base), "--out", str(student), *sets])}
+    if student.is_dir():
+        s = score(student, (1,), 1.0, "euler", args.count, grid_steps=1)
+        entry = previous["runs"].get("distill", {}) | runs.get("distill", {})
+        runs["distill"] = {**entry, "label": "reflow pairs + 1-step distillation", "score": s, "grid": s["grid"],
+                           "grid_caption": "1 Euler step", "command": "flowcore reflow " + " ".join(
+                               [str(base), "--out", str(student)] + [f"--set {kv}" for kv in DISTILL_SETS])}
+        add("distill", "reflow pairs + 1-step distillation", s, "euler", 1)
+    classifier = runs["meanflow"]["score"]["classifier"]
+    payload = {"benchmark": "onestep", "script": "benchmarks/onestep.py",
+               "command": "python benchmarks/onestep.py " + " ".join(sys.argv[1:]),
+               "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
+               "count": args.count, "classifier": classifier, "rows": rows, "runs": runs,
+               "verdict": verdict(rows), "note": args.note or previous.get("note")}
+    out.write_text(json.dumps(payload, indent=1) + "\n")
+    write_markdown(payload, ROOT / "RESULTS.md")
+    print(payload["verdict"])
+
+
+if __name__ == "__main__":
+    main()
