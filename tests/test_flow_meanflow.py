@@ -135,3 +135,41 @@ def test_meanflow_solver_needs_an_average_velocity_network(registry):
     # without r (h = 0) the average-velocity network is an ordinary velocity field
     out = make_solver("euler").solve(make_velocity(mean, bundles, layouts, {}, torch.Generator()), x, time_grid(2))
     assert out.nfe == 2
+
+
+@pytest.mark.parametrize("model", [{"network": "mlp", "hidden": 32, "depth": 1},
+                                   {"network": "transformer", "transformer": {
+                                       "hidden_size": 32, "num_heads": 2, "depth_double": 1, "depth_single": 1}}])
+def test_the_training_objective_reaches_the_interval_embedding(registry, model):
+    """flow.objective meanflow with guidance in the target, through FlowObjective (JVP through attention too)."""
+    from flowcore.train.bundle import build_bundles
+    from flowcore.train.config import from_dict
+    from flowcore.train.networks import build_network
+    from flowcore.train.objective import FlowObjective
+    from flowcore.train.sampling import tokens_of
+
+    config = from_dict({"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2, "dropout": 0.2}},
+                        "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}}, "model": model,
+                        "flow": {"objective": "meanflow", "meanflow": {"cfg": 2.0, "cfg_kappa": 0.5, "p_equal": 0.25}}},
+                       registry=registry)
+    bundles = build_bundles(config, registry)
+    net = build_network(config, {n: b.modality for n, b in bundles.items()})
+    ds = registry.dataset("eight_gaussians_labeled").build("train", classes=2)
+    items = [ds[i] for i in range(16)]
+    x0 = {n: tokens_of(b, [it[n] for it in items], "cpu") for n, b in bundles.items()}
+    torch.manual_seed(0)
+    before = {k: p.detach().clone() for k, p in net.named_parameters() if "interval" in k}
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    objective = FlowObjective(config, bundles)
+    for _ in range(3):  # the zero-initialised output head passes no gradient inward at the first step
+        out = objective(net, x0)
+        assert torch.isfinite(out.loss) and float(out.per_modality["toy2d"]) > 0
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    moved = [k for k, p in net.named_parameters() if k in before and not torch.equal(p, before[k])]
+    assert before and moved
+    with pytest.raises(ConfigError, match="dropout > 0"):
+        from_dict({"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2}},
+                   "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}},
+                   "flow": {"objective": "meanflow", "meanflow": {"cfg": 2.0}}}, registry=registry)

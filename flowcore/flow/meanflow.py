@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from flowcore.flow.timesteps import TimestepSampler
 
@@ -60,8 +61,11 @@ def total_derivative(u: Callable[[State, torch.Tensor], State], z_t: State, t: t
     """(u(z_t, t), d/dt u) along dz/dt = v: one forward-mode JVP with tangents (v, 1).
 
     ``u(z, t)`` closes over r (tangent 0) and anything else that does not move with t.
+    Attention runs on SDPA's math backend here: the fused (flash) kernels have no forward-mode
+    derivative.
     """
-    return torch.func.jvp(u, (dict(z_t), t), (dict(v), torch.ones_like(t)))
+    with sdpa_kernel(SDPBackend.MATH):
+        return torch.func.jvp(u, (dict(z_t), t), (dict(v), torch.ones_like(t)))
 
 
 @torch.no_grad()
