@@ -38,7 +38,7 @@ def range_view(sensor: Sensor, image: np.ndarray, width: int) -> np.ndarray:
 
 
 def bev_view(sensor: Sensor, image: np.ndarray) -> np.ndarray:
-    """Points seen from above (x up, +-40 m), coloured by height: RGB [256, 256, 3]."""
+    """Points seen from above (x up, +-40 m), coloured by height, as 2 x 2 dots: RGB [256, 256, 3]."""
     points = sensor.unproject(image)
     out = np.zeros((BEV_SIZE, BEV_SIZE, 3), np.uint8)
     keep = (np.abs(points[:, 0]) < BEV_REACH) & (np.abs(points[:, 1]) < BEV_REACH)
@@ -47,7 +47,10 @@ def bev_view(sensor: Sensor, image: np.ndarray) -> np.ndarray:
     p = p[order]
     row = ((BEV_REACH - p[:, 0]) / (2 * BEV_REACH) * BEV_SIZE).astype(int).clip(0, BEV_SIZE - 1)
     col = ((BEV_REACH - p[:, 1]) / (2 * BEV_REACH) * BEV_SIZE).astype(int).clip(0, BEV_SIZE - 1)
-    out[row, col] = colourise(((p[:, 2] + 2) / 6)[None])[0]
+    colours = colourise(((p[:, 2] + 1.9) / 3.5)[None])[0]  # road dark, 1.6 m above it (car roofs) bright
+    for dr in (0, 1):  # 2 x 2 dots: sparse far rings stay visible
+        for dc in (0, 1):
+            out[(row + dr).clip(max=BEV_SIZE - 1), (col + dc).clip(max=BEV_SIZE - 1)] = colours
     out[BEV_SIZE // 2 - 1: BEV_SIZE // 2 + 2, BEV_SIZE // 2 - 1: BEV_SIZE // 2 + 2] = (255, 0, 0)  # the sensor
     return out
 

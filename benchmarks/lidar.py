@@ -1,0 +1,211 @@
+"""LiDAR scans in few steps: 1-RF, reflow (2-RF) and k-step distillation (k = 1, 2, 4), R2Flow's ladder.
+
+Runs, each a `flowcore` child process (timed; a stage whose run directory holds a model is kept):
+  1. 1-RF: `flowcore train examples/configs/lidar_street.yaml` (car-count-conditional, simulated
+     32 x 256 scans of procedural streets);
+  2. 2-RF: `flowcore reflow` of it on --pairs (noise, scan) pairs of --pair-steps Euler steps;
+  3. k-step distillation of the 2-RF for k = 1, 2, 4: `flowcore reflow` of the 2-RF with
+     `flow.timesteps: grid` (t on the k-step grid), on pairs of the 2-RF (made once, shared).
+Then scores every model against --count held-out simulated scans (the test split, whose car
+counts are the conditions): BEV-JSD, BEV-MMD, Chamfer, range-histogram TV, ray-drop gap, cars
+found vs requested, and the sampling time per scan; a second simulated split gives the
+real-vs-real floor. Writes benchmarks/results/lidar.json, the `## lidar` section of
+benchmarks/RESULTS.md and previews (real vs generated) in benchmarks/results/.
+
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/lidar.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+sys.path.insert(0, str(ROOT))
+from results_md import replace_section  # noqa: E402
+
+FLOWCORE = str(Path(sys.executable).parent / "flowcore")
+ENV = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+CONFIG = "examples/configs/lidar_street.yaml"
+BASE_STEPS = (1, 2, 4, 8, 16, 64)
+STUDENT_STEPS = (1, 2, 4, 8)
+METRICS = ("bev_jsd", "bev_mmd", "chamfer", "range_histogram_tv", "ray_drop_gap")
+
+
+def timed(argv: list[str]) -> dict:
+    """Run ``flowcore ARGV`` as a child; its wall time, CPU time and the load average around it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_start, start = os.getloadavg(), time.perf_counter()
+    subprocess.run([FLOWCORE, *argv], check=True, env={**os.environ, **ENV}, cwd=REPO)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"command": " ".join(f"{k}={v}" for k, v in ENV.items()) + " flowcore " + " ".join(argv),
+            "wall_s": round(time.perf_counter() - start, 1),
+            "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
+            "load": [round(v, 2) for v in load_start]}
+
+
+def done(run: Path) -> bool:
+    return (REPO / run / "model.safetensors").is_file()
+
+
+def stage(run: Path, argv: list[str], log: dict, key: str, log_path: Path) -> None:
+    """Run a stage unless its run directory holds a model from an earlier call (its timing is in ``log_path``)."""
+    if done(run) and key in log:
+        print(f"{run}: kept", flush=True)
+        return
+    print(f"{run}: {' '.join(argv)}", flush=True)
+    log[key] = timed(argv)
+    log_path.write_text(json.dumps(log, indent=1) + "\n")
+
+
+def score(pipe, modality, real: list, labels: list[int], steps: int, batch: int) -> dict:
+    from flowcore_lidar.metrics import cars_found
+
+    start = time.perf_counter()
+    made = pipe.generate("lidar", {"label": labels}, len(labels), batch_size=batch, steps=steps, seed=0)["lidar"]
+    seconds = (time.perf_counter() - start) / len(labels)
+    made = [torch.as_tensor(s).clamp(-1, 1) for s in made]
+    metrics = modality.metrics()
+    out = {name: metrics[name](real, made) for name in METRICS}
+    found = np.array(cars_found(modality.sensor, made))
+    out.update(cars_exact=float((found == np.array(labels)).mean()),
+               cars_mae=float(np.abs(found - np.array(labels)).mean()),
+               sample_s=round(seconds, 4))
+    return {"scores": out, "samples": made}
+
+
+def floor(modality, real: list, other: list, labels: list[int]) -> dict:
+    from flowcore_lidar.metrics import cars_found
+
+    metrics = modality.metrics()
+    out = {name: metrics[name](real, other) for name in METRICS}
+    found = np.array(cars_found(modality.sensor, real))
+    out.update(cars_exact=float((found == np.array(labels)).mean()),
+               cars_mae=float(np.abs(found - np.array(labels)).mean()))
+    return out
+
+
+def markdown(payload: dict) -> str:
+    rows = payload["rows"]
+    base64 = rows["1-RF, 64 steps"]["scores"]
+    lines = ["Car-count-conditional scans of simulated streets (flowcore_lidar's sensor, 32 beams x 256 columns, "
+             "+3..-25 deg; procedural streets, not KITTI-360), `python benchmarks/lidar.py`. Models: 1-RF "
+             f"({payload['settings']['train_steps']} steps of batch 16), 2-RF (reflow on "
+             f"{payload['settings']['pairs']} pairs of {payload['settings']['pair_steps']} Euler steps, "
+             f"{payload['settings']['reflow_steps']} steps) and k-step distillation of the 2-RF (t on the k-grid, "
+             f"{payload['settings']['distill_steps']} steps each), all through the core's reflow stage. "
+             f"Scored on {payload['settings']['count']} held-out scans whose car counts are the conditions "
+             "(cfg 1); BEV-JSD/MMD as R2Flow (lower is better); cars: exact share / mean absolute error of the "
+             "cars found by clustering against the count asked for. Time per scan: Euler sampling on this "
+             f"machine's CPU ({payload['machine']['cpu']}, 1 thread), batch {payload['settings']['batch']}.", "",
+             "| model | BEV-JSD | BEV-MMD | x 1-RF@64 (JSD / MMD) | Chamfer m | range TV | ray-drop gap | "
+             "cars exact / MAE | s / scan |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, row in rows.items():
+        s = row["scores"]
+        lines.append(f"| {name} | {s['bev_jsd']:.4f} | {s['bev_mmd']:.2e} | {s['bev_jsd'] / base64['bev_jsd']:.2f} / "
+                     f"{s['bev_mmd'] / max(base64['bev_mmd'], 1e-12):.2f} | {s['chamfer']:.3f} | "
+                     f"{s['range_histogram_tv']:.3f} | {s['ray_drop_gap']:.3f} | {s['cars_exact']:.2f} / "
+                     f"{s['cars_mae']:.2f} | {s['sample_s']:.3f} |")
+    f = payload["real_floor"]
+    lines.append(f"| real vs real (another simulated split) | {f['bev_jsd']:.4f} | {f['bev_mmd']:.2e} | | "
+                 f"{f['chamfer']:.3f} | {f['range_histogram_tv']:.3f} | {f['ray_drop_gap']:.3f} | "
+                 f"{f['cars_exact']:.2f} / {f['cars_mae']:.2f} (real scans vs their labels) | |")
+    lines += ["", "Training wall times: " + ", ".join(f"{k} {v['wall_s']:.0f} s" for k, v in payload["runs"].items())
+              + ".", "", "Real (top) and generated scans for the same car counts (range image: depth over reflectance; "
+              "bird's-eye view +-40 m, colour = height):", ""]
+    lines += [f"![{name}]({Path(p).relative_to('benchmarks')})" for name, p in payload["previews"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-steps", type=int, default=900)
+    parser.add_argument("--pairs", type=int, default=512)
+    parser.add_argument("--pair-steps", type=int, default=16)
+    parser.add_argument("--reflow-steps", type=int, default=400)
+    parser.add_argument("--distill-steps", type=int, default=200)
+    parser.add_argument("--count", type=int, default=64, help="held-out scans scored per model")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--runs", default="runs/lidar_street", help="run directory prefix")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out_json = ROOT / "results" / "lidar.json"
+    log_path = REPO / f"{args.runs}_stages.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    base, rf2 = Path(args.runs), Path(f"{args.runs}_2rf")
+    stage(base, ["train", CONFIG, "--set", f"out_dir={base}", "--set", f"train.steps={args.train_steps}",
+                 "--set", "train.progress_bar=false"], log, "1-RF", log_path)
+    pair_sets = ["--set", f"reflow.pairs={args.pairs}", "--set", f"reflow.steps={args.pair_steps}",
+                 "--set", "train.progress_bar=false", "--set", "train.checkpoint_every=100"]
+    stage(rf2, ["reflow", str(base), "--out", str(rf2), *pair_sets, "--set", f"train.steps={args.reflow_steps}"],
+          log, "2-RF", log_path)
+    for k in (1, 2, 4):
+        run = Path(f"{args.runs}_k{k}")
+        first = Path(f"{args.runs}_k1") / "pairs"
+        if k > 1 and (REPO / first).is_dir() and not (REPO / run / "pairs").exists():
+            shutil.copytree(REPO / first, REPO / run / "pairs")  # the same 2-RF pairs serve every k
+        stage(run, ["reflow", str(rf2), "--out", str(run), *pair_sets, "--set", f"train.steps={args.distill_steps}",
+                    "--set", "flow.timesteps=grid", "--set", f"flow.timestep_options={{k: {k}}}",
+                    "--set", f"sample.steps={k}"], log, f"{k}-step distilled", log_path)
+
+    import flowcore
+    from flowcore_lidar.data import street
+    from flowcore_lidar.preview import write_preview
+
+    test, other = street("test", sensor="cpu32"), street("val", sensor="cpu32")
+    n = min(args.count, len(test), len(other))
+    real = [test[i]["lidar"] for i in range(n)]
+    labels = [test[i]["label"] for i in range(n)]
+    rows, made = {}, {}
+    models = [("1-RF", base, BASE_STEPS), ("2-RF", rf2, STUDENT_STEPS)]
+    models += [(f"{k}-step distilled", Path(f"{args.runs}_k{k}"), (k,)) for k in (1, 2, 4)]
+    modality = None
+    for name, run, steps in models:
+        pipe = flowcore.load(REPO / run, device="cpu")
+        modality = pipe.bundles["lidar"].modality
+        for s in steps:
+            key = f"{name}, {s} step{'s' if s > 1 else ''}"
+            print(f"scoring {key}", flush=True)
+            result = score(pipe, modality, real, labels, s, args.batch)
+            rows[key] = {"run": str(run), "steps": s, "scores": result["scores"]}
+            made[key] = result["samples"]
+            print(f"  {result['scores']}", flush=True)
+    real_floor = floor(modality, real, [other[i]["lidar"] for i in range(n)], labels)
+    shown = list(range(4))
+    previews = {}
+    shows = [("real", real), ("1-RF, 64 steps", made["1-RF, 64 steps"]), ("2-RF, 2 steps", made["2-RF, 2 steps"]),
+             ("1-step distilled", made["1-step distilled, 1 step"])]
+    for key, samples in shows:
+        path = ROOT / "results" / f"lidar_{key.split(',')[0].replace(' ', '_').replace('-', '').lower()}.png"
+        write_preview(modality.sensor, [samples[i].numpy() for i in shown], path)
+        previews[key] = str(path.relative_to(REPO))
+    payload = {
+        "benchmark": "lidar", "command": "python benchmarks/lidar.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "torch_threads": 1, "device": "cpu"},
+        "settings": {"train_steps": args.train_steps, "pairs": args.pairs, "pair_steps": args.pair_steps,
+                     "reflow_steps": args.reflow_steps, "distill_steps": args.distill_steps, "count": n,
+                     "batch": args.batch, "sensor": "cpu32 (32 x 256)", "conditions": "car counts of the test scans"},
+        "runs": log, "rows": rows, "real_floor": real_floor, "previews": previews,
+        "labels_shown": [labels[i] for i in shown],
+    }
+    if args.runs == "runs/lidar_street":
+        out_json.write_text(json.dumps(payload, indent=1) + "\n")
+        replace_section(ROOT / "RESULTS.md", "lidar", markdown(payload))
+    print(markdown(payload))
+
+
+if __name__ == "__main__":
+    main()
