@@ -52,9 +52,9 @@ def flowcore_add_commands(subparsers):
         "image-score",
         help="class accuracy, classifier FD and pixel statistics of a class-conditional image run's samples")
     p.add_argument("checkpoint", help="run directory")
-    p.add_argument("--steps", default="8", help="comma-separated Euler step counts (default 8)")
+    p.add_argument("--steps", default="8", help="comma-separated step counts (default 8)")
     p.add_argument("--count", type=int, default=1000, help="samples per step count, classes in turn")
-    add_sampling_flags(p, ("cfg", "device", "quiet"))
+    add_sampling_flags(p, ("solver", "cfg", "device", "quiet"))
     p.add_argument("--grid", help="write a PNG grid (row = class) of the samples at --grid-steps")
     p.add_argument("--grid-steps", type=int, default=8)
     p.add_argument("--out", help="write the scores as JSON here")
@@ -84,7 +84,7 @@ def _score_command(args) -> int:
     except ValueError:
         raise ConfigError(f"--steps {args.steps!r}: give comma-separated integers, e.g. 1,2,4,8") from None
     report = score_run(args.checkpoint, steps, args.count, args.cfg, args.grid, args.grid_steps, device=args.device,
-                       progress=not args.quiet and sys.stderr.isatty())
+                       progress=not args.quiet and sys.stderr.isatty(), solver=args.solver or "euler")
     text = dumps_json(report, indent=1)
     if args.out:
         write_text_atomic(Path(args.out), text + "\n")
