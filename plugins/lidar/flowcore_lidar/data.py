@@ -64,14 +64,15 @@ def generate(sensor: Sensor, count: int, seed: int, cfg: StreetConfig, progress:
     return depth, refl, labels
 
 
-def street(split: str = "train", n: int | None = None, max_cars: int = 6, seed: int = 0, cache: bool = True,
-           sensor: str = "hdl64e", rows: int | None = None, cols: int | None = None, fov_up: float | None = None,
-           fov_down: float | None = None) -> Scans:
+def street(split: str = "train", n: int | None = None, held_out: int | None = None, max_cars: int = 6, seed: int = 0,
+           cache: bool = True, sensor: str = "hdl64e", rows: int | None = None, cols: int | None = None,
+           fov_up: float | None = None, fov_down: float | None = None) -> Scans:
     """Simulated street scans (see flowcore_lidar.simulate); label = car count."""
     if split not in SPLIT_SEEDS:
         raise DataError(f"lidar_street has no split {split!r}; use train, val or test")
     spec = make_sensor(sensor, rows, cols, fov_up, fov_down)
-    count = n if n is not None else SPLIT_SIZES[split]
+    given = n if split == "train" else held_out
+    count = given if given is not None else SPLIT_SIZES[split]
     cfg = StreetConfig(max_cars=max_cars)
     split_seed = 1000 * seed + SPLIT_SEEDS[split]
     key = (f"v{VERSION}_{spec.rows}x{spec.cols}_fov{spec.fov_up:g}_{spec.fov_down:g}_cars{max_cars}_"

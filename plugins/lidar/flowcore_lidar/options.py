@@ -37,8 +37,10 @@ class LidarOptions(SensorOptions):
 class StreetOptions(SensorOptions):
     """``data.options`` of lidar_street."""
 
-    #: scans in the split (default: train 2,000, val 200, test 500)
+    #: scans in the train split (default 2,000)
     n: int | None = Field(None, ge=1)
+    #: scans in the val and test splits (default 200 and 500)
+    held_out: int | None = Field(None, ge=1)
     #: scenes hold 0..max_cars cars (the label of a scan is its car count)
     max_cars: int = Field(6, ge=0, le=20)
     seed: int = 0

@@ -12,7 +12,7 @@ from flowcore.errors import ConfigError, DataError
 from flowcore.testing import check_modality
 from flowcore_lidar.codec import read_points
 
-SMALL = {"sensor": "cpu32", "n": 6}
+SMALL = {"sensor": "cpu32", "n": 6, "held_out": 6}
 
 
 def test_conformance_on_simulated_scans(registry, tmp_path, lidar_cache):
