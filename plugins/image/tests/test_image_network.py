@@ -65,3 +65,42 @@ def test_label_steers_the_velocity_and_a_dropped_label_is_ignored():
                     {"image": t["image"], "label": torch.ones(2)})["image"]
         missing = net({"image": x2}, {"image": t["image"]})["image"]
     assert torch.allclose(dropped, missing, atol=1e-6) and torch.allclose(other, missing, atol=1e-6)
+
+
+def test_interval_input_for_meanflow_is_optional_and_its_jvp_matches_reverse_mode():
+    import pytest
+
+    from flowcore.errors import ConfigError
+    from flowcore.flow.meanflow import meanflow_target
+
+    torch.manual_seed(0)
+    shapes = {"image": (49, 16), "label": (1, 10)}
+    plain, mean = ConvUNet(shapes, width=8), ConvUNet(shapes, width=8, interval=True)
+    assert set(plain.state_dict()) < set(mean.state_dict())  # weights saved without it load unchanged
+    for p in mean.parameters():  # away from the zero init, so the output depends on everything
+        p.data.normal_(0, 0.05)
+    tokens = {"image": PatchTokenizer(1, patch=4).encode(torch.randn(2, 1, 28, 28)),
+              "label": _label(_one_hot(torch.tensor([2, 5])))}
+    t = {"image": torch.tensor([0.9, 0.6]), "label": torch.zeros(2)}
+    with torch.no_grad():
+        none = mean(tokens, t)["image"]
+        same = mean(tokens, t, {"image": t["image"], "label": t["label"]})["image"]
+        other = mean(tokens, t, {"image": torch.tensor([0.1, 0.2]), "label": t["label"]})["image"]
+    assert torch.equal(none, same) and not torch.allclose(none, other)  # r = t is r absent: h = 0
+    with pytest.raises(ConfigError, match="interval embedding"):
+        plain(tokens, t, {"image": t["image"]})
+
+    def u(z, tt, rr):
+        return {"image": mean({**tokens, "image": tokens["image"].with_values(z["image"])},
+                              {"image": tt, "label": t["label"]}, {"image": rr, "label": t["label"]})["image"]}
+
+    # the forward-mode JVP of the target against reverse mode (autograd's double-backward jvp); a
+    # finite difference is too coarse here: the time embedding has frequencies up to 1000 per unit t
+    v = {"image": torch.randn_like(tokens["image"].values)}
+    r = torch.tensor([0.3, 0.0])
+    z = tokens["image"].values
+    target = meanflow_target(u, {"image": z}, v, t["image"], r)["image"]
+    _, dudt = torch.autograd.functional.jvp(lambda zz, tt: u({"image": zz}, tt, r)["image"], (z, t["image"]),
+                                            (v["image"], torch.ones(2)))
+    expected = v["image"] - (t["image"] - r)[:, None, None] * dudt
+    assert torch.allclose(target, expected, atol=1e-4 * float(expected.abs().max()))
