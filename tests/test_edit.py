@@ -129,3 +129,35 @@ def test_injecting_the_whole_field_at_every_step_retraces_the_source(pipe, solve
     assert float(in_class(some, 1, classes=2).double().mean()) > 0.8
     with pytest.raises(ConfigError, match="no submodule 'nothing'"):
         pipe.edit("toy2d", x, {"label": 0}, {"label": 1}, inject=1, inject_modules=["nothing"])
+
+
+def exact_net(shapes):
+    """``model.network: test_edit:exact_net``, for a run directory the command line opens."""
+    return ExactNet()
+
+
+def test_flowcore_edit_writes_the_edited_file(tmp_path, monkeypatch):
+    import yaml
+    from safetensors.torch import save_file
+
+    from flowcore.cli import main
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    run = tmp_path / "run"
+    run.mkdir()
+    config = from_dict({"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2, "dropout": 0.1}},
+                        "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}},
+                        "model": {"network": "test_edit:exact_net"}, "sample": {"cfg": 1.0}})
+    (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    save_file({f"net.{k}": v.contiguous() for k, v in ExactNet().state_dict().items()}, str(run / "model.safetensors"))
+    x = torch.stack(points(0, n=40))
+    src = tmp_path / "points.csv"
+    src.write_text("x,y\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in x.tolist()))
+    out = tmp_path / "out"
+    assert main(["edit", str(run), "--input", str(src), "--from", "label=0", "--to", "label=1", "--steps", "16",
+                 "--solver", "rf_solver", "--out", str(out)]) == 0
+    report = yaml.safe_load((out / "edit.json").read_text())
+    assert report["modality"] == "toy2d" and report["count"] == 40 and report["solver"] == "rf_solver"
+    edited = Path(report["edited"][0]).read_text().splitlines()[1:]
+    y = torch.tensor([[float(v) for v in line.split(",")] for line in edited])
+    assert y.shape == (40, 2) and float(in_class(y, 1, classes=2).double().mean()) > 0.9
