@@ -126,7 +126,7 @@ def edit_file(run_dir: str | Path, input_file: str | Path, out_dir: str | Path, 
     """``flowcore edit``: a native file edited from the ``source`` conditions to ``target`` (``{name: value
     or file}``), written beside an ``edit.json`` report in ``out_dir``; ``modality`` defaults to the run's
     one generated modality."""
-    from flowcore.train.inference import load
+    from flowcore.train.inference import load  # lazy: flowcore.train.inference imports this module
 
     pipe = load(run_dir, device=device, registry=registry)
     if modality is None:

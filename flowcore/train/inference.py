@@ -27,6 +27,7 @@ from flowcore.registry import get_registry
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.bundle import Bundle, build_bundles
 from flowcore.train.config import Config
+from flowcore.train.edit import edit
 from flowcore.train.networks import build_network
 from flowcore.train.objective import FlowObjective
 from flowcore.train.sampling import SamplingOptions, generate, invert, read_given, tokens_of
@@ -166,8 +167,6 @@ class FlowPipeline:
         first denoising steps that get the source outputs of ``inject_modules`` (submodule names
         of ``self.net``). Returns the edited samples (tokens with ``decode=False``).
         """
-        from flowcore.train.edit import edit
-
         bundle = self._bundle(modality)
         items = self.read(modality, samples)
         sides = []
