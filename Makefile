@@ -3,9 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PLUGIN_TESTS := $(wildcard plugins/*/tests)
-SETUP_INPUTS := pyproject.toml constraints.txt scripts/setup.sh $(wildcard plugins/*/pyproject.toml) $(wildcard plugins/*/debian-packages.txt) $(wildcard plugins/*/pip-no-deps.txt)
+SETUP_INPUTS := pyproject.toml constraints.txt scripts/setup.sh debian-packages.txt $(wildcard plugins/*/pyproject.toml) $(wildcard plugins/*/debian-packages.txt) $(wildcard plugins/*/pip-no-deps.txt)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo demo-image test clean
 
 $(STAMP): $(SETUP_INPUTS)
 	bash scripts/setup.sh
@@ -15,6 +15,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/python examples/demo.py
+
+demo-image: setup
+	$(BIN)/python examples/demo_image.py
 
 test: setup
 	$(BIN)/ruff check .

@@ -1,18 +1,24 @@
-"""`make demo`: class-conditional MNIST-5k with the image plugin — train, sample, evaluate, score.
+"""`make demo`: any-to-any on digits world. One FlowTransformer over an MNIST digit, the same digit
+spoken by espeak-ng, and its label, asked for every direction.
 
-Runs the same commands a user types (docs/cli.md, docs/plugins/image.md), a few minutes on 2 CPU cores:
+The repository ships the trained run (examples/runs/digits_world: config.yaml and an 11 MB
+model.safetensors). It was made by
 
-    flowcore train examples/configs/image_demo.yaml --set out_dir=outputs/demo/run
-    flowcore sample outputs/demo/run --make image --given label=7 --count 16 --steps 8 --out outputs/demo/sevens
-    flowcore eval outputs/demo/run --out outputs/demo/eval.json
-    flowcore image-score outputs/demo/run --steps 8 --count 500 --grid outputs/demo/grid.png \\
-        --out outputs/demo/score.json
+    flowcore train examples/configs/digits_world.yaml --set out_dir=examples/runs/digits_world
 
-`flowcore eval`, the first to score, also trains the MNIST-5k metric classifier once (cached in
-~/.cache/flowcore/image/). A second `make demo` resumes the finished run (nothing left to
-train) and samples and scores again.
+and the demo measures and shows it with the commands a user types (docs/any-to-any.md):
+
+    flowcore eval examples/runs/digits_world --out outputs/demo/eval.json
+    flowcore gallery examples/runs/digits_world --scores outputs/demo/eval.json --out outputs/demo/gallery
+
+then opens the page in headless Chromium (when installed) to check that every cell loaded and to
+take a screenshot. `python examples/demo.py --retrain` first trains the same config from scratch
+into outputs/demo/run (see benchmarks/RESULTS.md "any2any" for how long that takes) and uses it.
+The first run also trains the two metric classifiers (MNIST-5k, spoken digits; under a minute
+each, cached in ~/.cache/flowcore/).
 """
 
+import argparse
 import json
 import os
 import sys
@@ -25,9 +31,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from flowcore.cli import main  # noqa: E402
 
+SHIPPED = Path("examples/runs/digits_world")
 OUT = Path("outputs/demo")
-RUN = OUT / "run"
-started = time.perf_counter()
 
 
 def step(title: str, argv: list[str]) -> None:
@@ -39,27 +44,55 @@ def step(title: str, argv: list[str]) -> None:
     print(f"== {title} took {time.perf_counter() - begun:.1f} s", flush=True)
 
 
-step("train", ["train", "examples/configs/image_demo.yaml", "--set", f"out_dir={RUN}",
-               "--set", "train.progress_bar=false"])
-step("sample", ["sample", str(RUN), "--make", "image", "--given", "label=7", "--count", "16", "--steps", "8",
-                "--out", str(OUT / "sevens")])
-step("eval", ["eval", str(RUN), "--out", str(OUT / "eval.json")])
-step("score", ["image-score", str(RUN), "--steps", "8", "--count", "500", "--grid", str(OUT / "grid.png"),
-               "--out", str(OUT / "score.json")])
+def summary(report: dict) -> str:
+    """One line per direction: class accuracy against the real-data ceiling of the same classifier."""
+    ceilings = report.get("ceilings", {})
+    lines = [f"{'direction':<22} {'score':<18} {'real data':>9} {'ratio':>6}"]
+    for key, scores in report["metrics"].items():
+        made, _, given = key.partition("|")
+        if "," in made:
+            what, value, real = "agreement", scores.get("class_agreement"), ceilings.get(f"{made}.class_agreement")
+        elif made == "label":
+            what, value, real = "accuracy", scores.get("accuracy"), 1.0
+        else:
+            what, value, real = "class accuracy", scores.get("class_accuracy"), ceilings.get(f"{made}.class_accuracy")
+        if value is None:
+            continue
+        ratio = f"{value / real:.3f}" if real else "-"
+        shown = f"{made.replace(',', '+')} <- {given.replace(',', '+') or 'nothing'}"
+        lines.append(f"{shown:<22} {what + f' {value:.3f}':<18} {real or float('nan'):>9.3f} {ratio:>6}")
+    return "\n".join(lines)
 
-metrics = json.loads((OUT / "eval.json").read_text())["metrics"]["image|label"]
-score = json.loads((OUT / "score.json").read_text())
-eight = score["steps"]["8"]
-print(f"""
-class-conditional MNIST-5k, 8 Euler steps, cfg {score['cfg']:g}, {score['count']} samples:
-  class accuracy {eight['accuracy']:.1%} (the metric classifier reads real test digits at \
-{score['classifier']['test_accuracy']:.1%})
-  classifier Fréchet distance {eight['classifier_fd']:.1f} (flowcore eval on held-out digits: \
-{metrics['classifier_fd']:.1f})
-demo wall time {time.perf_counter() - started:.0f} s
-outputs:
-  run directory   {RUN}/  (model.safetensors, config.yaml, versions.json, checkpoints/, logs/metrics.csv)
-  sample grid     {OUT / 'grid.png'}  (row = class 0-9, 8 Euler steps)
-  sevens          {OUT / 'sevens' / 'image'}/  (16 PNGs and sample_preview.png)
-  scores          {OUT / 'score.json'}
-  metrics         {OUT / 'eval.json'}""")
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--retrain", action="store_true", help="train the run from scratch instead of the shipped one")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    run_dir = SHIPPED
+    if args.retrain:
+        run_dir = OUT / "run"
+        step("train", ["train", "examples/configs/digits_world.yaml", "--set", f"out_dir={run_dir}",
+                       "--set", "train.progress_bar=false"])
+    step("eval", ["eval", str(run_dir), "--out", str(OUT / "eval.json")])
+    step("gallery", ["gallery", str(run_dir), "--out", str(OUT / "gallery"), "--scores", str(OUT / "eval.json")])
+    page = OUT / "gallery" / "index.html"
+
+    from flowcore.train.gallery import check_page, find_browser
+
+    checked = "no headless Chromium installed: open the page yourself"
+    if find_browser() is not None:
+        found = check_page(page, screenshot=OUT / "gallery.png")
+        checked = (f"headless Chromium: {found['images'][0]}/{found['images'][1]} images loaded, "
+                   f"{found['audio'][0]}/{found['audio'][1]} clips playable; screenshot {OUT / 'gallery.png'}")
+    report = json.loads((OUT / "eval.json").read_text())
+    print(f"""
+digits world, {report['count']} held-out items, {report['steps']} {report['solver']} steps, cfg {report['cfg']}:
+{summary(report)}
+page      {page}  ({checked})
+metrics   {OUT / 'eval.json'}
+demo wall time {time.perf_counter() - started:.0f} s""")
+
+
+if __name__ == "__main__":
+    run()

@@ -34,6 +34,23 @@ def _device(name: str) -> str:
     return name
 
 
+def _cfg(text: str) -> float | dict[str, float]:
+    """``--cfg``: one weight for every given condition (``3``) or one per condition (``image=2,label=1``)."""
+    try:
+        if "=" not in text:
+            return float(text)
+        weights = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            if not name.strip() or name.strip() in weights:
+                raise ValueError
+            weights[name.strip()] = float(value)
+        return weights
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one weight (3) or one per condition "
+                                         "(image=2,label=1)") from None
+
+
 #: the flags every sampling command takes
 SOLVE_FLAGS = ("steps", "solver", "seed", "device")
 
@@ -43,7 +60,9 @@ _FLAGS: dict[str, dict[str, Any]] = {
                "help": f"{', '.join(SOLVER_NAMES)} (default: the run's sample.solver)"},
     "seed": {"type": int, "help": "noise seed; the same seed gives the same samples on CPU (default 0)"},
     "device": {"type": _device, "help": "cpu, cuda, cuda:1 … (default: cuda when available)"},
-    "cfg": {"type": float, "help": "guidance weight per given condition (default: the run's sample.cfg)"},
+    "cfg": {"type": _cfg, "metavar": "W|MOD=W,...",
+            "help": "guidance weight of every given condition (3), or per condition (image=2,label=1); "
+                    "default: the run's sample.cfg"},
     "shift": {"type": float, "help": "time-grid shift (default: the run's sample.shift)"},
     "quiet": {"action": "store_true", "default": None, "help": "print no progress"},
 }

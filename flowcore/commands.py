@@ -16,6 +16,11 @@ from flowcore.errors import ConfigError, DataError
 from flowcore.io import dumps_json
 
 
+def _names(items: list[str]) -> list[str]:
+    """``--make image,audio --make label`` -> ``["image", "audio", "label"]``."""
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
+
+
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     """``["image=cat.png", "label=3"]`` -> ``{"image": "cat.png", "label": "3"}``."""
     out = {}
@@ -86,8 +91,8 @@ def _sampling(args: argparse.Namespace) -> dict:
 def _sample(args: argparse.Namespace) -> int:
     from flowcore.train.pipeline import sample
 
-    report = sample(args.checkpoint, args.make, _pairs(args.given, "--given"), _out_dir(args.out), count=args.count,
-                    device=args.device, progress=_progress(args), **_sampling(args))
+    report = sample(args.checkpoint, _names(args.make), _pairs(args.given, "--given"), _out_dir(args.out),
+                    count=args.count, device=args.device, progress=_progress(args), **_sampling(args))
     print(report.summary())
     return 0
 
@@ -98,8 +103,17 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).is_dir():
         raise DataError(f"{args.out}: is a directory (--out takes the JSON file to write)")
     report = evaluate(args.checkpoint, args.out, split=args.split, count=args.count, device=args.device,
-                      progress=_progress(args), **_sampling(args))
+                      progress=_progress(args), directions=args.direction, **_sampling(args))
     print(dumps_json(report, indent=1))
+    return 0
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from flowcore.train.gallery import gallery
+
+    page = gallery(args.checkpoint, args.out, count=args.count or 4, directions=args.direction, scores=args.scores,
+                   split=args.split, device=args.device, **_sampling(args))
+    print(f"gallery: {page}")
     return 0
 
 
@@ -156,7 +170,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sample", help="generate samples from a trained run")
     p.add_argument("checkpoint", help="run directory (out_dir of `flowcore train`)")
-    p.add_argument("--make", action="append", required=True, metavar="MOD", help="modality to generate (repeatable)")
+    p.add_argument("--make", action="append", required=True, metavar="MOD[,MOD]",
+                   help="modality to generate (repeatable, or comma-separated: image,audio generates them jointly)")
     p.add_argument("--given", action="append", metavar="MOD=FILE", help="condition: a file or a value (repeatable)")
     p.add_argument("--count", type=_count, help="samples (default: the given file's count, else sample.count)")
     p.add_argument("--out", required=True, help="output directory")
@@ -169,9 +184,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="JSON file (default: <run>/eval.json)")
     p.add_argument("--split", choices=["val", "test"], help="held-out split (default: eval.split)")
     p.add_argument("--count", type=_count, help="held-out items (default: eval.count)")
+    p.add_argument("--direction", action="append", metavar="MADE|GIVEN",
+                   help="a direction to measure, e.g. 'image|label', 'image,audio|label' (repeatable; "
+                        "default: the run's eval.directions)")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
     add_trust_flag(p)
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("gallery", help="every direction of a run on a few held-out items, as one HTML page")
+    p.add_argument("checkpoint", help="run directory")
+    p.add_argument("--out", required=True, help="output directory (index.html, the files it shows)")
+    p.add_argument("--count", type=_count, help="held-out items, one table row each (default 4)")
+    p.add_argument("--direction", action="append", metavar="MADE|GIVEN",
+                   help="a direction to show (repeatable; default: the run's eval.directions)")
+    p.add_argument("--scores", help="an eval report (flowcore eval's JSON) whose figures head the columns")
+    p.add_argument("--split", choices=["val", "test"], help="held-out split (default: eval.split)")
+    add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
+    add_trust_flag(p)
+    p.set_defaults(func=_gallery)
 
     p = sub.add_parser("reflow", help="straighten a trained flow: generate pairs, retrain on them")
     p.add_argument("checkpoint", help="run directory of the teacher")

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Creates .venv and installs the core and every plugin (editable) at the pinned versions.
-# Debian packages that plugins need (plugins/*/debian-packages.txt) are installed when run as
-# root; otherwise the script names them and goes on (the datasets that need them are skipped).
+# Debian packages that the core and plugins need (debian-packages.txt, plugins/*/debian-packages.txt)
+# are installed when run as root; otherwise the script names them and goes on (the datasets and
+# checks that need them are skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-debs=$(cat plugins/*/debian-packages.txt 2>/dev/null | grep -v '^#' | sort -u | tr '\n' ' ' || true)
+debs=$(cat debian-packages.txt plugins/*/debian-packages.txt 2>/dev/null | grep -v '^#' | sort -u | tr '\n' ' ' || true)
 if [ -n "${debs// }" ]; then
   missing=$(for p in $debs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done | tr '\n' ' ')
   if [ -n "${missing// }" ]; then

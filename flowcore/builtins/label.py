@@ -113,6 +113,10 @@ class Label(Modality):
             raise DataError(f"{where}: class index {index} outside [0, {len(self.classes)})")
         return index
 
+    def classify(self, samples: Sequence) -> list[int]:
+        """A label is its own class."""
+        return [int(s) for s in samples]
+
     def histogram_tv(self, real: Sequence, generated: Sequence) -> float:
         """Total-variation distance between the class histograms of the two sets."""
         k = len(self.classes)

@@ -73,11 +73,22 @@ class ModalityConfig(Options):
         return size
 
 
+class PairedSource(Options):
+    """One dataset of ``data.paired``: its name and its factory's keyword arguments."""
+
+    dataset: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class DataConfig(Options):
     dataset: str | None = None
     #: the dataset factory's keyword arguments, checked by the dataset's options model
     options: dict[str, Any] = Field(default_factory=dict)
     path: str | None = None
+    #: datasets of different plugins joined into one: each item of the first is paired with a random
+    #: item of every other that has the same ``pair_by`` sample (e.g. an MNIST digit with a spoken one)
+    paired: list[PairedSource] = Field(default_factory=list)
+    pair_by: str = "label"
     modality: str | None = None
     val_fraction: Fraction = 0.05
     test_fraction: Fraction = 0.05
@@ -276,6 +287,23 @@ class EvalConfig(Options):
     split: Literal["val", "test"] = "test"
     count: int = Field(2000, ge=1)
     batch_size: int = Field(1000, ge=1)
+    #: what ``flowcore eval`` measures, each "made|given": "image|label", "label|audio", "image,audio|label"
+    #: (joint), "image" (given nothing). None: each generated modality given the run's conditions, and
+    #: each 'any' modality given all the others
+    directions: list[str] | None = None
+    #: the modality holding each item's class: generated samples of a modality that classifies
+    #: (``Modality.classify``) are scored against it (``class_accuracy``)
+    class_by: str = "label"
+
+
+def parse_direction(text: str) -> tuple[list[str], list[str]]:
+    """ "image,audio|label" -> (["image", "audio"], ["label"]); "image" -> (["image"], [])."""
+    made, _, given = text.partition("|")
+    names = [[n.strip() for n in part.split(",") if n.strip()] for part in (made, given)]
+    if not names[0] or ("|" in text and not names[1]) or text.count("|") > 1:
+        raise ValueError(f"a direction is 'made|given' with comma-separated modalities (e.g. 'image|label', "
+                         f"'image,audio|label', 'image'), got {text!r}")
+    return names[0], names[1]
 
 
 class ReflowConfig(Options):
@@ -575,6 +603,10 @@ def check_options(config: Config, registry, overridden: tuple[str, ...] = ()) ->
     if data.dataset is not None:
         spec = registry.datasets()[data.dataset]
         data.options = checked_options(spec.options, data.options, config.source, "data.options", overridden)
+    for i, source in enumerate(data.paired):
+        spec = registry.datasets()[source.dataset]
+        source.options = checked_options(spec.options, source.options, config.source,
+                                         f"data.paired[{i}].options", overridden)
 
 
 def check(config: Config, registry=None) -> None:
@@ -588,9 +620,11 @@ def check(config: Config, registry=None) -> None:
     if config.stage == "autoencoder" and len(config.modalities) != 1:
         raise ConfigError(f"{src}: modalities: the autoencoder stage trains exactly one modality, "
                           f"got {list(config.modalities)}")
-    if (config.data.dataset is None) == (config.data.path is None):
-        raise ConfigError(f"{src}: data: give exactly one of 'dataset' (a plugin dataset) or 'path' "
-                          "(a folder or a .csv/.jsonl manifest)")
+    if [config.data.dataset is not None, config.data.path is not None, bool(config.data.paired)].count(True) != 1:
+        raise ConfigError(f"{src}: data: give exactly one of 'dataset' (a plugin dataset), 'path' "
+                          "(a folder or a .csv/.jsonl manifest) or 'paired' (datasets joined by a shared sample)")
+    if len(config.data.paired) == 1:
+        raise ConfigError(f"{src}: data.paired: pairing needs two datasets or more; use data.dataset for one")
     f = config.flow
     if f.p_clean + f.p_absent >= 1:
         raise ConfigError(f"{src}: flow.p_clean + flow.p_absent must be < 1 (some samples must be noised)")
@@ -606,6 +640,8 @@ def check(config: Config, registry=None) -> None:
     if config.model.options and net in ("mlp", "transformer"):
         raise ConfigError(f"{src}: model.options: only for a plugin network ('package.module:attr'); "
                           f"network {net!r} takes its own keys")
+    for i, text in enumerate(config.eval.directions or []):
+        check_direction(config, text, f"{src}: eval.directions[{i}]")
     if config.stage == "reflow":
         check_reflow(config)
     if config.distill.start_step is not None:
@@ -625,9 +661,50 @@ def check(config: Config, registry=None) -> None:
             if missing:
                 raise ConfigError(f"{src}: data.dataset: {config.data.dataset!r} provides {sorted(provided)}, "
                                   f"not the configured modality {missing[0]!r} (modalities.{missing[0]})")
+        if config.data.paired:
+            check_paired(config, registry.datasets())
         if config.data.modality is not None and config.data.modality not in config.modalities:
             raise ConfigError(f"{src}: data.modality: {config.data.modality!r} is not one of the configured "
                               f"modalities {list(config.modalities)}")
+
+
+def check_direction(config: Config, text: str, where: str) -> None:
+    """An ``eval.directions`` entry: made modalities the run generates, given ones it can condition on."""
+    try:
+        made, given = parse_direction(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    for name in made + given:
+        if name not in config.modalities:
+            raise ConfigError(f"{where}: {text!r}: no modality {name!r} in this run ({list(config.modalities)})")
+    overlap = set(made) & set(given)
+    if overlap:
+        raise ConfigError(f"{where}: {text!r}: {sorted(overlap)[0]!r} is both made and given")
+    for name in made:
+        if config.modalities[name].role == "condition":
+            raise ConfigError(f"{where}: {text!r}: {name!r} has role 'condition'; it cannot be made")
+    for name in given:
+        if config.modalities[name].role == "generate":
+            raise ConfigError(f"{where}: {text!r}: {name!r} has role 'generate'; it cannot be given")
+
+
+def check_paired(config: Config, found: Mapping[str, Any]) -> None:
+    """``data.paired``: the datasets exist, each provides ``pair_by``, and together they provide every modality."""
+    src, data = config.source, config.data
+    provided: set[str] = set()
+    for i, source in enumerate(data.paired):
+        if source.dataset not in found:
+            raise ConfigError(f"{src}: data.paired[{i}].dataset: no dataset named {source.dataset!r}; "
+                              f"installed: {sorted(found)}")
+        modalities = set(found[source.dataset].modalities)
+        if data.pair_by not in modalities:
+            raise ConfigError(f"{src}: data.pair_by: dataset {source.dataset!r} (data.paired[{i}]) provides "
+                              f"{sorted(modalities)}, not {data.pair_by!r} to pair by")
+        provided |= modalities
+    missing = [n for n in config.modalities if n not in provided]
+    if missing:
+        raise ConfigError(f"{src}: data.paired: the datasets provide {sorted(provided)}, not the configured "
+                          f"modality {missing[0]!r} (modalities.{missing[0]})")
 
 
 def check_distill(config: Config) -> None:

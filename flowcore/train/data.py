@@ -1,4 +1,5 @@
-"""Where samples come from: a plugin's named dataset, a folder of files, or a manifest.
+"""Where samples come from: a plugin's named dataset, a folder of files, a manifest, or
+datasets of several plugins paired by a shared sample (``data.paired``).
 
 Every source yields items ``{modality: sample}`` checked by each modality's ``validate``.
 File data is split deterministically: an item's split follows from a hash of the seed and
@@ -261,6 +262,59 @@ def _key_source(path: Path, key: str) -> str:
     return f"{path / file}, sample {int(j) + 1}" if j else str(path / file)
 
 
+# ----------------------------------------------------------------------------- paired datasets
+
+
+class PairedItems(Dataset):
+    """Each item of ``parts[0]`` joined with one item of every other part holding the same ``key`` sample.
+
+    The partner is drawn once, at random, from the items sharing the key (seeded), so two
+    datasets that only share a class (an MNIST digit and a spoken one) become one paired
+    dataset. Each part keeps its own split, so held-out images and held-out voices stay held out.
+    """
+
+    def __init__(self, parts: Sequence[Dataset], names: Sequence[str], key: str, seed: int = 0):
+        self.parts, self.names, self.key = list(parts), list(names), key
+        anchor_keys = [self._key(0, i) for i in range(len(self.parts[0]))]
+        g = torch.Generator().manual_seed(int(seed))
+        self.partners: list[list[int]] = []
+        for p in range(1, len(self.parts)):
+            groups: dict[Any, list[int]] = {}
+            for j in range(len(self.parts[p])):
+                groups.setdefault(self._key(p, j), []).append(j)
+            draws = torch.randint(0, 2**62, (len(anchor_keys),), generator=g).tolist()
+            chosen = []
+            for i, (k, r) in enumerate(zip(anchor_keys, draws)):
+                if k not in groups:
+                    raise DataError(f"data.paired: {self.names[p]} has no item whose {key!r} is {k!r} to pair with "
+                                    f"{self.names[0]} item {i} (it has {sorted(groups, key=str)[:12]})")
+                chosen.append(groups[k][r % len(groups[k])])
+            self.partners.append(chosen)
+
+    def _key(self, part: int, i: int) -> Any:
+        item = self.parts[part][i]
+        if self.key not in item:
+            raise DataError(f"data.paired: {self.names[part]} item {i} has no {self.key!r} sample to pair by "
+                            f"(it has {sorted(item)})")
+        value = item[self.key]
+        return int(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = dict(self.parts[0][i])
+        for part, chosen in zip(self.parts[1:], self.partners):
+            for name, sample in part[chosen[i]].items():
+                item.setdefault(name, sample)
+        return item
+
+    def item_source(self, i: int) -> str:
+        """The items joined: 'mnist5k item 3 + spoken_digits item 41'."""
+        joined = [f"{self.names[0]} item {i}"] + [f"{n} item {c[i]}" for n, c in zip(self.names[1:], self.partners)]
+        return " + ".join(joined)
+
+
 # ----------------------------------------------------------------------------- module
 
 
@@ -272,6 +326,14 @@ def build_split(config: Config, bundles: dict[str, Bundle], split: str, registry
         use = split if split in spec.splits else "train"
         base = spec.build(use, **data.options)
         where = f"dataset {data.dataset!r} ({use})"
+    elif data.paired:
+        parts = []
+        for source in data.paired:
+            spec = registry.dataset(source.dataset)
+            parts.append(spec.build(split if split in spec.splits else "train", **source.options))
+        names = [s.dataset for s in data.paired]
+        base = PairedItems(parts, names, data.pair_by, config.seed)
+        where = f"paired datasets {' + '.join(names)} ({split})"
     else:
         base = file_splits(config, bundles)[split]
         where = f"{data.path} ({split})"

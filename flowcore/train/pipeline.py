@@ -35,9 +35,9 @@ from flowcore.train.callbacks import (
     SampleEvery,
     StopNonFinite,
 )
-from flowcore.train.config import Config, epoch_steps
+from flowcore.train.config import Config, check_direction, epoch_steps, parse_direction
 from flowcore.train.data import FlowDataModule, build_split
-from flowcore.train.inference import load
+from flowcore.train.inference import FlowPipeline, load
 from flowcore.train.module import FlowModule
 from flowcore.train.reflow import ReflowDataModule, ReflowModule, prepare_reflow
 from flowcore.train.sampling import SamplingOptions, generate, tokens_of, write_samples
@@ -245,17 +245,23 @@ def sample(run_dir: str | Path, make: Sequence[str], given: Mapping[str, str], o
 
 def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str | None = None,
              count: int | None = None, device: str | None = None, registry=None, progress: bool = False,
-             **overrides) -> dict[str, Any]:
-    """``flowcore eval``: each generated modality's metrics against held-out data, and the held-out loss.
+             directions: Sequence[str] | None = None, **overrides) -> dict[str, Any]:
+    """``flowcore eval``: each direction's metrics against held-out data, and the held-out loss.
 
-    A ``generate`` modality is generated given the run's conditions; an ``any`` modality given
-    all the others (any-to-any). ``overrides``: :class:`SamplingOptions` fields (``seed``
-    default 0; batch k is drawn with seed + its first index). Writes JSON to ``out``
-    (default ``<run>/eval.json``). A metric or loss that is NaN or infinite is None (null in the JSON).
+    The directions are ``directions`` or ``eval.directions`` ("made|given"), by default each
+    ``generate`` modality given the run's conditions and each ``any`` modality given all the
+    others. When the run has a class modality (``eval.class_by``), each made modality that
+    classifies (:meth:`~flowcore.modality.Modality.classify`) gets ``class_accuracy`` against the
+    class of the item it was made for, a joint direction gets ``class_agreement`` (its made
+    samples' classes all agree), and ``ceilings`` holds what the same classifiers score on the
+    real held-out samples. ``overrides``: :class:`SamplingOptions` fields (``seed`` default 0;
+    batch k is drawn with seed + its first index). Writes JSON to ``out`` (default
+    ``<run>/eval.json``). A metric or loss that is NaN or infinite is None (null in the JSON).
     """
     registry = registry or get_registry()
     pipe = load(run_dir, device=device, registry=registry)
     config = pipe.config
+    tasks = eval_tasks(config, directions)
     options = pipe.sampling_options(**overrides)
     split = split or config.eval.split
     items = held_out(config, pipe.bundles, split, count or config.eval.count, registry)
@@ -263,12 +269,18 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
     started = time.perf_counter()
     report: dict[str, Any] = {"run": str(pipe.directory), "split": split, "count": n, "steps": options.steps,
                               "solver": options.solver, "cfg": options.cfg, "seed": options.seed, "metrics": {}}
-    for target, conditions in eval_tasks(config):
-        generated = pipe.generate(target, {c: items[c] for c in conditions}, n, batch_size=config.eval.batch_size,
-                                  progress=progress, **overrides)[target]
-        metrics = pipe.bundles[target].modality.metrics()
-        key = target if not conditions else f"{target}|{','.join(conditions)}"
-        report["metrics"][key] = {name: metric(items[target], generated) for name, metric in metrics.items()}
+    scorer = ClassScorer(pipe, items, config.eval.class_by)
+    for made, given in tasks:
+        generated = pipe.generate(made, {c: items[c] for c in given}, n, batch_size=config.eval.batch_size,
+                                  progress=progress, **overrides)
+        scores = {m: scorer.scores(m, generated[m], conditioned=bool(given)) for m in made}
+        key = direction_key(made, given)
+        report["metrics"][key] = scores[made[0]] if len(made) == 1 else scores
+        agreement = scorer.agreement({m: generated[m] for m in made})
+        if agreement is not None:
+            report["metrics"][key]["class_agreement"] = agreement
+    if scorer.ceilings(tasks):
+        report["ceilings"] = scorer.ceilings(tasks)
     report["flow_loss"] = pipe.loss(items, options.seed)
     report["seconds"] = round(time.perf_counter() - started, 3)
     report = finite_or_none(report)
@@ -278,10 +290,72 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
     return report
 
 
-def eval_tasks(config: Config) -> list[tuple[str, list[str]]]:
-    """(target, conditions) of each direction ``eval`` measures."""
-    tasks = [(m, config.names("condition")) for m in config.names("generate")]
-    tasks += [(m, [o for o in config.names("condition", "any") if o != m]) for m in config.names("any")]
+class ClassScorer:
+    """Each made modality's metrics, plus class accuracy / agreement under the modalities' classifiers."""
+
+    def __init__(self, pipe: FlowPipeline, items: Mapping[str, list], class_by: str):
+        self.pipe, self.items = pipe, items
+        self.classes = torch.as_tensor(items[class_by]).long() if class_by in items else None
+        self.class_by = class_by
+        self.real: dict[str, torch.Tensor | None] = {}
+
+    def classify(self, name: str, samples: Sequence[Any]) -> torch.Tensor | None:
+        predicted = self.pipe.bundles[name].modality.classify(samples)
+        return None if predicted is None else torch.as_tensor(list(predicted)).long()
+
+    def scores(self, name: str, generated: Sequence[Any], conditioned: bool = True) -> dict[str, Any]:
+        """The modality's metrics of ``generated``; and, made given something (``conditioned``),
+        their class accuracy against the items' classes."""
+        metrics = self.pipe.bundles[name].modality.metrics()
+        out = {metric_name: metric(self.items[name], generated) for metric_name, metric in metrics.items()}
+        if conditioned and self.classes is not None and name != self.class_by:
+            predicted = self.classify(name, generated)
+            if predicted is not None:
+                out["class_accuracy"] = float((predicted == self.classes).float().mean())
+        return out
+
+    def agreement(self, samples: Mapping[str, Sequence[Any]]) -> float | None:
+        """Fraction of items whose samples of every classifying modality get one class (None: under two)."""
+        predicted = [p for p in (self.classify(n, s) for n, s in samples.items()) if p is not None]
+        if len(predicted) < 2:
+            return None
+        return float(torch.stack([p == predicted[0] for p in predicted[1:]]).all(0).float().mean())
+
+    def _real(self, name: str) -> torch.Tensor | None:
+        if name not in self.real:
+            self.real[name] = self.classify(name, self.items[name])
+        return self.real[name]
+
+    def ceilings(self, tasks: Sequence[tuple[list[str], list[str]]]) -> dict[str, float]:
+        """What the classifiers score on the real held-out samples: each made modality's class accuracy,
+        and each joint direction's agreement ('image,audio')."""
+        out: dict[str, float] = {}
+        for made, given in tasks:
+            for name in made if given else []:
+                real = self._real(name) if name != self.class_by else None
+                if real is not None and self.classes is not None:
+                    out[f"{name}.class_accuracy"] = float((real == self.classes).float().mean())
+            agreement = self.agreement({m: self.items[m] for m in made}) if len(made) > 1 else None
+            if agreement is not None:
+                out[f"{','.join(made)}.class_agreement"] = agreement
+        return out
+
+
+def direction_key(made: Sequence[str], given: Sequence[str]) -> str:
+    """ "image,audio|label": the key of a direction in eval reports."""
+    return ",".join(made) + (f"|{','.join(given)}" if given else "")
+
+
+def eval_tasks(config: Config, directions: Sequence[str] | None = None) -> list[tuple[list[str], list[str]]]:
+    """(made, given) of each direction ``eval`` measures: ``directions``, else ``eval.directions``, else
+    each generated modality given the run's conditions and each 'any' modality given all the others."""
+    chosen = directions if directions is not None else config.eval.directions
+    if chosen is not None:
+        for i, text in enumerate(chosen):
+            check_direction(config, text, f"direction {i + 1}")
+        return [parse_direction(text) for text in chosen]
+    tasks = [([m], config.names("condition")) for m in config.names("generate")]
+    tasks += [([m], [o for o in config.names("condition", "any") if o != m]) for m in config.names("any")]
     return tasks
 
 

@@ -12,6 +12,7 @@ rate and channel count are read as mono at ``sample_rate`` (flowcore_audio/codec
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,6 +47,8 @@ class Audio(Modality):
     griffin_lim_iters  iterations of the Griffin-Lim inverse
     space              "mel" (the fixed log-mel) or "vae" (a KL-VAE's latent; train it with ``stage: autoencoder``)
     latent_channels, vae_width, kl_weight   the VAE's (space: vae)
+    classifier         "spoken_digits": the plugin's digit classifier scores samples (``classify``,
+                       ``classifier_fd``); None = no classifier
     vocoder            a trained vocoder (its folder or vocoder.safetensors, flowcore_audio/vocoder.py)
                        for mel -> waveform; None or "griffin_lim" = Griffin-Lim
     """
@@ -53,9 +56,14 @@ class Audio(Modality):
     def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop: int = 160, n_mels: int = 64,
                  f_max: float | None = None, patch: int | Sequence[int] = (8, 8), duration: float = 1.0,
                  griffin_lim_iters: int = 64, vocoder: str | None = None, space: str = "mel",
-                 latent_channels: int = 8, vae_width: int = 32, kl_weight: float = 1e-4):
+                 latent_channels: int = 8, vae_width: int = 32, kl_weight: float = 1e-4,
+                 classifier: str | None = None):
         pf, pb = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
+        if classifier is not None and sample_rate != 16000:
+            raise ConfigError(f"modalities.audio.classifier: the spoken-digit classifier hears 16 kHz audio; "
+                              f"sample_rate is {sample_rate}")
         self.sample_rate = sample_rate
+        self.classifier_name = classifier
         self.mel_options = dict(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, f_max=f_max,
                                 griffin_lim_iters=griffin_lim_iters)
         self.patch = (pf, pb)
@@ -123,7 +131,25 @@ class Audio(Modality):
         from flowcore_audio.metrics import audio_metrics
 
         options = self.mel_options
-        return audio_metrics(options["sample_rate"], options["n_fft"], options["hop"], options["n_mels"])
+        return audio_metrics(options["sample_rate"], options["n_fft"], options["hop"], options["n_mels"],
+                             classifier=self.classifier)
+
+    @functools.cached_property
+    def classifier(self):
+        """The spoken-digit classifier (trained and cached on first use), or None without ``classifier``."""
+        if self.classifier_name is None:
+            return None
+        from flowcore_audio.classifier import load_classifier
+
+        return load_classifier()
+
+    def classify(self, samples: Sequence[torch.Tensor]) -> list[int] | None:
+        """The spoken digit the classifier hears in each clip; None without ``classifier``."""
+        if self.classifier is None:
+            return None
+        from flowcore_audio.metrics import as_waves
+
+        return self.classifier.predict(as_waves(samples)).tolist()
 
     def preview(self, samples: Sequence[torch.Tensor], path: Path, count: int = 8) -> Path:
         """A PNG of the first ``count`` samples' log-mel spectrograms, one panel per row (low bins at the bottom)."""

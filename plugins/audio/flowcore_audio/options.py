@@ -41,6 +41,8 @@ class AudioOptions(Options):
     vae_width: int = Field(32, ge=8)
     #: weight of the VAE's KL term (space: vae)
     kl_weight: Number = Field(1e-4, ge=0)
+    #: the metric classifier that scores samples (class accuracy, classifier FD); null = none
+    classifier: Literal["spoken_digits"] | None = None
     #: a trained vocoder (folder or vocoder.safetensors, `flowcore audio-vocoder`); null or griffin_lim = Griffin-Lim
     vocoder: str | None = None
 

@@ -92,8 +92,11 @@ class Image(Modality):
 
         return load_classifier(self.classifier_dataset)
 
-    def classify(self, images: Sequence[torch.Tensor] | torch.Tensor) -> list[int]:
-        """The metric classifier's class for each image (for accuracy of conditional samples)."""
+    def classify(self, images: Sequence[torch.Tensor] | torch.Tensor) -> list[int] | None:
+        """The metric classifier's class for each image (for accuracy of conditional samples);
+        None when the modality has no ``classifier``."""
+        if self.classifier_dataset is None:
+            return None
         return self.classifier.predict(M.as_batch(images)).tolist()
 
     def metrics(self) -> dict[str, Metric]:
