@@ -234,12 +234,12 @@ def main() -> None:
     record = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     record["command"] = "python benchmarks/shape.py " + " ".join(sys.argv[1:])
     record["machine"] = machine(args.threads)
-    if args.ae_run:
-        record["autoencoder"] = autoencoder_part(args)
-    if args.run:
-        record["generation"] = generation_part(args)
-    write_text_atomic(RESULTS, dumps_json(record, indent=1) + "\n")
-    replace_section(ROOT / "RESULTS.md", "shape", results_md(record))
+    parts = (("autoencoder", autoencoder_part, args.ae_run), ("generation", generation_part, args.run))
+    for key, part, wanted in parts:
+        if wanted:
+            record[key] = part(args)
+            write_text_atomic(RESULTS, dumps_json(record, indent=1) + "\n")  # each part lands as soon as it is done
+            replace_section(ROOT / "RESULTS.md", "shape", results_md(record))
     print(dumps_json(record, indent=1))
 
 
