@@ -7,12 +7,16 @@ import sys
 import zipfile
 
 import pytest
+import torch
 
 from flowcore.cli import main
 from flowcore.errors import ConfigError
 from flowcore.registry import Registry
 from flowcore.scaffold import KINDS, new_plugin
 from flowcore.testing import check_plugin
+from flowcore.train.bundle import build_modality
+from flowcore.train.config import load_config
+from flowcore.train.networks import build_network
 
 EVERY_CHECK = {"collate round trip", "tokenizer round trip", "layout agrees with encode", "path endpoints",
                "codec round trip", "codec damaged files", "metrics", "hook module is light", "options refuse typos"}
@@ -29,13 +33,22 @@ def on_path(monkeypatch):
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_each_kind_passes_every_check_of_the_kit(kind, tmp_path, on_path):
     name = f"toy_{kind}"
-    on_path(new_plugin(name, kind, tmp_path))
+    root = new_plugin(name, kind, tmp_path)
+    on_path(root)
     registry = Registry(entry_points=False)
     record = registry.register(f"flowcore_{name}.plugin", name=name)
     assert record.ok, record.error
     assert record.modalities == [name] and record.datasets == [f"{name}_{KINDS[kind].dataset}"]
     report = check_plugin(name, tmp_path / "kit", registry=registry)
     assert EVERY_CHECK | {f"dataset {record.datasets[0]}"} <= set(report.passed)
+    # the example config validates, and its network takes the modality's tokens
+    config = load_config(root / "examples" / f"{name}.yaml", registry=registry)
+    modality = build_modality(config, name, registry)
+    net = build_network(config, {name: modality})
+    tokens = modality.tokenizer.layout(2)
+    with torch.no_grad():
+        velocity = net({name: tokens}, {name: torch.full((2,), 0.5)})[name]
+    assert velocity.shape == tokens.values.shape
 
 
 class Outcomes:

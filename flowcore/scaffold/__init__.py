@@ -20,15 +20,34 @@ from flowcore.spec import check_name
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+#: the example config's network: an MLP over the flattened tokens, fast for fixed token counts
+MLP = """model:
+  network: mlp          # fixed token counts; `transformer` for variable sizes
+  hidden: 256
+  depth: 3
+"""
+#: attention over the points, with no positions: the same velocity for every order of a set
+SET_TRANSFORMER = """model:
+  network: transformer  # a set has no order: the MLP would have to learn every permutation
+  transformer:
+    hidden_size: 64
+    num_heads: 4
+    depth_double: 0
+    depth_single: 2
+"""
+
+
 @dataclass(frozen=True)
 class Kind:
-    """What the toy modality of a kind is: its description, dataset, metric, and training budget."""
+    """What the toy modality of a kind is: its description, dataset, metric, network and training budget."""
 
     description: str
     dataset: str
     dataset_description: str
     metric: str
     steps: int
+    model: str = MLP
+    batch_size: int = 128
 
 
 KINDS = {
@@ -37,7 +56,7 @@ KINDS = {
     "grid": Kind("2-D grids of float values in [-1, 1], a patch of cells per token", "blobs",
                  "one Gaussian bump per 8 x 8 grid, at a random place and width", "pixel_moments", 1500),
     "set": Kind("unordered sets of 2-D points, one token per point", "rings",
-                "16 points on a circle of random centre and radius", "radius_w1", 1500),
+                "16 points on a circle of random centre and radius", "radius_w1", 1500, SET_TRANSFORMER, 64),
     "table": Kind("rows of numeric columns, one token per column", "chain",
                   "4 Gaussian columns, each correlated 0.8 with the one before", "correlation_error", 1500),
 }
@@ -49,7 +68,8 @@ def fields(name: str, kind: str) -> dict[str, str]:
     return {"name": name, "package": f"flowcore_{name}", "dist": f"flowcore-{name.replace('_', '-')}",
             "Class": "".join(part.capitalize() for part in name.split("_")), "kind": kind,
             "description": k.description, "dataset": f"{name}_{k.dataset}",
-            "dataset_description": k.dataset_description, "metric": k.metric, "steps": str(k.steps)}
+            "dataset_description": k.dataset_description, "metric": k.metric, "steps": str(k.steps),
+            "model": k.model, "batch_size": str(k.batch_size)}
 
 
 def render(text: str, values: dict[str, str]) -> str:
