@@ -123,9 +123,17 @@ def _split_seed(split: str, seed: int) -> int:
 
 def primitive_item(label: int, rng: np.random.Generator, resolution: int, points: int,
                    queries: int) -> tuple[dict[str, Any], dict[str, Any], P.Primitive]:
-    """One primitive of class ``label``: mesh + supervision in the unit cube, its recorded params, the Primitive."""
-    prim = P.draw(label, rng)
-    vertices, faces = P.mesh_implicit(prim.f, resolution)
+    """One primitive of class ``label``: mesh + supervision in the unit cube, its recorded params, the Primitive.
+
+    A draw whose mesh comes out (nearly) empty (a difference that removes the whole solid) is drawn again.
+    """
+    for _ in range(100):
+        prim = P.draw(label, rng)
+        vertices, faces = P.mesh_implicit(prim.f, resolution)
+        if len(faces) >= 100:
+            break
+    else:
+        raise DataError(f"primitives: 100 draws of class {P.CLASSES[label]!r} gave no mesh at resolution {resolution}")
     unit, to_world = normalise(vertices)
     scale, center = to_world[0, 0], to_world[:3, 3]
     shape = {"vertices": unit, "faces": faces, "label": label,
@@ -145,7 +153,7 @@ def primitives(split: str = "train", count: int | None = None, seed: int = 0, re
     count = PRIMITIVE_SIZES[split] if count is None and split in PRIMITIVE_SIZES else count
     base = _split_seed(split, seed)
     recipe = dict(split=split, count=count, seed=seed, resolution=resolution, points=points, queries=queries,
-                  classes=list(names), version=1)
+                  classes=list(names), version=2)
 
     def build():
         rng = np.random.default_rng(base)
@@ -174,7 +182,7 @@ def shapes_world(split: str = "train", count: int | None = None, seed: int = 0, 
     count = PRIMITIVE_SIZES[split] if count is None and split in PRIMITIVE_SIZES else count
     base = _split_seed(split, seed)
     recipe = dict(split=split, count=count, seed=seed, resolution=resolution, points=points, queries=queries,
-                  image_size=image_size, version=1)
+                  image_size=image_size, version=2)
 
     def build():
         rng = np.random.default_rng(base + 7)

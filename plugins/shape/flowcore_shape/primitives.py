@@ -142,19 +142,26 @@ def _floats(params: dict[str, Any]) -> dict[str, float]:
 def mesh_implicit(f: Implicit, resolution: int = 72, bound: float = 2.2) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes of f's zero level -> (vertices [V, 3], faces [F, 3], counter-clockwise from outside).
 
-    A coarse 24^3 pass over [-bound, bound]^3 finds the solid's box; the ``resolution``^3 grid
+    A coarse 40^3 pass over [-bound, bound]^3 finds the solid's box; the ``resolution``^3 grid
     then covers that box (plus a margin), so every shape gets the same detail whatever its size.
+    A solid too thin for the coarse pass is meshed over the whole range; one with no inside
+    at all gives no triangles.
     """
     from skimage.measure import marching_cubes
 
-    coarse = np.linspace(-bound, bound, 24)
-    inside = f(np.stack(np.meshgrid(coarse, coarse, coarse, indexing="ij"), -1).reshape(-1, 3)) < 0
+    coarse = np.linspace(-bound, bound, 40)
+    points = np.stack(np.meshgrid(coarse, coarse, coarse, indexing="ij"), -1).reshape(-1, 3)
+    points = points[f(points) < 0]
     step = coarse[1] - coarse[0]
-    points = np.stack(np.meshgrid(coarse, coarse, coarse, indexing="ij"), -1).reshape(-1, 3)[inside]
-    lo, hi = points.min(0) - 1.5 * step, points.max(0) + 1.5 * step
+    if len(points):
+        lo, hi = points.min(0) - 1.5 * step, points.max(0) + 1.5 * step
+    else:
+        lo, hi = np.full(3, -bound), np.full(3, bound)
     axes = [np.linspace(a, b, resolution) for a, b in zip(lo, hi)]
-    values = f(np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3))
+    values = f(np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)).reshape((resolution,) * 3)
+    if not values.min() < 0 < values.max():
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
     spacing = tuple(float(a[1] - a[0]) for a in axes)
-    vertices, faces, _, _ = marching_cubes(values.reshape((resolution,) * 3), 0.0, spacing=spacing)
+    vertices, faces, _, _ = marching_cubes(values, 0.0, spacing=spacing)
     # f rises outward, so skimage's triangles already turn counter-clockwise seen from outside
     return vertices + lo, np.ascontiguousarray(faces)
