@@ -256,7 +256,8 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
     samples' classes all agree), and ``ceilings`` holds what the same classifiers score on the
     real held-out samples. ``overrides``: :class:`SamplingOptions` fields (``seed`` default 0;
     batch k is drawn with seed + its first index). Writes JSON to ``out`` (default
-    ``<run>/eval.json``). A metric or loss that is NaN or infinite is None (null in the JSON).
+    ``<run>/eval.json``). The ``count`` held-out items are spread evenly over the split. A metric or
+    loss that is NaN or infinite is None (null in the JSON).
     """
     registry = registry or get_registry()
     pipe = load(run_dir, device=device, registry=registry)
@@ -264,7 +265,8 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
     tasks = eval_tasks(config, directions)
     options = pipe.sampling_options(**overrides)
     split = split or config.eval.split
-    items = held_out(config, pipe.bundles, split, count or config.eval.count, registry)
+    # spread over the split: a split stored class by class (MNIST-5k's) would otherwise give its first classes only
+    items = held_out(config, pipe.bundles, split, count or config.eval.count, registry, spread=True)
     n = len(next(iter(items.values())))
     started = time.perf_counter()
     report: dict[str, Any] = {"run": str(pipe.directory), "split": split, "count": n, "steps": options.steps,
