@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from flowcore_shape import primitives as P
@@ -71,3 +72,10 @@ def test_cgal_meshes_load_and_augmentation_keeps_the_labels_true():
     normals = sup["surface"][:, 3:]
     assert torch.allclose(normals.norm(dim=1), torch.ones(len(normals)), atol=1e-5)
     assert not torch.equal(ds[0]["shape"]["vertices"], ds[1]["shape"]["vertices"])  # two different draws
+
+
+def test_a_solid_thinner_than_the_coarse_pass_is_still_meshed_and_no_solid_gives_no_triangles():
+    v, f = P.mesh_implicit(P.torus(0.8, 0.04), resolution=64)  # 0.08 thick, the coarse step is 0.11
+    assert len(f) > 100 and np.abs(np.linalg.norm(v[:, :2], axis=1) - 0.8).max() < 0.05
+    v, f = P.mesh_implicit(lambda p: np.ones(len(p)), resolution=16)
+    assert v.shape == (0, 3) and f.shape == (0, 3)
