@@ -227,7 +227,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--cfg", type=float)
     p.add_argument("--resolution", type=int, default=128)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-cgal", dest="cgal", action="store_false", help="skip the CGAL meshes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
