@@ -93,6 +93,22 @@ def test_any_to_any_generates_both_ways(tmp_path, registry):
     assert report["metrics"]["label|toy2d"]["accuracy"] > 0.9
     assert set(report["metrics"]["toy2d|label"]) == {"sliced_wasserstein", "mmd"}
 
+    # chosen directions, a joint one among them, and the page that shows them
+    from flowcore.train.gallery import gallery
+
+    report = evaluate(cfg.out_dir, tmp_path / "dirs.json", steps=4, registry=registry,
+                      directions=["label|toy2d", "toy2d,label"])
+    assert set(report["metrics"]) == {"label|toy2d", "toy2d,label"}
+    assert set(report["metrics"]["toy2d,label"]) == {"toy2d", "label"}
+    page = gallery(cfg.out_dir, tmp_path / "gallery", count=3, scores=tmp_path / "dirs.json", steps=4,
+                   registry=registry, directions=["label|toy2d", "toy2d,label"])
+    text = page.read_text()
+    assert text.count("<tr>") == 4 and "label ← toy2d" in text and "toy2d + label ← nothing" in text
+    assert "label accuracy" in text  # the scores head their column
+    made = sorted(p.name for p in (tmp_path / "gallery" / "label_from_toy2d" / "label").glob("*.txt"))
+    assert len(made) == 3 and all((tmp_path / "gallery" / "label_from_toy2d" / "label" / m).read_text().strip()
+                                  in ("a", "b") for m in made)
+
 
 def test_manifest_cells_are_files_or_values(tmp_path, registry):
     from flowcore.train.bundle import build_bundles

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from flowcore.io import dumps_json, write_text_atomic
+from flowcore.io import atomic_path, dumps_json, write_text_atomic
 from flowcore.registry import get_registry
 from flowcore.train.pipeline import direction_key, eval_tasks, held_out, load
-from flowcore.train.sampling import write_samples
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -159,16 +158,19 @@ def gallery(run_dir: str | Path, out_dir: str | Path, *, count: int = 4, directi
     class_names = _class_names(pipe, config.eval.class_by)
 
     def cells(name: str, samples: Sequence[Any], folder: Path) -> list[Cell]:
-        """One cell per sample: its file, a preview where the file is not itself an image, its class."""
+        """One cell per sample: its own file, a preview where the file is not itself an image, its class."""
         modality = pipe.bundles[name].modality
-        written = [p for p in write_samples(pipe.bundles[name], samples, folder, stem=name)
-                   if not p.name.endswith("_preview.png")]
         predicted = modality.classify(samples) if name != config.eval.class_by else None
+        folder.mkdir(parents=True, exist_ok=True)
         out = []
-        for i, (path, sample) in enumerate(zip(written, samples)):
-            files = [path]
-            if path.suffix.lower() not in IMAGE_SUFFIXES + TEXT_SUFFIXES:
-                preview = modality.preview([sample], folder / f"{name}_{i}_preview.png")
+        for i, sample in enumerate(samples):
+            files = []
+            if modality.codec is not None:
+                files.append(folder / f"{name}_{i:04d}{modality.codec.extensions[0]}")
+                with atomic_path(files[0]) as tmp:
+                    modality.codec.write(sample, tmp)
+            if not files or files[0].suffix.lower() not in IMAGE_SUFFIXES + TEXT_SUFFIXES:
+                preview = modality.preview([sample], folder / f"{name}_{i:04d}_preview.png")
                 files += [Path(preview)] if preview is not None else []
             caption = f"classified {class_names(predicted[i])}" if predicted is not None else ""
             out.append(Cell(files, caption))
