@@ -2,10 +2,10 @@
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PLUGIN_TESTS := $(wildcard plugins/*/tests)
-SETUP_INPUTS := pyproject.toml constraints.txt scripts/setup.sh debian-packages.txt $(wildcard plugins/*/pyproject.toml) $(wildcard plugins/*/debian-packages.txt) $(wildcard plugins/*/pip-no-deps.txt)
+PLUGIN_TESTS := $(wildcard plugins/*/tests) $(wildcard examples/plugins/*/tests)
+SETUP_INPUTS := pyproject.toml constraints.txt scripts/setup.sh debian-packages.txt $(wildcard plugins/*/pyproject.toml) $(wildcard examples/plugins/*/pyproject.toml) $(wildcard plugins/*/debian-packages.txt) $(wildcard plugins/*/pip-no-deps.txt)
 
-.PHONY: setup demo demo-image test clean
+.PHONY: setup demo demo-image test docs clean
 
 $(STAMP): $(SETUP_INPUTS)
 	bash scripts/setup.sh
@@ -23,5 +23,8 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests $(PLUGIN_TESTS) -q -p no:cacheprovider --timeout=900
 
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) outputs runs
+	rm -rf $(VENV) outputs runs site

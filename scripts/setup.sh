@@ -24,8 +24,8 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-args=(-c constraints.txt -e ".[test]")
-for p in plugins/*/; do
+args=(-c constraints.txt -e ".[test,docs]")
+for p in plugins/*/ examples/plugins/*/; do
   [ -f "$p/pyproject.toml" ] && args+=(-e "${p%/}[test]")
 done
 .venv/bin/python -m pip install -q "${args[@]}"
