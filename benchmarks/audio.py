@@ -213,6 +213,15 @@ def vocoder(args) -> dict:
         made[name], seconds = timed(lambda: through(decode, mel, real))
         out["digits"][name] = {**paired(classifier, real, made[name], labels), "seconds": seconds}
         print(f"vocoder benchmark, digits, {name}: {out['digits'][name]}", flush=True)
+    for name, path in (("griffin_lim", None), ("vocoder", str(args.vocoder_run))):
+        # the modality's own way: frames rounded up to whole tokens (104 for 1 s), as generated clips decode
+        modality = get_registry().modality("audio", vocoder=path)
+        ae = modality.autoencoder()
+        with torch.no_grad():
+            again = [w for i in range(0, len(real), 40)
+                     for w in modality.split(ae.decode(ae.encode(modality.collate(real[i: i + 40]))))]
+        out["digits"][f"{name}_tokens"] = paired(classifier, real, again, labels)
+        print(f"vocoder benchmark, digits through the modality, {name}: {out['digits'][f'{name}_tokens']}", flush=True)
     notes_test = get_registry().dataset("notes").build("test")
     notes = [notes_test[i]["audio"] for i in range(len(notes_test))]
     midi = [int(m) for m in notes_test.info["midi"]]
@@ -431,6 +440,12 @@ def vocoder_md(v: dict) -> str:
         a, b = d[name], n[name]
         lines.append(f"| {label} | {a['lsd']:.3f} | {a['mel_l1']:.3f} | {a['accuracy']:.3f} | {a['classifier_fd']:.2f} "
                      f"| {b['lsd']:.3f} | {b['mel_l1']:.3f} | {b['pitch_accuracy']:.3f} | {a['seconds']:.1f} |")
+    for name, label in (("griffin_lim", "Griffin-Lim"), ("vocoder", "trained vocoder")):
+        a = d.get(f"{name}_tokens")
+        if a is not None:
+            lines.append(f"| {label}, through the modality (frames rounded up to whole tokens, as samples decode) "
+                         f"| {a['lsd']:.3f} | {a['mel_l1']:.3f} | {a['accuracy']:.3f} | {a['classifier_fd']:.2f} "
+                         "| - | - | - | - |")
     return "\n".join(lines + [""])
 
 
