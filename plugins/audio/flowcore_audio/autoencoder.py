@@ -39,6 +39,10 @@ class MelAutoencoder(nn.Module, Autoencoder):
         # fixed transform's state (a flow run saves and loads that state, and it has no parameters)
         self.__dict__["vocoder"] = vocoder
 
+    def use_vocoder(self, vocoder: nn.Module | None) -> None:
+        """Decode by ``vocoder`` from now on (None: Griffin-Lim); it stays out of this module's state."""
+        self.__dict__["vocoder"] = vocoder
+
     def encode(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """{"wave": [B, T], "lengths": [B]} -> {"mel": [B, 1, M, F], "frames": [B]}; frames past a clip's are -1."""
         wave, lengths = batch["wave"], batch["lengths"].to(batch["wave"].device)

@@ -117,6 +117,10 @@ class MelVAE(nn.Module, Autoencoder):
     def _affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.latent_shift.view(1, -1, 1, 1), self.latent_scale.view(1, -1, 1, 1)
 
+    def use_vocoder(self, vocoder: nn.Module | None) -> None:
+        """Decode by ``vocoder`` from now on (None: Griffin-Lim); it stays out of this module's state."""
+        self.__dict__["vocoder"] = vocoder
+
     def encode(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """{"wave", "lengths"} -> {"mel": latent [B, Z, M/4, F/4] (scaled means; 0 past a clip), "frames": [B]}."""
         mel, frames = self.log_mel(batch)

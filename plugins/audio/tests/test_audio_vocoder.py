@@ -113,3 +113,7 @@ def test_the_modality_decodes_through_a_configured_vocoder_and_keeps_it_out_of_i
     assert set(ae.state_dict()) == set(Audio().autoencoder().state_dict())
     assert not any(True for _ in ae.parameters())
     assert Audio(vocoder="griffin_lim").autoencoder().vocoder is None
+    plain = Audio().autoencoder()
+    plain.use_vocoder(audio.vocoder())  # a loaded flow run switches to the vocoder the same way
+    assert torch.allclose(plain.decode(latent)["wave"], out["wave"], atol=1e-6)
+    assert set(plain.state_dict()) == set(Audio().autoencoder().state_dict())
