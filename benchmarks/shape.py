@@ -199,6 +199,8 @@ def results_md(record: dict) -> str:
             if "chamfer" in r:
                 lines.append(f"| {name} (held out) | {r['shapes']} | {r['chamfer']:.4f} | {r['fscore']:.3f} | "
                              f"{r['iou']:.3f} | {r['empty_meshes']} |")
+        if "training" in ae:
+            lines += ["", f"Autoencoder training: {ae['training']}."]
         t = ae["latent_to_mesh_128"]
         lines += ["", f"Latent to mesh at 128^3: {t['coarse_to_fine']['seconds']} s coarse-to-fine (32^3 first), "
                   f"{t['full_grid']['seconds']} s on the full grid.", ""]
@@ -212,6 +214,7 @@ def results_md(record: dict) -> str:
                   "| --- | --- | --- | --- | --- | --- |",
                   f"| {m['mmd']:.4f} | {m['cov']:.3f} | {m['nna']:.3f} | {gen['class_accuracy']:.3f} | "
                   f"{gen['classifier']['test_accuracy']:.3f} | {gen['relative_accuracy']:.3f} |", "",
+                  *([f"Flow training: {gen['training']}.", ""] if "training" in gen else []),
                   "Samples, one per class (box, sphere, cylinder, cone, torus, capsule, union, difference; "
                   "three views each): results/shape_samples.png; real test shapes of each class beside them: "
                   "results/shape_real.png.", ""]
