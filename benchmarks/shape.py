@@ -32,11 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flowcore_shape import metrics as M
-from flowcore_shape.classifier import load_classifier
-from flowcore_shape.extract import extract_mesh
-from flowcore_shape.primitives import CLASSES
-from flowcore_shape.render import preview_sheet, ray_engine
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 import flowcore
@@ -44,6 +39,11 @@ from flowcore.io import dumps_json, write_text_atomic
 from flowcore.registry import get_registry
 from flowcore.train.bundle import load_autoencoder_run
 from flowcore.train.config import load_config
+from flowcore_shape import metrics as M
+from flowcore_shape.classifier import load_classifier
+from flowcore_shape.extract import extract_mesh
+from flowcore_shape.primitives import CLASSES
+from flowcore_shape.render import preview_sheet, ray_engine
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "shape.json"

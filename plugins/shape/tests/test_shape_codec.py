@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from flowcore_shape.codec import MeshCodec
-from flowcore_shape.mesh import apply
 
 from flowcore.errors import DataError
+from flowcore_shape.codec import MeshCodec
+from flowcore_shape.mesh import apply
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 import torch
+
+from flowcore.errors import DataError
 from flowcore_shape import primitives as P
 from flowcore_shape.data import CGAL_ARCHIVE, cgal, primitives, shapes_world
 from flowcore_shape.mesh import occupancy
-
-from flowcore.errors import DataError
 
 SMALL = dict(resolution=24, points=256, queries=256)
 

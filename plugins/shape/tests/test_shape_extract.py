@@ -1,6 +1,7 @@
 """Marching cubes of occupancy logits: a sphere comes back round; coarse-to-fine matches the full grid."""
 
 import torch
+
 from flowcore_shape.extract import extract_mesh, logit_grid
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from flowcore_shape.mesh import apply, check_mesh, normalise, occupancy, sample_surface, winding_number
 
 from flowcore.errors import DataError
+from flowcore_shape.mesh import apply, check_mesh, normalise, occupancy, sample_surface, winding_number
 
 
 def test_normalise_centres_the_box_scales_the_longest_side_to_one_and_records_the_way_back():

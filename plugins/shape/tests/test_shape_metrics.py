@@ -1,6 +1,7 @@
 """Chamfer, F-score, IoU and the PointFlow set metrics against hand-computed answers."""
 
 import torch
+
 from flowcore_shape.metrics import chamfer, fscore, generation_scores, one_nna, pairwise_chamfer, volume_iou
 
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import trimesh
+
 from flowcore_shape.render import HALF_WIDTH, depth_image, ray_engine, view_from_angles
 
 
