@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from flowcore.cli import main
-from flowcore.errors import DataError
+from flowcore.errors import ConfigError, DataError
 from flowcore.train.checkpoint import LAST, AtomicCheckpointIO
 
 AGAIN = "rerun with --restart to start from step 0"
@@ -125,3 +125,16 @@ def test_a_rerun_with_the_same_config_still_resumes(rerun):
     run, train = rerun
     assert train() == 0
     assert torch.load(run / LAST, weights_only=True)["global_step"] == 6
+
+
+def test_an_autoencoder_run_of_other_options_is_named_not_a_size_mismatch(tmp_path):
+    from safetensors.torch import save_file
+    from torch import nn
+
+    from flowcore.train.bundle import load_autoencoder_run
+
+    save_file({f"autoencoder.{k}": v for k, v in nn.Linear(4, 8).state_dict().items()},
+              str(tmp_path / "model.safetensors"))
+    load_autoencoder_run(nn.Linear(4, 8), str(tmp_path), "points", "cfg.yaml")  # the same options load
+    with pytest.raises(ConfigError, match=r"points.autoencoder: .*other options.*weight \(8, 4\) vs \(6, 4\)"):
+        load_autoencoder_run(nn.Linear(4, 6), str(tmp_path), "points", "cfg.yaml")

@@ -129,6 +129,13 @@ def load_autoencoder_run(autoencoder: nn.Module, run_dir: str, name: str, source
         raise ConfigError(f"{source}: modalities.{name}.autoencoder: {weights} does not exist "
                           "(train it first with a `stage: autoencoder` config)")
     state = read_weights(weights, prefix="autoencoder.")
+    own = autoencoder.state_dict()
+    resized = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+               if k in own and v.shape != own[k].shape]
+    if resized:
+        raise ConfigError(f"{source}: modalities.{name}.autoencoder: {weights} was trained with other options than "
+                          f"modality {name!r} has now (tensor shapes differ: {', '.join(resized[:3])}); give the "
+                          "modality the options of that autoencoder run")
     missing, unexpected = autoencoder.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConfigError(f"{source}: modalities.{name}.autoencoder: {weights} does not fit modality {name!r}'s "
