@@ -134,3 +134,12 @@ def test_label_classifies_as_itself():
     from flowcore.builtins.label import Label
 
     assert Label(num_classes=4).classify(torch.tensor([3, 0, 2])) == [3, 0, 2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has CUDA")
+def test_a_missing_cuda_device_is_a_config_error_not_a_driver_traceback():
+    from flowcore.train.inference import device_for
+
+    assert device_for("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="device 'cuda': this machine has no CUDA devices"):
+        device_for("cuda")

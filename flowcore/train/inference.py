@@ -34,9 +34,14 @@ from flowcore.train.sampling import SamplingOptions, generate, invert, read_give
 
 
 def device_for(name: str | torch.device | None) -> torch.device:
-    """``name``, else CUDA when there is one, else the CPU."""
+    """``name``, else CUDA when there is one, else the CPU. A CUDA device this machine lacks is a ConfigError."""
     if name:
-        return torch.device(name)
+        device = torch.device(name)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.type == "cuda" and (device.index or 0) >= count:
+            raise ConfigError(f"device {str(name)!r}: this machine has {count or 'no'} CUDA device"
+                              f"{'s' if count != 1 else ''}; use device='cpu' (or leave it out: CUDA when present)")
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
