@@ -131,9 +131,9 @@ def markdown(payload: dict) -> str:
     lines += ["", "Distilled vs 1-RF at 64 steps, BEV-JSD / BEV-MMD (goal: within 1.5x): " + "; ".join(verdicts) + ".",
               "", "Read with care: the 1-RF itself is far from the real scans (BEV-JSD "
               f"{base64['bev_jsd']:.3f} against {payload['real_floor']['bev_jsd']:.3f} between two real splits, "
-              "and its scans hold many car-sized "
-              "clusters whatever the count asked), so the goal is met against a weak base trained for minutes on "
-              "one CPU core; longer training, or a GPU, is what the ladder needs next.",
+              "and its scans show no street structure yet: the previews are blocky noise), so the 1.5x goal is met "
+              "only trivially, every model being about as far from real scans; the 1-RF trained for three minutes on "
+              "one CPU core, and a longer run or a GPU is what the ladder needs next.",
               "", "R2Flow's own time per scan is not among the figures checked offline (its GPU timings are marked "
               "not verified in the project's references), so none is compared here; no GPU was lent for this run."]
     lines += ["", "Training wall times: " + ", ".join(f"{k} {v['wall_s']:.0f} s" for k, v in payload["runs"].items())
