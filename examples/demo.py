@@ -8,7 +8,7 @@ model.safetensors). It was made by
 
 and the demo measures and shows it with the commands a user types (docs/any-to-any.md):
 
-    flowcore eval examples/runs/digits_world --out outputs/demo/eval.json
+    flowcore eval examples/runs/digits_world --count 100 --out outputs/demo/eval.json
     flowcore gallery examples/runs/digits_world --scores outputs/demo/eval.json --out outputs/demo/gallery
 
 then opens the page in headless Chromium (when installed) to check that every cell loaded and to
@@ -74,7 +74,7 @@ def run() -> None:
         run_dir = OUT / "run"
         step("train", ["train", "examples/configs/digits_world.yaml", "--set", f"out_dir={run_dir}",
                        "--set", "train.progress_bar=false"])
-    step("eval", ["eval", str(run_dir), "--out", str(OUT / "eval.json")])
+    step("eval", ["eval", str(run_dir), "--count", "100", "--out", str(OUT / "eval.json")])
     step("gallery", ["gallery", str(run_dir), "--out", str(OUT / "gallery"), "--scores", str(OUT / "eval.json")])
     page = OUT / "gallery" / "index.html"
 
