@@ -25,6 +25,7 @@ from torch import nn
 
 from flowcore.errors import DataError
 from flowcore.modality import Autoencoder
+from flowcore.nn.conv import ConvResBlock, group_norm
 from flowcore_audio.autoencoder import vocode
 from flowcore_audio.mel import SILENCE, LogMel
 from flowcore_audio.tokenizer import latent_frames
@@ -33,32 +34,15 @@ from flowcore_audio.tokenizer import latent_frames
 DOWN = 4
 
 
-def norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
-
-
-class ResBlock(nn.Module):
-    """x + conv(silu(norm(conv(silu(norm(x)))))), with a 1x1 skip when the channels change."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        self.norm1, self.conv1 = norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.norm2, self.conv2 = norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
-
-
 def encoder(latent_channels: int, width: int) -> nn.Sequential:
     """mel [B, 1, M, F] -> mean and log-variance [B, 2 Z, M/4, F/4]; the residual blocks run at
     half and quarter resolution, where they cost a quarter and a sixteenth of full resolution's."""
     w1, w2 = width, 2 * width
     return nn.Sequential(
         nn.Conv2d(1, w1, 3, padding=1), nn.Conv2d(w1, w1, 3, stride=2, padding=1),
-        ResBlock(w1, w1), nn.Conv2d(w1, w2, 3, stride=2, padding=1),
-        ResBlock(w2, w2), ResBlock(w2, w2), norm(w2), nn.SiLU(), nn.Conv2d(w2, 2 * latent_channels, 3, padding=1))
+        ConvResBlock(w1, w1), nn.Conv2d(w1, w2, 3, stride=2, padding=1),
+        ConvResBlock(w2, w2), ConvResBlock(w2, w2), group_norm(w2), nn.SiLU(),
+        nn.Conv2d(w2, 2 * latent_channels, 3, padding=1))
 
 
 def decoder(latent_channels: int, width: int) -> nn.Sequential:
@@ -66,9 +50,9 @@ def decoder(latent_channels: int, width: int) -> nn.Sequential:
     channels and a pixel shuffle (sub-pixel convolution)."""
     w1, w2 = width, 2 * width
     return nn.Sequential(
-        nn.Conv2d(latent_channels, w2, 3, padding=1), ResBlock(w2, w2), ResBlock(w2, w2),
+        nn.Conv2d(latent_channels, w2, 3, padding=1), ConvResBlock(w2, w2), ConvResBlock(w2, w2),
         nn.Conv2d(w2, 4 * w1, 3, padding=1), nn.PixelShuffle(2),
-        ResBlock(w1, w1), ResBlock(w1, w1), norm(w1), nn.SiLU(),
+        ConvResBlock(w1, w1), ConvResBlock(w1, w1), group_norm(w1), nn.SiLU(),
         nn.Conv2d(w1, 4, 3, padding=1), nn.PixelShuffle(2))
 
 

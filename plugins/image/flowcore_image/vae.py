@@ -23,25 +23,7 @@ from torch.nn import functional as F
 
 from flowcore.errors import DataError
 from flowcore.modality import Autoencoder
-
-
-def norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
-
-
-class ResBlock(nn.Module):
-    """x + conv(silu(norm(conv(silu(norm(x)))))), with a 1x1 skip when channels change."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        self.norm1, self.conv1 = norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.norm2, self.conv2 = norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.skip(x) + h
+from flowcore.nn.conv import ConvResBlock, group_norm
 
 
 class Encoder(nn.Module):
@@ -52,10 +34,10 @@ class Encoder(nn.Module):
         self.conv_in = nn.Conv2d(in_channels, widths[0], 3, padding=1)
         blocks: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:]):
-            blocks += [ResBlock(c_in, c_out), nn.Conv2d(c_out, c_out, 3, stride=2, padding=1)]
+            blocks += [ConvResBlock(c_in, c_out), nn.Conv2d(c_out, c_out, 3, stride=2, padding=1)]
         self.down = nn.Sequential(*blocks)
-        self.mid = ResBlock(widths[-1], widths[-1])
-        self.norm_out = norm(widths[-1])
+        self.mid = ConvResBlock(widths[-1], widths[-1])
+        self.norm_out = group_norm(widths[-1])
         self.conv_out = nn.Conv2d(widths[-1], 2 * latent_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,13 +60,13 @@ class Decoder(nn.Module):
     def __init__(self, out_channels: int, latent_channels: int, widths: list[int]):
         super().__init__()
         self.conv_in = nn.Conv2d(latent_channels, widths[-1], 3, padding=1)
-        self.mid = ResBlock(widths[-1], widths[-1])
+        self.mid = ConvResBlock(widths[-1], widths[-1])
         blocks: list[nn.Module] = []
         for c_in, c_out in zip(widths[:0:-1], widths[-2::-1]):
-            blocks += [ResBlock(c_in, c_out), Upsample(c_out)]
+            blocks += [ConvResBlock(c_in, c_out), Upsample(c_out)]
         self.up = nn.Sequential(*blocks)
-        self.out_block = ResBlock(widths[0], widths[0])
-        self.norm_out = norm(widths[0])
+        self.out_block = ConvResBlock(widths[0], widths[0])
+        self.norm_out = group_norm(widths[0])
         self.conv_out = nn.Conv2d(widths[0], out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,26 @@
+"""Convolutional blocks that plugins' autoencoders share (the image KL-VAE, the audio mel VAE)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 8 groups where the channels divide by 8, else one group (LayerNorm over C, H, W)."""
+    return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+
+
+class ConvResBlock(nn.Module):
+    """x + conv(silu(norm(conv(silu(norm(x)))))) on [B, C, H, W], with a 1x1 skip when the channels change."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.norm1, self.conv1 = group_norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2, self.conv2 = group_norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
