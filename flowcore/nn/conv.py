@@ -1,4 +1,4 @@
-"""Convolutional blocks that plugins' autoencoders share (the image KL-VAE, the audio mel VAE)."""
+"""Convolutional blocks and KL-VAE pieces that plugins' autoencoders share (the image KL-VAE, the audio mel VAE)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,17 @@ class ConvResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
+
+
+def diagonal_gaussian(mean: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reparameterised draw z = mean + std * eps, and the KL divergence to N(0, I), averaged over elements."""
+    z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+    return z, kl
+
+
+@torch.no_grad()
+def track_latent_stats(shift: torch.Tensor, scale: torch.Tensor, mean: torch.Tensor, momentum: float) -> None:
+    """Move the ``shift`` / ``scale`` buffers toward the per-channel mean and 1/std of latents [B, C, H, W]."""
+    shift.lerp_(mean.mean(dim=(0, 2, 3)), momentum)
+    scale.lerp_(1.0 / mean.std(dim=(0, 2, 3)).clamp_min(1e-4), momentum)

@@ -25,7 +25,7 @@ from torch import nn
 
 from flowcore.errors import DataError
 from flowcore.modality import Autoencoder
-from flowcore.nn.conv import ConvResBlock, group_norm
+from flowcore.nn.conv import ConvResBlock, diagonal_gaussian, group_norm, track_latent_stats
 from flowcore_audio.autoencoder import vocode
 from flowcore_audio.mel import SILENCE, LogMel
 from flowcore_audio.tokenizer import latent_frames
@@ -133,18 +133,11 @@ class MelVAE(nn.Module, Autoencoder):
         """{"loss": recon + kl_weight kl, "recon": mel L1 over real frames, "kl": ...}; tracks the latent statistics."""
         mel, frames = self.log_mel(batch)
         mean, logvar = self.moments(mel)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        z, kl = diagonal_gaussian(mean, logvar)
         real = (torch.arange(mel.shape[-1], device=mel.device)[None, :] < frames[:, None]).float()  # [B, F]
         err = (self.decoder(z) - mel).abs().mean(dim=(1, 2))  # [B, F]
         recon = (err * real).sum() / real.sum()
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         if self.training:
-            self._track(mean.detach())
+            track_latent_stats(self.latent_shift, self.latent_scale, mean.detach(), self.stats_momentum)
         return {"loss": recon + self.kl_weight * kl, "recon": recon.detach(), "kl": kl.detach()}
 
-    @torch.no_grad()
-    def _track(self, mean: torch.Tensor) -> None:
-        """Move the shift/scale buffers toward this batch's per-channel mean and 1/std."""
-        m = self.stats_momentum
-        self.latent_shift.lerp_(mean.mean(dim=(0, 2, 3)), m)
-        self.latent_scale.lerp_(1.0 / mean.std(dim=(0, 2, 3)).clamp_min(1e-4), m)

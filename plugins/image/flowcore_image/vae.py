@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from flowcore.errors import DataError
 from flowcore.modality import Autoencoder
-from flowcore.nn.conv import ConvResBlock, group_norm
+from flowcore.nn.conv import ConvResBlock, diagonal_gaussian, group_norm, track_latent_stats
 
 
 class Encoder(nn.Module):
@@ -126,23 +126,13 @@ class KLVAE(nn.Module, Autoencoder):
     def loss(self, batch: torch.Tensor) -> Mapping[str, torch.Tensor]:
         """{"loss": recon + kl_weight kl, "recon": ..., "kl": ...}; updates the running latent stats."""
         mean, logvar = self.moments(batch)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        out = self.decoder(z)
-        err = out - batch
+        z, kl = diagonal_gaussian(mean, logvar)
+        err = self.decoder(z) - batch
         recon = err.abs().mean() if self.recon == "l1" else err.pow(2).mean()
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         if self.training:
-            self._track(mean.detach())
+            track_latent_stats(self.latent_shift, self.latent_scale, mean.detach(), self.stats_momentum)
         return {"loss": recon + self.kl_weight * kl, "recon": recon.detach(), "kl": kl.detach()}
 
-    @torch.no_grad()
-    def _track(self, mean: torch.Tensor) -> None:
-        """Move the shift/scale buffers toward this batch's per-channel mean and 1/std."""
-        m = self.stats_momentum
-        mu = mean.mean(dim=(0, 2, 3))
-        std = mean.std(dim=(0, 2, 3)).clamp_min(1e-4)
-        self.latent_shift.lerp_(mu, m)
-        self.latent_scale.lerp_(1.0 / std, m)
 
     @torch.no_grad()
     def calibrate(self, batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
