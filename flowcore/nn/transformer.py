@@ -76,6 +76,8 @@ class FlowTransformer(nn.Module):
         for head in self.heads.values():
             nn.init.zeros_(head.linear.weight)
             nn.init.zeros_(head.linear.bias)
+        for embed in (self.interval_embed or {}).values():  # zero interval embedding: a warm start from a
+            nn.init.zeros_(embed.mlp.out_layer.weight)         # velocity run's weights is that field at every h
 
     def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
                 cond: torch.Tensor | None = None, guidance: torch.Tensor | None = None,

@@ -218,6 +218,10 @@ class TrainConfig(Options):
     skip_nonfinite: int = Field(0, ge=0)
     #: EMA decay in [0, 1); 0 turns EMA off
     ema: Number = Field(0.999, ge=0, lt=1)
+    #: a finished run whose network weights start this one (a warm start; its folder, as ``flowcore
+    #: sample`` takes it): the same network, which may have more weights (the interval embedding of
+    #: flow.objective meanflow), never other ones
+    init_from: str | None = None
     precision: Precision = "auto"
     accelerator: Accelerator = "auto"
     #: devices per node: a count, -1 or "auto" (all), or device indices as "0,1"
@@ -633,6 +637,9 @@ def check(config: Config, registry=None) -> None:
     if config.data.val_fraction + config.data.test_fraction >= 1:
         raise ConfigError(f"{src}: data.val_fraction + data.test_fraction must be < 1 (some data must train)")
     tr = config.train
+    if tr.init_from is not None and config.stage != "flow":
+        raise ConfigError(f"{src}: train.init_from warm-starts the flow stage's network; the {config.stage} stage "
+                          "starts from its own weights (reflow: reflow.init_from_teacher)")
     if tr.batch_tokens is not None and (str(tr.devices) != "1" or tr.num_nodes != 1 or config.data.cache_latents):
         raise ConfigError(f"{src}: train.batch_tokens batches one process from the dataset's items: it needs "
                           "train.devices 1, train.num_nodes 1 and data.cache_latents false")

@@ -62,6 +62,9 @@ class FlowMLP(nn.Module):
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, width))
         nn.init.zeros_(self.out[1].weight)
         nn.init.zeros_(self.out[1].bias)
+        if self.interval is not None:  # zero interval embedding: a warm start from a velocity run is that field
+            nn.init.zeros_(self.interval[2].weight)
+            nn.init.zeros_(self.interval[2].bias)
 
     def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
                 r: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

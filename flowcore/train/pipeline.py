@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from safetensors.torch import save_file
 
+from flowcore import kernels
 from flowcore.errors import ConfigError
 from flowcore.io import atomic_path, dumps_json, finite_or_none, remove_stale_temps, write_text_atomic
 from flowcore.modality import Modality
@@ -115,6 +116,7 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
     out_dir = Path(config.out_dir)
     if config.train.cpu_threads:
         torch.set_num_threads(config.train.cpu_threads)
+    kernels.set_backend(config.train.kernels)
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.stage == "autoencoder":
         module: L.LightningModule = AutoencoderModule(config, registry)
@@ -130,6 +132,9 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
             module.net.load_state_dict(teacher)
             if module.ema is not None:
                 module.ema.net.load_state_dict(teacher)
+        last = out_dir / ckpt.LAST
+        if config.train.init_from and not (resume and last.is_file()):  # a resume restores its own weights
+            warm_start(module, Path(config.train.init_from))
         bundles = module.bundles
 
         def export(m):
@@ -154,6 +159,32 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
         trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     return module
+
+
+def warm_start(module: FlowModule, run: Path) -> list[str]:
+    """Load the network weights of the finished run ``run`` into ``module``'s network and its EMA.
+
+    The network may have weights the run lacks (they keep their initialisation; returned, sorted)
+    but no others, and every shared tensor must have the same shape: anything else is a
+    ConfigError naming ``train.init_from``.
+    """
+    path = run / ckpt.WEIGHTS
+    if not path.is_file():
+        raise ConfigError(f"train.init_from: {path} not found (give the folder of a finished run)")
+    weights = ckpt.read_weights(path, "net.")
+    own = module.net.state_dict()
+    extra = sorted(set(weights) - set(own))
+    if not weights or extra:
+        what = "it has no network weights" if not weights else "weights this network lacks: " + ", ".join(extra[:5])
+        raise ConfigError(f"train.init_from: {run}'s network is not this run's (model section): {what}")
+    other = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in weights.items() if v.shape != own[k].shape]
+    if other:
+        raise ConfigError(f"train.init_from: {run}'s network has other shapes than this run's (model section): "
+                          + "; ".join(other[:3]))
+    nets = [module.net] + ([module.ema.net] if module.ema is not None else [])
+    for net in nets:
+        net.load_state_dict(weights, strict=False)
+    return sorted(set(own) - set(weights))
 
 
 def previews_on(config: Config, bundles: Mapping[str, Bundle]) -> bool:

@@ -122,6 +122,9 @@ class ConvUNet(nn.Module):
         self.out = nn.Conv2d(w1, inner, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # zero velocity at init, as the FlowTransformer's head
         nn.init.zeros_(self.out.bias)
+        if self.interval is not None:  # zero interval embedding: a warm start from a velocity run is that field
+            nn.init.zeros_(self.interval[2].weight)
+            nn.init.zeros_(self.interval[2].bias)
 
     def embedding(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
                   r: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:

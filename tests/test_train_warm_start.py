@@ -1,0 +1,86 @@
+"""train.init_from: a run starts from another run's network weights. A MeanFlow network warm-started
+from a velocity run is that velocity field at every interval (its interval embedding starts at zero)."""
+
+import pytest
+import torch
+import yaml
+
+from flowcore.errors import ConfigError
+from flowcore.train import checkpoint as ckpt
+from flowcore.train.config import from_dict, load_config
+from flowcore.train.module import FlowModule
+from flowcore.train.pipeline import train, warm_start
+from flowcore.train.sampling import tokens_of
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MLP = {"network": "mlp", "hidden": 16, "depth": 1, "time_dim": 8}
+TRANSFORMER = {"network": "transformer", "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 1,
+                                                         "depth_single": 1}}
+
+
+def raw_config(model: dict, **flow) -> dict:
+    return {"seed": 0, "modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2, "dropout": 0.2}},
+            "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}}, "model": model,
+            "flow": flow}
+
+
+def batch(module: FlowModule, registry, n: int = 8):
+    ds = registry.dataset("eight_gaussians_labeled").build("train", classes=2)
+    items = [ds[i] for i in range(n)]
+    tokens = {name: tokens_of(b, [it[name] for it in items], "cpu") for name, b in module.bundles.items()}
+    g = torch.Generator().manual_seed(1)
+    t = {"toy2d": torch.rand(n, generator=g), "label": torch.zeros(n)}
+    r = {"toy2d": t["toy2d"] * torch.rand(n, generator=g), "label": torch.zeros(n)}
+    return tokens, t, r
+
+
+def trained_flow_run(tmp_path, registry, model: dict):
+    """A velocity (flow matching) run's folder, its weights moved off their init so the check means something."""
+    module = FlowModule(from_dict(raw_config(model), registry=registry), registry)
+    with torch.no_grad():
+        for p in module.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    module.ema.net.load_state_dict(module.net.state_dict())
+    ckpt.write_run_files(tmp_path / "flow", module.config, ckpt.flow_state(module), registry)
+    return tmp_path / "flow", module
+
+
+@pytest.mark.parametrize("model", [MLP, TRANSFORMER], ids=["mlp", "transformer"])
+def test_a_meanflow_network_warm_started_from_a_flow_run_is_that_flow_at_every_interval(tmp_path, registry, model):
+    run, flow = trained_flow_run(tmp_path, registry, model)
+    mean = FlowModule(from_dict(raw_config(model, objective="meanflow", meanflow={"cfg": 2.0}), registry=registry),
+                      registry)
+    new = warm_start(mean, run)
+    assert new and all("interval" in k for k in new)  # only the interval embedding is not the flow's
+    tokens, t, r = batch(mean, registry)
+    with torch.no_grad():
+        v = flow.ema.net(tokens, t)["toy2d"]
+        for net in (mean.net, mean.ema.net):
+            u = net(tokens, t, r)["toy2d"]
+            assert torch.allclose(u, v, atol=1e-6) and not torch.allclose(v, torch.zeros_like(v))
+
+
+def test_init_from_in_training_starts_from_the_run_and_refuses_another_network(tmp_path, registry):
+    run, flow = trained_flow_run(tmp_path, registry, MLP)
+    raw = raw_config(MLP, objective="meanflow")
+    raw.update(out_dir=str(tmp_path / "mean"), train={
+        "steps": 2, "batch_size": 8, "lr": 1e-9, "ema": 0, "init_from": str(run), "checkpoint_every": 100,
+        "progress_bar": False, "cpu_threads": 1, "sample_every": 0})
+    cfg = tmp_path / "mean.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    module = train(load_config(cfg, registry=registry), registry)
+    source = ckpt.read_weights(run / ckpt.WEIGHTS, "net.")
+    trained = ckpt.read_weights(tmp_path / "mean" / ckpt.WEIGHTS, "net.")
+    assert module.trainer.global_step == 2 and set(source) < set(trained)
+    for k, w in source.items():  # two steps at lr 1e-9 move no weight measurably from the run's
+        assert torch.allclose(trained[k], w, atol=1e-7), k
+    # a network of another width, or no run there: one line naming train.init_from
+    other = FlowModule(from_dict(raw_config({**MLP, "hidden": 24}, objective="meanflow"), registry=registry), registry)
+    with pytest.raises(ConfigError, match=r"train.init_from: .*other shapes"):
+        warm_start(other, run)
+    with pytest.raises(ConfigError, match=r"train.init_from: .*not found"):
+        warm_start(other, tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="train.init_from"):
+        from_dict({**raw_config(MLP), "stage": "reflow", "reflow": {"teacher": str(run)},
+                   "train": {"init_from": str(run)}}, registry=registry)
