@@ -13,16 +13,23 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
 
 class ConvResBlock(nn.Module):
-    """x + conv(silu(norm(conv(silu(norm(x)))))) on [B, C, H, W], with a 1x1 skip when the channels change."""
+    """x + conv(silu(norm(conv(silu(norm(x))) + emb))) on [B, C, H, W], with a 1x1 skip when the channels change.
 
-    def __init__(self, c_in: int, c_out: int):
+    With ``emb_dim`` > 0 (DDPM's U-Net block) a linear map of an embedding [B, emb_dim] (time and
+    conditions) is added per channel after the first conv; with 0 there is no such input.
+    """
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int = 0):
         super().__init__()
         self.norm1, self.conv1 = group_norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.norm2, self.conv2 = group_norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.emb = nn.Linear(emb_dim, c_out) if emb_dim else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
+        if self.emb is not None:
+            h = h + self.emb(emb)[:, :, None, None]
         return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
 
 
