@@ -25,6 +25,23 @@ RopePeriods = Annotated[tuple[Annotated[Number, Field(gt=0)] | None, ...],
                         BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
 
 
+
+def _checkpointing(value: Any) -> Any:
+    if isinstance(value, str) and value not in ("none", "all") and not (
+            value.startswith("every_") and value[6:].isdigit() and int(value[6:]) >= 1):
+        raise ValueError(f"must be false/'none', true/'all', 'every_N' (N >= 1) or a list of block indices, "
+                         f"got {value!r}")
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, list) and len(set(value)) != len(value):
+        raise ValueError(f"block indices must not repeat, got {value}")
+    return value
+
+
+#: activation checkpointing of the blocks (see :class:`TransformerOptions`)
+Checkpointing = Annotated[bool | str | list[Annotated[int, Field(ge=0)]], BeforeValidator(_checkpointing)]
+
+
 class SincosPosition(Options):
     """SD3's fixed 2-D sin-cos position table, added to a stream's tokens after projection.
 
@@ -99,7 +116,10 @@ class TransformerOptions(Options):
     global_cond_dim  G of an optional global conditioning vector cond [B, G]; 0 = none
     guidance_embed   embed a guidance scale [B] like Flux-dev (forward's ``guidance``)
     qk_norm          RMSNorm with a learned scale on queries and keys
-    checkpointing    recompute each block's activations in backward (saves memory in training)
+    checkpointing    which blocks recompute their activations in backward (less memory in training,
+                     one more forward of those blocks): false / "none", true / "all", "every_N"
+                     (blocks 0, N, 2N, ...), or a list of block indices; blocks are counted double
+                     ones first, then single ones
     """
 
     model_config = ConfigDict(frozen=True)
@@ -113,7 +133,7 @@ class TransformerOptions(Options):
     global_cond_dim: int = Field(0, ge=0)
     guidance_embed: bool = False
     qk_norm: bool = True
-    checkpointing: bool = False
+    checkpointing: Checkpointing = False
     #: sinusoids come in (cos, sin) pairs
     frequency_dim: int = Field(256, ge=2, multiple_of=2)
 
@@ -124,10 +144,25 @@ class TransformerOptions(Options):
                              "head dim")
         if self.depth_double + self.depth_single == 0:
             raise ValueError("depth_double + depth_single must be >= 1")
+        blocks = self.depth_double + self.depth_single
+        if isinstance(self.checkpointing, list) and any(i >= blocks for i in self.checkpointing):
+            raise ValueError(f"checkpointing {self.checkpointing}: block indices run from 0 to {blocks - 1} "
+                             f"(depth_double + depth_single = {blocks})")
         if self.mlp_hidden < 1:
             raise ValueError(f"mlp_ratio {self.mlp_ratio} leaves the blocks' MLPs no width (hidden_size x mlp_ratio "
                              "must be >= 1)")
         return self
+
+    def checkpointed(self, block: int) -> bool:
+        """Whether block ``block`` (double blocks first, then single) recomputes in backward."""
+        c = self.checkpointing
+        if isinstance(c, bool):
+            return c
+        if isinstance(c, list):
+            return block in c
+        if c == "none" or c == "all":
+            return c == "all"
+        return block % int(c.removeprefix("every_")) == 0
 
     @property
     def head_dim(self) -> int:

@@ -98,14 +98,14 @@ class FlowTransformer(nn.Module):
         mask = self._attention_mask([tokens[n].mask for n in names])
         rope = self._rope(tokens, names)
 
-        for block in self.double_blocks:
-            xs = self._run(block, xs, cs, rope, mask)
+        for i, block in enumerate(self.double_blocks):
+            xs = self._run(i, block, xs, cs, rope, mask)
         if self.single_blocks:
             lengths = [xs[n].shape[1] for n in names]
             x = joint([xs[n] for n in names])
             conds = [cs[n] for n in names]
-            for block in self.single_blocks:
-                x = self._run(block, x, conds, lengths, rope, mask)
+            for i, block in enumerate(self.single_blocks, len(self.double_blocks)):
+                x = self._run(i, block, x, conds, lengths, rope, mask)
             xs = dict(zip(names, x.split(lengths, 1)))
 
         out = {}
@@ -115,8 +115,8 @@ class FlowTransformer(nn.Module):
                 out[n] = v if mask is None else v * tokens[n].mask[..., None]
         return out
 
-    def _run(self, block: nn.Module, *args):
-        if self.config.checkpointing and torch.is_grad_enabled():
+    def _run(self, index: int, block: nn.Module, *args):
+        if self.config.checkpointed(index) and torch.is_grad_enabled():
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 

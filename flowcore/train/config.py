@@ -26,6 +26,8 @@ from flowcore.spec import checked_options
 
 Role = Literal["generate", "condition", "any"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+#: ``train.compile``: off, on in torch's default mode, a mode, or ``auto`` (default mode on CUDA, off elsewhere)
+CompileSetting = bool | Literal["auto"] | CompileMode
 Solver = Literal[SOLVER_NAMES]
 #: Lightning's precision names; YAML's ``precision: 32`` is the int 32, taken as "32"
 Precision = Annotated[Literal["auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "bf16-true",
@@ -237,11 +239,18 @@ class TrainConfig(Options):
     log_every: int = Field(10, ge=1)
     progress_bar: bool = True
     cpu_threads: int | None = Field(None, ge=1)
-    #: torch.compile the trained network: false, true (torch's default mode) or a mode name,
-    #: e.g. "reduce-overhead" (CUDA graphs: for small models whose steps are bound by launches)
-    compile: bool | CompileMode = False
+    #: torch.compile the trained network: "auto" (torch's default mode when training on CUDA, off
+    #: elsewhere), false, true (torch's default mode) or a mode name, e.g. "reduce-overhead" (CUDA
+    #: graphs: for steps whose shapes stay fixed and that are bound by launches)
+    compile: CompileSetting = "auto"
     #: the torch.compile backend ("inductor"; "aot_eager" traces without generating code)
     compile_backend: str = Field("inductor", min_length=1)
+    #: the backbone's fused elementwise ops (flowcore.kernels): "auto" (Triton on CUDA in eager steps,
+    #: inductor's own fusion under compile), "triton" (Triton also inside compiled graphs), "reference"
+    kernels: Literal["auto", "triton", "reference"] = "auto"
+    #: the optimizer's single fused kernel: "auto" (fused when every parameter is on CUDA, else the
+    #: foreach implementation), true (fused, CUDA or CPU), false (foreach)
+    fused_optimizer: bool | Literal["auto"] = "auto"
 
     @field_validator("devices")
     @classmethod

@@ -39,15 +39,44 @@ class EMA(nn.Module):
         self.net = copy.deepcopy(net).requires_grad_(False)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
+        self._count: int | None = None  # ``updates`` mirrored on the host: reading it every step would sync a GPU
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._count = None
+
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
-        n = int(self.updates)
+        if self._count is None:
+            self._count = int(self.updates)
+        n = self._count
         d = min(self.decay, (1 + n) / (10 + n))
-        for avg, p in zip(self.net.parameters(), net.parameters()):
-            avg.lerp_(p.detach().to(avg.dtype), 1 - d)
+        averages = list(self.net.parameters())
+        weights = [p.detach().to(avg.dtype) for avg, p in zip(averages, net.parameters())]
+        torch._foreach_lerp_(averages, weights, 1 - d)  # one kernel launch per group, not one per tensor
         for avg, b in zip(self.net.buffers(), net.buffers()):
             avg.copy_(b)
         self.updates += 1
+        self._count += 1
+
+
+def on_cuda(accelerator: str) -> bool:
+    """Whether Lightning's ``train.accelerator`` setting trains on a CUDA device here."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def compile_mode(setting: bool | str, accelerator: str) -> str | None:
+    """``train.compile`` -> the torch.compile mode (``"default"`` for torch's), or None for eager.
+
+    ``auto`` compiles in the default mode on CUDA, where a compiled FlowTransformer step measured
+    about 2x the eager one, and leaves CPU training eager (there inductor needs a C++ compiler and
+    the step is bound by matmuls).
+    """
+    if setting == "auto":
+        return "default" if on_cuda(accelerator) else None
+    if setting is False:
+        return None
+    return "default" if setting is True else setting
 
 
 def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -77,10 +106,11 @@ class FlowModule(L.LightningModule):
         self.net = build_network(config, {n: b.modality for n, b in self.bundles.items()})
         self.ema = EMA(self.net, config.train.ema) if config.train.ema > 0 else None
         tr = config.train
-        if tr.compile is not False:
+        mode = compile_mode(tr.compile, tr.accelerator)
+        if mode is not None:
             # In place (Module.compile), after the EMA copy: parameter names and checkpoints stay
             # those of the eager network, and sampling runs the EMA network eagerly.
-            self.net.compile(backend=tr.compile_backend, mode=None if tr.compile is True else tr.compile)
+            self.net.compile(backend=tr.compile_backend, mode=None if mode == "default" else mode)
         self.latent = set(latent_names(config, self.bundles))  # batches that arrive encoded
         self.objective = FlowObjective(config, self.bundles)
         self.distiller = OnPolicyDistillation(config, self.bundles) if config.distill.start_step is not None else None
@@ -161,12 +191,16 @@ def make_optimizer(params, config: Config, total: int | None = None) -> dict[str
     when the budget is in epochs)."""
     tr = config.train
     total = total or tr.steps or 1
+    params = list(params)
+    fused = tr.fused_optimizer
+    if fused == "auto":  # one kernel for the whole update where launches cost most
+        fused = bool(params) and all(p.is_cuda for p in params)
+    kind = {"fused": True} if fused else {"foreach": True}
     if tr.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=tr.lr, momentum=tr.betas[0], weight_decay=tr.weight_decay,
-                              foreach=True)
+        opt = torch.optim.SGD(params, lr=tr.lr, momentum=tr.betas[0], weight_decay=tr.weight_decay, **kind)
     else:
         cls = torch.optim.AdamW if tr.optimizer == "adamw" else torch.optim.Adam
-        opt = cls(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, foreach=True)
+        opt = cls(params, lr=tr.lr, betas=tuple(tr.betas), weight_decay=tr.weight_decay, **kind)
     d = config.distill
     distill_lr = None if d.start_step is None or d.lr is None else d.lr / tr.lr
 
