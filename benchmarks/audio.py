@@ -1,6 +1,7 @@
 """The audio plugin's conditional runs, against real audio: spoken digits (recognised?) and notes (in tune?).
 
     python benchmarks/audio.py --run runs/audio_digits   # after flowcore train examples/configs/audio_digits.yaml
+    python benchmarks/audio.py --run runs/audio_digits --plugin-run runs/audio_digits_unet   # and audio_digits_unet
     python benchmarks/audio.py --notes-run runs/audio_notes   # after ... examples/configs/audio_notes.yaml
     python benchmarks/audio.py --chorales-run runs/audio_chorales   # after ... audio_chorales.yaml
     python benchmarks/audio.py --vocoder-run runs/audio_vocoder   # after flowcore audio-vocoder runs/audio_vocoder
@@ -22,11 +23,15 @@ Krumhansl-Kessler profiles = the key asked for) and the MIREX-weighted key score
 excerpts, of them through Griffin-Lim, and of 4 samples per key. For the trained vocoder it
 resynthesises the held-out spoken digits and test notes from their log-mel by Griffin-Lim (64
 iterations) and by the vocoder and scores both (LSD, mel L1, digit accuracy, classifier FD,
-pitch accuracy); for the mel VAE it does the same for its reconstructions, decoded by both.
-Each run updates its part of
-benchmarks/results/audio.json. It writes
-benchmarks/results/audio.json, the "## audio" section of benchmarks/RESULTS.md, WAVs of
-one generated sample per digit and a spectrogram PNG of them to benchmarks/results/audio_samples/.
+pitch accuracy, and which clips of which voices the classifier misses); for the mel VAE it does
+the same for its reconstructions, decoded by both. With --plugin-run (beside --run) it scores a
+second spoken-digits run, of the plugin's own network, the same way and sets the two side by side
+("core backbone vs plugin network"): parameters, training, the seconds of one training step and
+of sampling (both measured here), accuracy and classifier FD.
+
+Each run updates its part of benchmarks/results/audio.json and rewrites the "## audio" section of
+benchmarks/RESULTS.md from it; WAVs of one generated sample per digit and a spectrogram PNG of
+them go to benchmarks/results/audio_samples/.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ def scores(classifier, real: list[torch.Tensor], made: list[torch.Tensor], label
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a spoken-digits run (examples/configs/audio_digits.yaml)")
+    ap.add_argument("--plugin-run", type=Path,
+                    help="with --run: a spoken-digits run of the plugin's network (audio_digits_unet.yaml), "
+                         "scored the same way and set beside it")
     ap.add_argument("--notes-run", type=Path, help="a notes run (examples/configs/audio_notes.yaml)")
     ap.add_argument("--chorales-run", type=Path, help="a chorales run (examples/configs/audio_chorales.yaml)")
     ap.add_argument("--vocoder-run", type=Path, help="a trained vocoder's folder (flowcore audio-vocoder)")
@@ -75,6 +83,9 @@ def main() -> None:
     ap.add_argument("--cfg", type=float, default=None, help="guidance weight (default: the run's sample.cfg)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--training", default="", help="a sentence on how the run was trained (goes in the report)")
+    ap.add_argument("--plugin-training", default="", help="the same for --plugin-run")
+    ap.add_argument("--train-minutes", type=float, default=None, help="--run's training wall time, minutes")
+    ap.add_argument("--plugin-train-minutes", type=float, default=None, help="--plugin-run's, minutes")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "audio.json")
     ap.add_argument("--results-md", type=Path, default=ROOT / "RESULTS.md")
     args = ap.parse_args()
@@ -82,6 +93,11 @@ def main() -> None:
     record = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if args.run:
         record.update(digits(args))
+        record.pop("plugin_network", None)
+    if args.plugin_run:
+        if not args.run:
+            ap.error("--plugin-run is set beside --run: give both, so that both are scored in one go")
+        record["plugin_network"] = digits(args, plugin=True)
     if args.notes_run:
         record["notes"] = notes(args)
     if args.chorales_run:
@@ -159,10 +175,24 @@ def chorales(args) -> dict:
     return out
 
 
-def held_out_digits() -> tuple[list[torch.Tensor], list[int]]:
+def held_out_digits(voices: bool = False):
+    """The held-out spoken digits and their digits (and, with ``voices``, each clip's voice index)."""
     test = get_registry().dataset("spoken_digits").build("test")
     items = [test[i] for i in range(len(test))]
-    return [it["audio"] for it in items], [int(it["label"]) for it in items]
+    out = [it["audio"] for it in items], [int(it["label"]) for it in items]
+    return (*out, [int(v) for v in test.info["voice"]]) if voices else out
+
+
+def misses(classifier, waves: list[torch.Tensor], labels: list[int], voices: list[int]) -> dict:
+    """Which clips the classifier gets wrong (indices and the digit it heard) and how many per voice."""
+    from flowcore_audio.data import VOICES
+
+    pred = classifier.predict(waves).tolist()
+    wrong = [i for i, (p, y) in enumerate(zip(pred, labels)) if p != y]
+    by_voice: dict[str, int] = {}
+    for i in wrong:
+        by_voice[VOICES[voices[i]]] = by_voice.get(VOICES[voices[i]], 0) + 1
+    return {"clips": wrong, "heard": [pred[i] for i in wrong], "by_voice": by_voice}
 
 
 def timed(fn):
@@ -201,7 +231,7 @@ def vocoder(args) -> dict:
     net = load_vocoder(args.vocoder_run)
     meta = read_metadata(vocoder_file(args.vocoder_run)) or {}
     classifier = load_classifier()
-    real, labels = held_out_digits()
+    real, labels, voices = held_out_digits(voices=True)
     out = {"command": command(), "run": str(args.vocoder_run), "training": args.vocoder_training,
            "vocoder": {"parameters": sum(p.numel() for p in net.parameters()), "steps": int(meta.get("steps", 0)),
                        "train_seconds": float(meta.get("train_seconds", 0)),
@@ -213,6 +243,9 @@ def vocoder(args) -> dict:
         made[name], seconds = timed(lambda: through(decode, mel, real))
         out["digits"][name] = {**paired(classifier, real, made[name], labels), "seconds": seconds}
         print(f"vocoder benchmark, digits, {name}: {out['digits'][name]}", flush=True)
+    out["digits"]["misses"] = {name: misses(classifier, waves, labels, voices)
+                               for name, waves in (("real", real), *made.items())}
+    print(f"vocoder benchmark, digits the classifier misses: {out['digits']['misses']}", flush=True)
     for name, path in (("griffin_lim", None), ("vocoder", str(args.vocoder_run))):
         # the modality's own way: frames rounded up to whole tokens (104 for 1 s), as generated clips decode
         modality = get_registry().modality("audio", vocoder=path)
@@ -295,10 +328,12 @@ def vae(args) -> dict:
     return out
 
 
-def digits(args) -> dict:
-    """Digit accuracy and classifier FD of real, Griffin-Lim and generated spoken digits."""
+def digits(args, plugin: bool = False) -> dict:
+    """Digit accuracy and classifier FD of real, Griffin-Lim and generated spoken digits; with ``plugin``, of
+    ``--plugin-run``'s generated ones only (real and Griffin-Lim rows are the same clips)."""
     started = time.perf_counter()
-    pipe = flowcore.load(args.run, device="cpu")
+    run = args.plugin_run if plugin else args.run
+    pipe = flowcore.load(run, device="cpu")
     cfg = pipe.config.sample.cfg if args.cfg is None else args.cfg
     test = get_registry().dataset("spoken_digits").build("test", **pipe.config.data.options)
     items = [test[i] for i in range(len(test))]
@@ -306,45 +341,88 @@ def digits(args) -> dict:
     labels = [int(it["label"]) for it in items]
     classifier = load_classifier()
     bundle = pipe.bundles["audio"]
-
-    resynth = bundle.samples(pipe.encode("audio", real))
-    record = {"command": command(), "run": str(args.run),
+    train = pipe.config.train
+    record = {"command": command(), "run": str(run),
               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "threads": args.threads, "torch": torch.__version__},
-              "training": args.training,
+              "training": args.plugin_training if plugin else args.training,
+              "network": {"name": pipe.config.model.network, "options": dict(pipe.config.model.options),
+                          "parameters": sum(p.numel() for p in pipe.net.parameters()),
+                          "train_steps": train.steps, "batch_size": train.batch_size,
+                          "train_threads": train.cpu_threads,
+                          "train_minutes": args.plugin_train_minutes if plugin else args.train_minutes,
+                          "train_step_seconds": train_step_seconds(pipe, train.batch_size)},
               "classifier": {"test_accuracy": round(classifier.test_accuracy, 4), "test_count": classifier.test_count},
               "held_out": {"clips": len(real), "voices": "14 never heard in training"},
-              "real": scores(classifier, real, real, labels),
-              "griffin_lim": {**scores(classifier, real, resynth, labels),
-                              "lsd": round(lsd(real, resynth), 3), "mel_l1": round(mel_l1(real, resynth), 3)},
-              "cfg": cfg, "generated": {}}
+              "real": scores(classifier, real, real, labels), "cfg": cfg, "generated": {}}
+    print(f"{run}: {record['network']}", flush=True)
+    if not plugin:
+        resynth = bundle.samples(pipe.encode("audio", real))
+        record["griffin_lim"] = {**scores(classifier, real, resynth, labels),
+                                 "lsd": round(lsd(real, resynth), 3), "mel_l1": round(mel_l1(real, resynth), 3)}
     per_digit = len(real) // DIGITS
     asked = [d for d in range(DIGITS) for _ in range(per_digit)]
     for n in (int(s) for s in args.steps.split(",")):
-        begun = time.perf_counter()
-        made = pipe.generate("audio", {"label": asked}, len(asked), batch_size=70, steps=n, solver="euler",
-                             cfg=cfg, seed=0)["audio"]
+        begun, network, made = time.perf_counter(), 0.0, []
+        for start in range(0, len(asked), 70):  # batch k drawn with seed k * 70, as generate(batch_size=70) does
+            chunk = asked[start: start + 70]
+            tokens, seconds = timed(lambda: pipe.generate("audio", {"label": chunk}, len(chunk), steps=n,
+                                                          solver="euler", cfg=cfg, seed=start, decode=False))
+            network += seconds
+            made += bundle.samples(tokens["audio"])
         row = scores(classifier, real, made, asked)
         row["relative_accuracy"] = round(row["accuracy"] / record["real"]["accuracy"], 4)
         row["seconds"] = round(time.perf_counter() - begun, 1)
+        row["network_seconds"] = round(network, 1)
         record["generated"][str(n)] = row
-        print(f"{n} steps: {row}", flush=True)
+        print(f"{run}, {n} steps: {row}", flush=True)
         samples_dir = ROOT / "results" / "audio_samples"
         first = [made[d * per_digit] for d in range(DIGITS)]
+        tag = "_plugin" if plugin else ""
         for d, wave in enumerate(first):
-            AudioCodec(sample_rate=bundle.modality.sample_rate).write(wave, samples_dir / f"digit{d}_{n}steps.wav")
-        bundle.modality.preview(first, samples_dir / f"digits_{n}steps.png")
-    write_index(ROOT / "results" / "audio_samples", [int(s) for s in args.steps.split(",")])
+            AudioCodec(sample_rate=bundle.modality.sample_rate).write(wave, samples_dir / f"digit{d}_{n}steps{tag}.wav")
+        bundle.modality.preview(first, samples_dir / f"digits_{n}steps{tag}.png")
+    if plugin or not args.plugin_run:
+        write_index(ROOT / "results" / "audio_samples", [int(s) for s in args.steps.split(",")], bool(args.plugin_run))
     record["seconds"] = round(time.perf_counter() - started, 1)
     return record
 
 
-def write_index(folder: Path, steps: list[int]) -> None:
-    """An HTML page with a player per generated digit and the spectrograms, to listen to the samples."""
-    rows = "".join(f"<tr><td>{d}</td>" + "".join(f'<td><audio controls src="digit{d}_{n}steps.wav"></audio></td>'
-                                               for n in steps) + "</tr>\n" for d in range(DIGITS))
-    heads = "".join(f"<th>{n} Euler steps</th>" for n in steps)
-    images = "".join(f'<p>{n} steps (digits 0-7, top to bottom)<br><img src="digits_{n}steps.png"></p>' for n in steps)
+def train_step_seconds(pipe, batch: int, steps: int = 5) -> float:
+    """Seconds of one training step of the run's network (forward, backward, AdamW) on a batch of 1 s clips
+    and labels, on this machine with --threads: the network's cost alone, data loading aside."""
+    import copy
+
+    from flowcore.modality import Tokens
+
+    net = copy.deepcopy(pipe.net).train().requires_grad_(True)  # loaded for inference: frozen
+    audio = pipe.bundles["audio"].layout(batch)
+    audio = audio.with_values(torch.randn_like(audio.values))
+    label = Tokens((2 * torch.nn.functional.one_hot(torch.arange(batch) % DIGITS, DIGITS).float() - 1)[:, None],
+                   torch.zeros(batch, 1, 1), torch.ones(batch, 1, dtype=torch.bool))
+    opt = torch.optim.AdamW(net.parameters(), 1e-4)
+    times = []
+    for _ in range(steps + 1):
+        begun = time.perf_counter()
+        with torch.enable_grad():
+            out = net({"audio": audio, "label": label}, {"audio": torch.rand(batch), "label": torch.zeros(batch)})
+            loss = out["audio"].pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - begun)
+    return round(sorted(times[1:])[steps // 2], 3)  # the median, the first (warm-up) step aside
+
+
+def write_index(folder: Path, steps: list[int], plugin: bool = False) -> None:
+    """An HTML page with a player per generated digit and the spectrograms, to listen to the samples
+    (with ``plugin``, the plugin network's beside the core backbone's)."""
+    kinds = [("", "core backbone")] + ([("_plugin", "plugin network")] if plugin else [])
+    rows = "".join(f"<tr><td>{d}</td>" + "".join(f'<td><audio controls src="digit{d}_{n}steps{tag}.wav"></audio></td>'
+                                               for tag, _ in kinds for n in steps) + "</tr>\n" for d in range(DIGITS))
+    heads = "".join(f"<th>{what}, {n} Euler steps</th>" for _, what in kinds for n in steps)
+    images = "".join(f'<p>{what}, {n} steps (digits 0-7, top to bottom)<br><img src="digits_{n}steps{tag}.png"></p>'
+                     for tag, what in kinds for n in steps)
     write_text_atomic(folder / "index.html", f"""<!doctype html><meta charset="utf-8"><title>spoken digits</title>
 <h1>Class-conditional spoken digits (benchmarks/audio.py)</h1>
 <table><tr><th>digit</th>{heads}</tr>
@@ -369,6 +447,8 @@ def write_results_md(record: dict, path: Path) -> None:
         f"(test accuracy {record['classifier']['test_accuracy']:.3f}); the goal is generated accuracy at least "
         "0.9 of the real clips'. Command: `" + record["command"] + "`.", "",
         "| audio | digit accuracy | classifier FD | LSD | mel L1 |", "| --- | --- | --- | --- | --- |", *rows, ""])
+    if "plugin_network" in record:
+        text += "\n" + networks_md(record, record["plugin_network"])
     if "notes" in record:
         text += "\n" + notes_md(record["notes"])
     if "chorales" in record:
@@ -378,6 +458,40 @@ def write_results_md(record: dict, path: Path) -> None:
     if "vae" in record:
         text += "\n" + vae_md(record["vae"], record.get("vocoder"))
     replace_section(path, "audio", text)
+
+
+def networks_md(core: dict, plugin: dict) -> str:
+    """The table "core backbone vs plugin network": the same data, flow, guidance and sampler, two networks."""
+    def row(what: str, r: dict) -> str:
+        net, gen = r["network"], r["generated"]
+        minutes = f", {net['train_minutes']:.1f} min" if net.get("train_minutes") else ""
+        cells = [what, f"`{net['name']}`", f"{net['parameters']:,}",
+                 f"{net['train_steps']:,} x {net['batch_size']}{minutes} ({net['train_threads']} thread"
+                 + ("s" if net["train_threads"] != 1 else "") + ")", f"{net['train_step_seconds']:.2f}"]
+        for n in gen:
+            cells += [f"{gen[n]['accuracy']:.3f} ({gen[n]['relative_accuracy']:.3f})", f"{gen[n]['classifier_fd']:.1f}"]
+        cells.append(" / ".join(f"{gen[n]['network_seconds']:.1f}" for n in gen))
+        return "| " + " | ".join(cells) + " |"
+
+    steps = list(core["generated"])
+    heads = ["network", "model.network", "parameters", "trained (steps x batch, wall)",
+             f"s / training step (batch {core['network']['batch_size']}, {core['machine']['threads']} thread"
+             + ("s" if core["machine"]["threads"] != 1 else "") + ", here)"]
+    for n in steps:
+        heads += [f"accuracy (relative), {n} steps", f"classifier FD, {n} steps"]
+    heads.append(f"network seconds for {core['held_out']['clips']} clips, " + " / ".join(steps) + " steps")
+    return "\n".join([
+        "Core backbone vs plugin network: the run above beside `" + plugin["run"] + "` (examples/configs/"
+        "audio_digits_unet.yaml: the plugin's conv U-Net over the log-mel, flowcore_audio.network:MelUNet), with the "
+        "same data, flow (logit-normal t, label dropout 0.1), guidance (cfg "
+        f"{core['cfg']:g}) and Euler sampler; {core['held_out']['clips']} samples per step count, "
+        f"{core['held_out']['clips'] // DIGITS} per digit, "
+        "decoded by Griffin-Lim and scored as above (real clips "
+        f"{core['real']['accuracy']:.3f})" + (f". Plugin network: {plugin['training']}" if plugin["training"] else "")
+        + ". Training-step and sampling times were measured in this benchmark, one after the other on the same "
+        "machine; network seconds leave out Griffin-Lim.", "",
+        "| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads),
+        row("core FlowTransformer", core), row("plugin conv U-Net", plugin), ""])
 
 
 def table_md(part: dict, what: str, items: str, columns: list[tuple[str, str, str]]) -> list[str]:
@@ -446,6 +560,15 @@ def vocoder_md(v: dict) -> str:
             lines.append(f"| {label}, through the modality (frames rounded up to whole tokens, as samples decode) "
                          f"| {a['lsd']:.3f} | {a['mel_l1']:.3f} | {a['accuracy']:.3f} | {a['classifier_fd']:.2f} "
                          "| - | - | - | - |")
+    if "misses" in d:
+        m = d["misses"]
+        both = sorted(set(m["griffin_lim"]["clips"]) & set(m["vocoder"]["clips"]))
+        lines += ["", f"Held-out clips the classifier misses: real {len(m['real']['clips'])}, Griffin-Lim "
+                  f"{len(m['griffin_lim']['clips'])}, trained vocoder {len(m['vocoder']['clips'])} ({len(both)} missed "
+                  "by both). By voice: " + "; ".join(
+                      f"{label} " + (", ".join(f"{v} {k}" for v, k in sorted(m[name]["by_voice"].items())) or "none")
+                      for name, label in (("real", "real"), ("griffin_lim", "Griffin-Lim"),
+                                          ("vocoder", "vocoder"))) + "."]
     return "\n".join(lines + [""])
 
 
