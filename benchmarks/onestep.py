@@ -6,7 +6,9 @@ the classes 0..9 in turn, the metric classifier's class accuracy and Fréchet di
 
   1. the MeanFlow run (examples/configs/image_mnist_meanflow.yaml, flow.objective meanflow,
      guidance inside the target) sampled with the meanflow solver at 1, 2 and 4 steps, cfg 1
-     (one network pass per step), trained here as a timed child process unless --skip-train;
+     (one network pass per step), trained here as a timed child process unless --skip-train
+     (--set KEY=VALUE overrides go to its training); a run warm-started from the base flow
+     (train.init_from) is charged the base flow's training too;
   2. the base flow of the same budget (examples/configs/image_mnist.yaml: same U-Net, steps,
      batch) at 1, 2, 4 and 8 Euler steps with cfg 3 (two passes per step), --base-run;
   3. a student distilled to one step on the base flow's guided pairs (`flowcore reflow` with
@@ -55,7 +57,8 @@ def write_markdown(payload: dict, path: Path) -> None:
     lines = ["## onestep", "",
              "One-step class-conditional MNIST-5k with MeanFlow (docs/meanflow.md) against the base flow of the "
              f"same budget and {other}. Same conv U-Net "
-             "(`flowcore_image.network:ConvUNet`, width 32), 2,500 steps of batch 64, scored by "
+             f"(`flowcore_image.network:ConvUNet`, width 32), batch 64; "
+             f"{payload.get('budget', '2,500 steps each')}. Scored by "
              "`flowcore_image.score.score_run` like the `image` section: *accuracy* = fraction of samples the "
              "metric classifier assigns the requested class (the classifier scores "
              f"{payload['classifier']['test_accuracy']:.3f} on real test images); *classifier_fd* = Fréchet "
@@ -70,6 +73,8 @@ def write_markdown(payload: dict, path: Path) -> None:
     for key, entry in payload["runs"].items():
         where = " (the run timed by benchmarks/image.py, same config)" if key in ("base", "reflow") else ""
         lines.append(f"- {entry['label']}{where}: {timing(entry.get('train'))}.")
+    if payload.get("total"):
+        lines.append(f"- {payload['total']}")
     lines += ["", payload["verdict"], ""]
     for key, entry in payload["runs"].items():
         if entry.get("grid"):
@@ -113,8 +118,11 @@ def main() -> None:
     parser.add_argument("--base-run", default="runs/image_mnist", help="the base flow (image_mnist.yaml) run")
     parser.add_argument("--skip-train", action="store_true", help="score the existing MeanFlow run")
     parser.add_argument("--train-timing", help="JSON of the MeanFlow training's timing (image.timed) when skipped")
+    parser.add_argument("--scratch-run", help="also score this MeanFlow run trained from scratch (1, 2, 4 steps)")
     parser.add_argument("--skip-distill", action="store_true", help="score the existing distilled student, if any")
     parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override of the MeanFlow config (its training and the run it names)")
     parser.add_argument("--note", default=None)
     parser.add_argument("--markdown-only", action="store_true", help="rewrite the RESULTS section from onestep.json")
     args = parser.parse_args()
@@ -131,7 +139,7 @@ def main() -> None:
     from flowcore.registry import get_registry
     from flowcore.train.config import load_config
 
-    config = load_config(args.config, [], get_registry())
+    config = load_config(args.config, args.set, get_registry())
     run, base = Path(config.out_dir), Path(args.base_run)
     student = Path(f"{base}_distill1")
     out = ROOT / "results" / "onestep.json"
@@ -141,7 +149,8 @@ def main() -> None:
         trained = json.loads(Path(args.train_timing).read_text()) if args.train_timing else \
             previous["runs"].get("meanflow", {}).get("train")
     else:
-        trained = timed(["train", args.config, "--set", "train.progress_bar=false"])
+        trained = timed(["train", args.config, *[a for kv in args.set for a in ("--set", kv)],
+                         "--set", "train.progress_bar=false"])
     rows = []
 
     def add(key: str, label: str, scored: dict, sampler: str, passes: int) -> None:
@@ -150,10 +159,23 @@ def main() -> None:
                          f"cfg {scored['cfg']:g}", "nfe_steps": int(k), "nfe": int(k) * passes,
                          **{m: row[m] for m in ("accuracy", "classifier_fd", "sample_s")}})
 
+    warm = config.train.init_from
+    mf_label = "MeanFlow" if not warm else "MeanFlow, fine-tuned from the base flow"
     s = score(run, (1, 2, 4), 1.0, "meanflow", args.count, grid_steps=1)
-    runs["meanflow"] = {"label": "MeanFlow", "train": trained, "score": s, "grid": s["grid"],
-                        "grid_caption": "1 step, row = class", "config": args.config}
-    add("meanflow", "MeanFlow", s, "meanflow", 1)
+    runs["meanflow"] = {"label": mf_label, "train": trained, "score": s, "grid": s["grid"],
+                        "grid_caption": "1 step, row = class", "config": args.config, "sets": args.set,
+                        "steps": config.train.steps, "init_from": warm}
+    add("meanflow", mf_label, s, "meanflow", 1)
+    if args.scratch_run:
+        scratch = Path(args.scratch_run)
+        s = score(scratch, (1, 2, 4), 1.0, "meanflow", args.count, grid_steps=1)
+        steps = load_config(str(scratch / "config.yaml"), [], get_registry()).train.steps
+        label = f"MeanFlow from scratch ({steps:,} steps)"
+        runs["meanflow_scratch"] = {"label": label, "train": previous["runs"].get("meanflow_scratch", {}).get(
+            "train") or (previous["runs"].get("meanflow", {}).get("train") if not previous["runs"].get(
+                "meanflow", {}).get("init_from") else None), "score": s, "grid": s["grid"],
+            "grid_caption": "1 step, row = class", "run": str(scratch)}
+        add("meanflow_scratch", label, s, "meanflow", 1)
     base_cfg = load_config(str(base / "config.yaml"), [], get_registry()).sample.cfg
     s = score(base, (1, 2, 4, 8), base_cfg, "euler", args.count, grid_steps=8)
     image_runs = json.loads((ROOT / "results" / "image.json").read_text())["runs"]
@@ -180,10 +202,18 @@ def main() -> None:
                                [str(base), "--out", str(student)] + [f"--set {kv}" for kv in DISTILL_SETS])}
         add("distill", "reflow pairs + 1-step distillation", s, "euler", 1)
     classifier = runs["meanflow"]["score"]["classifier"]
+    base_steps = load_config(str(base / "config.yaml"), [], get_registry()).train.steps
+    budget = (f"the base flow {base_steps:,} steps, MeanFlow {config.train.steps:,} steps"
+              + (" on top of the base flow's (a warm start, train.init_from)" if warm else ""))
+    total = None
+    if warm and trained and base_train:
+        cpu, wall = base_train["cpu_s"] + trained["cpu_s"], base_train["wall_s"] + trained["wall_s"]
+        total = f"MeanFlow's whole budget (base flow training + fine-tune): {cpu:g} s CPU, {wall:g} s wall."
     payload = {"benchmark": "onestep", "script": "benchmarks/onestep.py",
                "command": "python benchmarks/onestep.py " + " ".join(sys.argv[1:]),
                "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
-               "count": args.count, "classifier": classifier, "rows": rows, "runs": runs,
+               "count": args.count, "classifier": classifier, "rows": rows, "runs": runs, "budget": budget,
+               "total": total,
                "verdict": verdict(rows), "note": args.note or previous.get("note")}
     out.write_text(json.dumps(payload, indent=1) + "\n")
     write_markdown(payload, ROOT / "RESULTS.md")
