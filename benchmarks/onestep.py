@@ -54,9 +54,11 @@ def score(run: Path, steps, cfg: float, solver: str, count: int, grid_steps: int
 def write_markdown(payload: dict, path: Path) -> None:
     rows = payload["rows"]
     other = "a student distilled to one step from it" if "distill" in payload["runs"] else "its reflowed student"
+    warm = payload["runs"]["meanflow"].get("init_from")
+    base = "the base flow it is fine-tuned from (`train.init_from`)" if warm else "the base flow of the same budget"
     lines = ["## onestep", "",
-             "One-step class-conditional MNIST-5k with MeanFlow (docs/meanflow.md) against the base flow of the "
-             f"same budget and {other}. Same conv U-Net "
+             f"One-step class-conditional MNIST-5k with MeanFlow (docs/meanflow.md) against {base} and {other}. "
+             "Same conv U-Net "
              f"(`flowcore_image.network:ConvUNet`, width 32), batch 64; "
              f"{payload.get('budget', '2,500 steps each')}. Scored by "
              "`flowcore_image.score.score_run` like the `image` section: *accuracy* = fraction of samples the "
