@@ -67,11 +67,13 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from flowcore.train.checkpoint import run_config
     from flowcore.train.pipeline import train
+    from flowcore.train.sharding import end_processes
 
     if args.trust_run_code and config.stage == "reflow":
         run_config(config.reflow.teacher, registry, trust_run_code=True)
 
     module = train(config, registry, resume=not args.restart)
+    end_processes()
     if module.global_rank == 0:
         print(f"run directory: {config.out_dir}")
     return 0
@@ -121,11 +123,13 @@ def _reflow(args: argparse.Namespace) -> int:
     from flowcore.registry import get_registry
     from flowcore.train.pipeline import train
     from flowcore.train.reflow import reflow_config
+    from flowcore.train.sharding import end_processes
 
     registry = get_registry()
     config = reflow_config(args.checkpoint, registry, args.config, args.set or [], args.out,
                            trust_run_code=args.trust_run_code)
     module = train(config, registry, resume=not args.restart)
+    end_processes()
     if module.global_rank == 0:
         print(f"run directory: {config.out_dir}")
     return 0

@@ -51,10 +51,15 @@ def test_compile_auto_compiles_on_cuda_only():
 def test_the_default_config_trains_eagerly_on_cpu(tmp_path, registry):
     module = FlowModule(config(tmp_path, registry), registry)
     assert module.config.train.compile == "auto"
-    assert module.net._compiled_call_impl is None  # not compiled
+    assert all(m._compiled_call_impl is None for m in module.net.modules())  # nothing compiled
     compiled = FlowModule(config(tmp_path, registry, compile="max-autotune-no-cudagraphs",
                                  compile_backend="aot_eager"), registry)
-    assert compiled.net._compiled_call_impl is not None
+    transformer = compiled.net.transformer
+    blocks = [*transformer.double_blocks, *transformer.single_blocks]
+    assert [m for m in compiled.net.modules() if m._compiled_call_impl is not None] == blocks  # compile_scope blocks
+    whole = FlowModule(config(tmp_path, registry, compile=True, compile_backend="aot_eager",
+                              compile_scope="network"), registry)
+    assert [m for m in whole.net.modules() if m._compiled_call_impl is not None] == [whole.net]
 
 
 def one_step(module: FlowModule, x0, fused) -> list[torch.Tensor]:
@@ -69,9 +74,11 @@ def one_step(module: FlowModule, x0, fused) -> list[torch.Tensor]:
     return [p.detach().clone() for p in module.net.parameters()]
 
 
-def test_a_compiled_step_with_the_fused_optimizer_gives_the_eager_foreach_weights(tmp_path, registry):
+@pytest.mark.parametrize("scope", ["blocks", "network"])
+def test_a_compiled_step_with_the_fused_optimizer_gives_the_eager_foreach_weights(tmp_path, registry, scope):
     eager = FlowModule(config(tmp_path, registry), registry)
-    compiled = FlowModule(config(tmp_path, registry, compile=True, compile_backend="aot_eager"), registry)
+    compiled = FlowModule(config(tmp_path, registry, compile=True, compile_backend="aot_eager", compile_scope=scope),
+                          registry)
     with torch.no_grad():  # a fresh network's gates and head are zero: make every weight get a gradient
         for p in eager.net.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -109,6 +116,7 @@ def test_train_kernels_sets_the_backends_dispatch(tmp_path, registry):
     ("compile", "fastest", "train.compile.*auto.*reduce-overhead"),
     ("kernels", "cuda", "train.kernels.*triton.*reference"),
     ("fused_optimizer", "yes", "train.fused_optimizer"),
+    ("compile_scope", "layers", "train.compile_scope.*blocks.*network"),
 ])
 def test_an_unknown_speed_switch_is_a_config_error_naming_the_key(tmp_path, registry, key, value, expected):
     with pytest.raises(ConfigError, match=expected):

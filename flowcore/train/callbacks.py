@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from flowcore.errors import NonFiniteError
 from flowcore.io import atomic_path
+from flowcore.train.sharding import is_sharded
 
 
 class MetricsCSV(Logger):
@@ -93,6 +94,12 @@ class ResumeLog(L.Callback):
         self.metrics.truncate_from(trainer.global_step)
 
 
+def exports_here(trainer, module) -> bool:
+    """Whether this process calls an export or preview function: rank zero, or every rank when the
+    weights are sharded (gathering them is a collective; the function then writes on rank zero)."""
+    return trainer.is_global_zero or is_sharded(module)
+
+
 class ExportWeights(L.Callback):
     """Every ``every`` steps (with the Lightning checkpoint) and after the last step, write the run files.
 
@@ -113,13 +120,13 @@ class ExportWeights(L.Callback):
         final = step >= trainer.max_steps
         if final:
             self.save(trainer)
-        if (final or self.every and step % self.every == 0) and trainer.is_global_zero:
+        if (final or self.every and step % self.every == 0) and exports_here(trainer, pl_module):
             self.export(pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.saved != trainer.global_step:  # stopped before its last step, not by an error
             self.save(trainer)
-            if trainer.is_global_zero:
+            if exports_here(trainer, pl_module):
                 self.export(pl_module)
 
     def save(self, trainer) -> None:
@@ -282,7 +289,7 @@ class SampleEvery(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if self.every and step % self.every == 0 and trainer.is_global_zero:
+        if self.every and step % self.every == 0 and exports_here(trainer, pl_module):
             was_training = pl_module.training
             pl_module.eval()
             self.write(pl_module, self.out_dir / "samples" / f"step_{step:06d}")

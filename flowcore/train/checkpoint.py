@@ -23,6 +23,11 @@ What reading a run directory guarantees, and what it does not:
   (``weights_only=True``, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says), which rebuilds
   tensors and plain containers, numbers and strings and refuses any other object. The safety of
   that unpickler is torch's: a crafted file may still exhaust memory or hit a bug in it.
+- Under ``train.strategy: fsdp`` ``last.ckpt`` is a folder of shards (one ``.distcp`` file per
+  process, ``meta.pt``, and torch.distributed.checkpoint's ``.metadata``). Its ``.metadata`` is a
+  Python pickle that torch's reader unpickles in full: resume from, or
+  :func:`load_sharded_checkpoint`, only sharded checkpoints you trust. ``model.safetensors`` is
+  written whole (gathered from the shards) either way.
 - Nothing is authenticated: anyone who can write the directory can change the weights and the
   config's numbers, and a run is exactly as good as its source.
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 import json
 import pickle
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,7 @@ from safetensors.torch import load_file, save_file
 from flowcore.errors import ConfigError, DataError, NonFiniteError
 from flowcore.io import atomic_path, write_text_atomic
 from flowcore.train.config import Config, dump, from_dict, read_yaml, register_plugins
+from flowcore.train.sharding import full_state
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -88,6 +95,29 @@ def load_checkpoint(path: str | Path, map_location: Any = None, mmap: bool = Fal
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise DataError(f"{path}: not a Lightning checkpoint (no state_dict); {START_OVER}")
     return checkpoint
+
+
+def load_sharded_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A sharded checkpoint folder (``train.strategy: fsdp``) read whole into this one process:
+    the Lightning checkpoint dict, with whole tensors in ``state_dict`` (and ``optimizer_0``).
+
+    Reading it unpickles the folder's ``.metadata`` (see the module docstring).
+    """
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    path = Path(path)
+    if not (path / "meta.pt").is_file() or not (path / ".metadata").is_file():
+        raise DataError(f"{path}: not a sharded checkpoint (it needs meta.pt and .metadata); {START_OVER}")
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = Path(tmp) / "whole.pt"
+        try:
+            dcp_to_torch_save(path, whole)
+            tensors = torch.load(whole, map_location="cpu", weights_only=True)
+            meta = torch.load(path / "meta.pt", map_location="cpu", weights_only=True)
+        except (OSError, EOFError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+            raise DataError(f"{path}: cannot read the sharded checkpoint ({type(exc).__name__}: {exc}); "
+                            f"{START_OVER}") from exc
+    return {**meta, **tensors}
 
 
 def check_resumable(path: str | Path, module) -> None:
@@ -176,8 +206,9 @@ def write_run_files(out_dir: Path, config: Config, state: dict[str, torch.Tensor
 
 
 def flow_state(module) -> dict[str, torch.Tensor]:
-    """What a flow run exports: the sampling network and the frozen autoencoders."""
-    state = {f"net.{k}": v for k, v in module.sampler_net.state_dict().items()}
+    """What a flow run exports: the sampling network and the frozen autoencoders. A sharded network
+    (``train.strategy: fsdp``) is gathered whole, which every process must take part in."""
+    state = {f"net.{k}": v for k, v in full_state(module.sampler_net).items()}
     for name, ae in module.autoencoders.items():
         state.update({f"autoencoders.{name}.{k}": v for k, v in ae.state_dict().items()})
     return state

@@ -245,6 +245,9 @@ class TrainConfig(Options):
     compile: CompileSetting = "auto"
     #: the torch.compile backend ("inductor"; "aot_eager" traces without generating code)
     compile_backend: str = Field("inductor", min_length=1)
+    #: what is compiled: "blocks" (each block of the network's block lists, one graph shared by the
+    #: blocks of a kind, so compile time does not grow with depth; the rest runs eagerly) or "network"
+    compile_scope: Literal["blocks", "network"] = "blocks"
     #: the backbone's fused elementwise ops (flowcore.kernels): "auto" (Triton on CUDA in eager steps,
     #: inductor's own fusion under compile), "triton" (Triton also inside compiled graphs), "reference"
     kernels: Literal["auto", "triton", "reference"] = "auto"
@@ -652,6 +655,10 @@ def check(config: Config, registry=None) -> None:
     if tr.batch_tokens is not None and (str(tr.devices) != "1" or tr.num_nodes != 1 or config.data.cache_latents):
         raise ConfigError(f"{src}: train.batch_tokens batches one process from the dataset's items: it needs "
                           "train.devices 1, train.num_nodes 1 and data.cache_latents false")
+    if tr.strategy == "fsdp" and (config.stage == "autoencoder" or config.distill.start_step is not None):
+        what = "the autoencoder stage" if config.stage == "autoencoder" else "distill.start_step"
+        raise ConfigError(f"{src}: train.strategy: fsdp shards the flow network; {what} is not sharded: "
+                          "use strategy ddp (or auto) for it")
     net = config.model.network
     if config.model.options and net in ("mlp", "transformer"):
         raise ConfigError(f"{src}: model.options: only for a plugin network ('package.module:attr'); "

@@ -24,6 +24,7 @@ from flowcore.train.data import latent_names
 from flowcore.train.distill import OnPolicyDistillation
 from flowcore.train.networks import build_network
 from flowcore.train.objective import FlowObjective
+from flowcore.train.sharding import full_state, is_sharded, shard
 
 
 class EMA(nn.Module):
@@ -79,6 +80,28 @@ def compile_mode(setting: bool | str, accelerator: str) -> str | None:
     return "default" if setting is True else setting
 
 
+def compile_network(net: nn.Module, mode: str, backend: str = "inductor", scope: str = "blocks") -> list[nn.Module]:
+    """torch.compile ``net`` in place (``Module.compile``: parameter names stay as they are); returns
+    the modules compiled.
+
+    ``scope="blocks"``: each element of the outermost ``nn.ModuleList``s (the transformer's blocks,
+    the MLP's residual blocks); blocks of one class share one compiled graph, so compile time does
+    not grow with depth, and what lies between them (embeddings, heads) runs eagerly. A network
+    without block lists, or ``scope="network"``, is compiled whole.
+    """
+    kwargs = {"backend": backend, "mode": None if mode == "default" else mode}
+    blocks: list[nn.Module] = []
+    if scope == "blocks":
+        taken: list[str] = []
+        for name, module in net.named_modules():
+            if isinstance(module, nn.ModuleList) and not any(name.startswith(t + ".") for t in taken):
+                blocks += list(module)
+                taken.append(name)
+    for module in blocks or [net]:
+        module.compile(**kwargs)
+    return blocks or [net]
+
+
 def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
     """Multiplier of the peak lr at ``step``: linear warm-up, then constant / cosine / linear to 0."""
     if step < warmup:
@@ -108,9 +131,9 @@ class FlowModule(L.LightningModule):
         tr = config.train
         mode = compile_mode(tr.compile, tr.accelerator)
         if mode is not None:
-            # In place (Module.compile), after the EMA copy: parameter names and checkpoints stay
-            # those of the eager network, and sampling runs the EMA network eagerly.
-            self.net.compile(backend=tr.compile_backend, mode=None if mode == "default" else mode)
+            # In place, after the EMA copy: parameter names and checkpoints stay those of the eager
+            # network, and sampling runs the EMA network eagerly.
+            compile_network(self.net, mode, tr.compile_backend, tr.compile_scope)
         self.latent = set(latent_names(config, self.bundles))  # batches that arrive encoded
         self.objective = FlowObjective(config, self.bundles)
         self.distiller = OnPolicyDistillation(config, self.bundles) if config.distill.start_step is not None else None
@@ -124,6 +147,28 @@ class FlowModule(L.LightningModule):
     def sampler_net(self) -> nn.Module:
         """EMA weights when EMA is on, else the trained weights."""
         return self.ema.net if self.ema is not None else self.net
+
+    def whole_sampler_net(self) -> nn.Module:
+        """:attr:`sampler_net`, or under ``train.strategy: fsdp`` an unsharded copy of it that one
+        process can sample alone (gathering it is a collective: every process calls this)."""
+        net = self.sampler_net
+        if not is_sharded(net):
+            return net
+        with torch.random.fork_rng(devices=[]):  # its init must not move this process's random stream
+            whole = build_network(self.config, {n: b.modality for n, b in self.bundles.items()})
+        whole.load_state_dict(full_state(net))
+        return whole.to(self.device).eval().requires_grad_(False)
+
+    def configure_model(self) -> None:
+        """Under ``train.strategy: fsdp`` Lightning gives the module a device mesh: shard the network and
+        its EMA copy block by block (flowcore.train.sharding); bf16-mixed runs the blocks on bf16 copies
+        of the fp32 shards."""
+        if self.device_mesh is None or is_sharded(self.net):
+            return
+        mesh = self.device_mesh["data_parallel"]
+        shard(self.net, mesh, bf16_compute=str(self.trainer.precision).startswith("bf16-mixed"))
+        if self.ema is not None:
+            shard(self.ema.net, mesh)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -3,7 +3,8 @@
 Training goes through Lightning; sample, eval and invert go through ``flowcore.load``'s
 :class:`~flowcore.train.inference.FlowPipeline` and never build the training module.
 Scale-out is Lightning's: ``train.strategy`` / ``devices`` / ``num_nodes`` go to the Trainer
-as they are; nothing here knows about ranks beyond writing files on rank zero.
+as they are (``fsdp`` as flowcore.train.sharding's FSDP2 strategy); nothing here knows about
+ranks beyond writing files on rank zero (after gathering sharded weights on every rank).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from flowcore.train.inference import FlowPipeline, load
 from flowcore.train.module import FlowModule
 from flowcore.train.reflow import ReflowDataModule, ReflowModule, prepare_reflow
 from flowcore.train.sampling import SamplingOptions, generate, tokens_of, write_samples
+from flowcore.train.sharding import FullyShardedDataParallel
 
 # ----------------------------------------------------------------------------- precision
 
@@ -98,7 +100,7 @@ def make_trainer(config: Config, out_dir: Path, callbacks: list[L.Callback], ste
                            enable_version_counter=False)
     trainer = L.Trainer(
         max_steps=steps, max_epochs=-1, accelerator=tr.accelerator, devices=tr.devices,
-        strategy=tr.strategy,
+        strategy=FullyShardedDataParallel() if tr.strategy == "fsdp" else tr.strategy,
         num_nodes=tr.num_nodes, precision=resolve_precision(tr.precision, tr.accelerator),
         gradient_clip_val=tr.grad_clip or None, log_every_n_steps=tr.log_every,
         enable_progress_bar=tr.progress_bar, enable_model_summary=False, logger=loggers,
@@ -123,7 +125,8 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
         bundles = build_bundles(config, registry)
 
         def export(m):
-            ckpt.write_run_files(out_dir, config, m.export_state(), registry)
+            if m.trainer.is_global_zero:
+                ckpt.write_run_files(out_dir, config, m.export_state(), registry)
         callbacks = [ExportWeights(export, config.train.checkpoint_every, out_dir / ckpt.LAST)]
     else:
         module = ReflowModule(config, registry) if config.stage == "reflow" else FlowModule(config, registry)
@@ -138,7 +141,9 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
         bundles = module.bundles
 
         def export(m):
-            ckpt.write_run_files(out_dir, config, ckpt.flow_state(m), registry)
+            state = ckpt.flow_state(m)  # every process under fsdp: gathering the shards is a collective
+            if m.trainer.is_global_zero:
+                ckpt.write_run_files(out_dir, config, state, registry)
         callbacks = [ExportWeights(export, config.train.checkpoint_every, out_dir / ckpt.LAST)]
         if previews_on(config, bundles):
             callbacks.append(SampleEvery(lambda m, d: sample_files(m, d, config, registry), out_dir,
@@ -149,8 +154,8 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
         for folder in (out_dir, out_dir / "checkpoints", out_dir / "logs", out_dir / "latents"):
             remove_stale_temps(folder)
     last = out_dir / ckpt.LAST
-    resume_from = str(last) if resume and last.is_file() else None
-    if resume_from:
+    resume_from = str(last) if resume and last.exists() else None  # a folder of shards under fsdp
+    if resume_from and last.is_file():
         ckpt.check_resumable(last, module)  # one line on what does not fit, not Lightning's dump of it
         if trainer.is_global_zero:
             print(f"resuming from {last}", file=sys.stderr)
@@ -202,6 +207,9 @@ def sample_files(module: FlowModule, out_dir: Path, config: Config, registry) ->
     They are drawn as ``flowcore sample`` draws them (the run's sampling options, seed ``config.seed``)
     from the EMA network; a run with conditions takes them from held-out (val) items spread over the split.
     """
+    net = module.whole_sampler_net()  # every process under fsdp, which then samples on rank zero alone
+    if not module.trainer.is_global_zero:
+        return []
     make = config.names("generate") or config.names("any")
     conditions = config.names("condition")
     count = config.sample.count
@@ -211,7 +219,7 @@ def sample_files(module: FlowModule, out_dir: Path, config: Config, registry) ->
         count = len(items[conditions[0]])
         given = {n: tokens_of(module.bundles[n], items[n], module.device) for n in conditions}
     options = SamplingOptions.from_config(config, seed=config.seed)
-    out = generate(module.sampler_net, module.bundles, make, given, count, options, module.device)
+    out = generate(net, module.bundles, make, given, count, options, module.device)
     return [p for m in make for p in write_samples(module.bundles[m], module.bundles[m].samples(out[m]), out_dir / m)]
 
 
