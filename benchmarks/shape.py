@@ -232,15 +232,20 @@ def main() -> None:
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-cgal", dest="cgal", action="store_false", help="skip the CGAL meshes")
+    p.add_argument("--ae-training", help="how the autoencoder run was trained (a sentence for RESULTS.md)")
+    p.add_argument("--run-training", help="how the flow run was trained (a sentence for RESULTS.md)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     record = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     record["command"] = "python benchmarks/shape.py " + " ".join(sys.argv[1:])
     record["machine"] = machine(args.threads)
-    parts = (("autoencoder", autoencoder_part, args.ae_run), ("generation", generation_part, args.run))
-    for key, part, wanted in parts:
+    parts = (("autoencoder", autoencoder_part, args.ae_run, args.ae_training),
+             ("generation", generation_part, args.run, args.run_training))
+    for key, part, wanted, training in parts:
         if wanted:
             record[key] = part(args)
+            if training:
+                record[key]["training"] = training
             write_text_atomic(RESULTS, dumps_json(record, indent=1) + "\n")  # each part lands as soon as it is done
             replace_section(ROOT / "RESULTS.md", "shape", results_md(record))
     print(dumps_json(record, indent=1))

@@ -61,7 +61,7 @@ def _clouds(ds, rng: np.random.Generator) -> torch.Tensor:
     return torch.gather(surface, 1, idx[..., None].expand(-1, -1, 3))
 
 
-def load_classifier(steps: int = 400, retrain: bool = False, seed: int = 0) -> Classifier:
+def load_classifier(steps: int = 1200, retrain: bool = False, seed: int = 0) -> Classifier:
     """The primitives classifier (all eight classes, default primitives splits), trained on first use."""
     from flowcore_shape.data import primitives
 

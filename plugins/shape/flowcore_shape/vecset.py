@@ -25,6 +25,9 @@ from torch.nn import functional as F
 from flowcore.errors import DataError
 from flowcore.modality import Autoencoder
 
+#: the log-variance head's initial bias
+LOGVAR_INIT = -8.0
+
 
 class FourierEmbed(nn.Module):
     """xyz [..., 3] -> [..., 3 + 6 freqs]: the coordinates and sin/cos of 2^k pi xyz."""
@@ -115,6 +118,8 @@ class VecSetAE(nn.Module, Autoencoder):
         self.encoder_cross = Block(width, heads, cross=True)
         self.encoder_blocks = nn.ModuleList(Block(width, heads) for _ in range(encoder_layers))
         self.to_moments = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * channels))
+        with torch.no_grad():  # the posterior starts narrow (std e^-4): at the prior's width it buries the latent
+            self.to_moments[-1].bias[channels:].fill_(LOGVAR_INIT)
         self.latent_in = nn.Linear(channels, width)
         self.decoder_blocks = nn.ModuleList(Block(width, heads) for _ in range(decoder_layers))
         self.query_in = nn.Linear(self.embed.dim, width)
