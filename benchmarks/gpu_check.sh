@@ -1,26 +1,34 @@
 #!/bin/bash
-# Every GPU check in one short run, for a lent GPU machine whose python3 already holds torch and
-# triton (no internet there): the backbone vs diffusers, the Triton kernels, and the training
-# pipeline on the GPU. Results go to $OUT (default gpu_out/); fold them in here with
-#   .venv/bin/python benchmarks/backbone.py --report-only --merge gpu_out/backbone_cuda*.json
+# Every GPU check in one run of under 14 minutes, for a lent GPU machine whose python3 holds torch
+# and triton (no internet there). First, on the machine with internet (from the repository root):
+#   bash benchmarks/gpu_wheels.sh          # .whl/: diffusers, lightning, pydantic and what they need
+# then, on the GPU machine:  bash benchmarks/gpu_check.sh       (results in $OUT, default gpu_out/)
+# and back here, fold the results in (the JSON and the RESULTS.md sections):
+#   cp gpu_out/throughput.json benchmarks/results/throughput.json
+#   .venv/bin/python benchmarks/throughput.py --report-only
 #   .venv/bin/python benchmarks/kernels.py --report-only --out gpu_out/kernels.json
-# diffusers (and its one missing dependency) travel as wheels in .whl/ (see docs/kernels.md).
-# Each part has its own time limit, so one that hangs or fails does not cost the others.
+# Parts, each with its own time limit (a part that hangs or fails costs only itself; the JSON is
+# written after every measured run, so a part stopped by its limit keeps what it measured):
+#   kernels      120 s  the Triton kernels' bf16 fwd and fwd+bwd bandwidth vs eager and compiled torch
+#   throughput   390 s  SD3-medium-like step: flowcore vs diffusers, eager / compiled / CUDA graphs; MFU
+#   memory       180 s  largest batch and sequence in 80 GB, each model alone, with/without checkpointing
+#   pipeline      90 s  flowcore train on the GPU (train.compile auto, fused AdamW, bf16-mixed)
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+if ls .whl/*.whl >/dev/null 2>&1; then  # only what the machine lacks: what it has is kept
+    python3 -m pip install -q --no-index --find-links .whl --break-system-packages diffusers lightning pydantic \
+        || python3 -m pip install -q --no-index --find-links .whl --target /tmp/site diffusers lightning pydantic
 fi
 # flowcore's own metadata, for its entry points (the built-in modalities); the code runs from $PWD
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . >/dev/null
-# the protein plugin too when a trained run travels for its GPU speed table (PROTEIN_RUN, below)
-if [ -n "$PROTEIN_RUN" ]; then
+if [ -n "$PROTEIN_RUN" ]; then  # optional, beyond the 14 minutes: the protein sampler's GPU speed table
     python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site plugins/protein >/dev/null
 fi
 export PYTHONPATH=$PWD:/tmp/site
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/machine.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/machine.txt"
+git rev-parse HEAD 2>/dev/null | tee -a "$OUT/machine.txt"
 
 part() {  # part NAME SECONDS CMD...: run CMD with a limit, its log in $OUT/NAME.log
     local name=$1 limit=$2; shift 2
@@ -31,15 +39,13 @@ part() {  # part NAME SECONDS CMD...: run CMD with a limit, its log in $OUT/NAME
     grep -v -E "^\s*$|Warning|warn\(" "$OUT/$name.log" | tail -n 25
 }
 
-part kernels "${KERNELS_LIMIT:-330}" python3 benchmarks/kernels.py --out "$OUT/kernels.json" \
-    --results-md "$OUT/kernels.md"
-part backbone "${BACKBONE_LIMIT:-150}" python3 benchmarks/backbone.py --device cuda --profile \
-    --runs fp32/0/8/20 bf16/0/8/20 bf16/0/32/20 bf16/0/8/10/compile --out "$OUT/backbone_cuda.json" \
-    --results-md "$OUT/backbone.md"
-part backbone_large "${BACKBONE_LARGE_LIMIT:-80}" python3 benchmarks/backbone.py --device cuda --profile \
-    --layers 12 --heads 16 --latent 64 --runs bf16/0/8/10 fp32/0/8/6 --out "$OUT/backbone_cuda_large.json" \
-    --results-md "$OUT/backbone_large.md"
-part pipeline "${PIPELINE_LIMIT:-60}" python3 -m flowcore.cli train examples/configs/toy2d_labeled.yaml \
+part kernels "${KERNELS_LIMIT:-120}" python3 benchmarks/kernels.py --no-sweep --no-backbone --dtypes bf16 \
+    --out "$OUT/kernels.json" --results-md "$OUT/kernels.md"
+part throughput "${THROUGHPUT_LIMIT:-390}" python3 benchmarks/throughput.py \
+    --out "$OUT/throughput.json" --results-md "$OUT/throughput.md"
+part memory "${MEMORY_LIMIT:-180}" python3 benchmarks/throughput.py --memory --time-limit 165 \
+    --out "$OUT/throughput.json" --results-md "$OUT/throughput.md"
+part pipeline "${PIPELINE_LIMIT:-90}" python3 -m flowcore.cli train examples/configs/toy2d_labeled.yaml \
     --set model.network=transformer --set model.hidden=64 --set train.steps=300 --set train.accelerator=gpu \
     --set out_dir=/tmp/gpu_toy
 if [ -n "$PROTEIN_RUN" ]; then  # seconds per backbone (lengths 100/200/300, 20/50/100 steps); needs no dataset
