@@ -249,7 +249,8 @@ class TrainConfig(Options):
     #: blocks of a kind, so compile time does not grow with depth; the rest runs eagerly) or "network"
     compile_scope: Literal["blocks", "network"] = "blocks"
     #: the backbone's fused elementwise ops (flowcore.kernels): "auto" (Triton on CUDA in eager steps,
-    #: inductor's own fusion under compile), "triton" (Triton also inside compiled graphs), "reference"
+    #: inductor's own fusion under compile; FLOWCORE_KERNELS may choose otherwise), "triton" (Triton
+    #: also inside compiled graphs), "reference"
     kernels: Literal["auto", "triton", "reference"] = "auto"
     #: the optimizer's single fused kernel: "auto" (fused when every parameter is on CUDA, else the
     #: foreach implementation), true (fused, CUDA or CPU), false (foreach)

@@ -118,7 +118,8 @@ def train(config: Config, registry=None, resume: bool = True) -> L.LightningModu
     out_dir = Path(config.out_dir)
     if config.train.cpu_threads:
         torch.set_num_threads(config.train.cpu_threads)
-    kernels.set_backend(config.train.kernels)
+    if config.train.kernels != "auto":  # auto leaves FLOWCORE_KERNELS's (or a set_backend) choice
+        kernels.set_backend(config.train.kernels)
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.stage == "autoencoder":
         module: L.LightningModule = AutoencoderModule(config, registry)
