@@ -103,7 +103,7 @@ def load_sharded_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Reading it unpickles the folder's ``.metadata`` (see the module docstring).
     """
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save  # lazy: only sharded runs need it
 
     path = Path(path)
     if not (path / "meta.pt").is_file() or not (path / ".metadata").is_file():

@@ -10,8 +10,11 @@ EMA copy the same way (so its update stays shard-local). Frozen autoencoders sta
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
 
 
 class FullyShardedDataParallel(ModelParallelStrategy):
@@ -28,8 +31,6 @@ def shard(net: nn.Module, mesh, bf16_compute: bool = False) -> None:
     ``bf16_compute``: blocks run on bf16 copies of the fp32 shards (the master weights) and
     gradients are reduced in fp32.
     """
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16_compute else None
     kwargs = {"mesh": mesh} if policy is None else {"mesh": mesh, "mp_policy": policy}
     for module in reversed(list(net.modules())):
@@ -41,8 +42,6 @@ def shard(net: nn.Module, mesh, bf16_compute: bool = False) -> None:
 
 def is_sharded(module: nn.Module) -> bool:
     """Whether any of ``module``'s parameters is a sharded DTensor."""
-    from torch.distributed.tensor import DTensor
-
     return any(isinstance(p, DTensor) for p in module.parameters())
 
 
@@ -51,8 +50,6 @@ def full_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
     A collective: under sharding every process must call it (each gets the whole state).
     """
-    from torch.distributed.tensor import DTensor
-
     return {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu()
             for k, v in module.state_dict().items()}
 
@@ -60,8 +57,6 @@ def full_state(module: nn.Module) -> dict[str, torch.Tensor]:
 def end_processes() -> None:
     """Leave the process group (if any) once every process is done: without it, gloo's threads can
     abort the interpreter as it exits after sharded training on CPU."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
