@@ -183,3 +183,27 @@ def test_a_run_config_with_selective_checkpointing_builds_and_trains(tmp_path, r
     module = train(config(tmp_path, registry, model=model, steps=1), registry)
     cfg = module.net.transformer.config
     assert [cfg.checkpointed(i) for i in range(2)] == [False, True]
+
+
+def saved_bytes(model: FlowTransformer, tokens, t) -> int:
+    """Bytes of the tensors autograd keeps for backward during one forward (activation memory)."""
+    total = 0
+
+    def pack(x):
+        nonlocal total
+        total += x.numel() * x.element_size()
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        model(tokens, t)
+    return total
+
+
+def test_checkpointing_more_blocks_keeps_fewer_activations():
+    _, tokens, t = tiny_transformer()
+    saved = {}
+    for setting in ("none", [3], "every_2", "all"):
+        torch.manual_seed(0)
+        saved[str(setting)] = saved_bytes(FlowTransformer(four_block_config(setting)).train(), tokens, t)
+    assert saved["none"] > saved["[3]"] > saved["every_2"] > saved["all"]
+    assert saved["all"] < 0.5 * saved["none"]
