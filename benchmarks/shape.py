@@ -59,6 +59,14 @@ def machine(threads: int) -> dict:
             "torch": torch.__version__, "ray_engine": ray_engine()}
 
 
+def trained_steps(run: str, planned: int) -> int:
+    """The step of the run's last checkpoint (a run stopped early exports that step's weights), else ``planned``."""
+    path = Path(run) / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        return planned
+    return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", planned))
+
+
 def load_ae(run: str):
     """The shape modality and its trained autoencoder from an autoencoder run directory."""
     config = load_config(Path(run) / "config.yaml")
@@ -117,7 +125,8 @@ def autoencoder_part(args) -> dict:
     test = registry.dataset("primitives").build("test")
     prims = [test[i]["shape"] for i in range(args.recon_count)]
     log(f"primitives: reconstructing {len(prims)} held-out shapes at {args.resolution}^3")
-    record = {"run": str(args.ae_run), "steps": config.train.steps, "resolution": args.resolution,
+    record = {"run": str(args.ae_run), "steps": trained_steps(args.ae_run, config.train.steps),
+              "resolution": args.resolution,
               "options": config.modalities["shape"].options,
               "primitives": reconstruct(modality, ae, prims, args.resolution, args.resolution // 4)}
     log(record["primitives"])
@@ -172,7 +181,8 @@ def generation_part(args) -> dict:
     first_real = [test[int(np.flatnonzero(labels == c)[0])]["shape"] for c in range(len(CLASSES))]
     preview_sheet(first_real, ROOT / "results" / "shape_real.png")
     mean = {k: round(float(np.mean([v[k] for v in per_class.values()])), 5) for k in ("mmd", "cov", "nna")}
-    return {"run": str(args.run), "steps_trained": pipe.config.train.steps, "sampling_steps": args.steps, "cfg": cfg,
+    return {"run": str(args.run), "steps_trained": trained_steps(args.run, pipe.config.train.steps),
+            "sampling_steps": args.steps, "cfg": cfg,
             "per_class_samples": args.per_class, "resolution": args.resolution,
             "classifier": {"test_accuracy": round(classifier.test_accuracy, 4), "test_count": classifier.test_count},
             "class_accuracy": round(accuracy, 4),
@@ -185,7 +195,7 @@ def results_md(record: dict) -> str:
     lines = ["## shape", "",
              "3D shapes (plugins/shape): the VecSet autoencoder and class-conditional generation on the "
              "procedural primitives (8 classes), scored without downloaded networks "
-             f"(`{record.get('command', '')}`; {record['machine']['cores']} shared CPU cores, "
+             f"({record['machine']['cores']} shared CPU cores, "
              f"ray casting: {record['machine']['ray_engine']}).", ""]
     ae = record.get("autoencoder")
     if ae:
@@ -199,6 +209,7 @@ def results_md(record: dict) -> str:
             if "chamfer" in r:
                 lines.append(f"| {name} (held out) | {r['shapes']} | {r['chamfer']:.4f} | {r['fscore']:.3f} | "
                              f"{r['iou']:.3f} | {r['empty_meshes']} |")
+        lines += ["", f"Command: `{ae.get('command', record.get('command', ''))}`."]
         if "training" in ae:
             lines += ["", f"Autoencoder training: {ae['training']}."]
         t = ae["latent_to_mesh_128"]
@@ -214,11 +225,22 @@ def results_md(record: dict) -> str:
                   "| --- | --- | --- | --- | --- | --- |",
                   f"| {m['mmd']:.4f} | {m['cov']:.3f} | {m['nna']:.3f} | {gen['class_accuracy']:.3f} | "
                   f"{gen['classifier']['test_accuracy']:.3f} | {gen['relative_accuracy']:.3f} |", "",
+                  f"Command: `{gen.get('command', record.get('command', ''))}`.", "",
                   *([f"Flow training: {gen['training']}.", ""] if "training" in gen else []),
                   "Samples, one per class (box, sphere, cylinder, cone, torus, capsule, union, difference; "
                   "three views each): results/shape_samples.png; real test shapes of each class beside them: "
                   "results/shape_real.png.", ""]
     return "\n".join(lines)
+
+
+def command_line(argv: list[str]) -> str:
+    """The benchmark's command as run, less the training sentences (they are recorded apart)."""
+    notes, out, skip = ("--ae-training", "--run-training"), [], False
+    for a in argv:
+        if not skip and a not in notes and not a.startswith(tuple(n + "=" for n in notes)):
+            out.append(a)
+        skip = a in notes
+    return " ".join(["python benchmarks/shape.py", *out])
 
 
 def main() -> None:
@@ -237,13 +259,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     record = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    record["command"] = "python benchmarks/shape.py " + " ".join(sys.argv[1:])
+    record["command"] = command_line(sys.argv[1:])
     record["machine"] = machine(args.threads)
     parts = (("autoencoder", autoencoder_part, args.ae_run, args.ae_training),
              ("generation", generation_part, args.run, args.run_training))
     for key, part, wanted, training in parts:
         if wanted:
             record[key] = part(args)
+            record[key]["command"] = record["command"]
             if training:
                 record[key]["training"] = training
             write_text_atomic(RESULTS, dumps_json(record, indent=1) + "\n")  # each part lands as soon as it is done
