@@ -3,7 +3,8 @@
 Runs, each a `flowcore` child process (timed; a stage whose run directory holds a model is kept):
   1. 1-RF: `flowcore train examples/configs/lidar_street.yaml` (car-count-conditional, simulated
      32 x 256 scans of procedural streets), or --base RUN, a 1-RF trained before (not trained
-     again; e.g. a longer run, or one from another machine);
+     again; e.g. a longer run, or one from another machine; its dataset options pick the
+     sensor of the scans scored);
   2. 2-RF: `flowcore reflow` of it on --pairs (noise, scan) pairs of --pair-steps Euler steps;
   3. k-step distillation of the 2-RF for k = 1, 2, 4: `flowcore reflow` of the 2-RF with
      `flow.timesteps: grid` (t on the k-step grid), on pairs of the 2-RF (made once, shared).
@@ -121,12 +122,22 @@ def base_recipe(run: Path) -> dict:
             "depth_single": net["depth_single"], "timesteps": cfg["flow"]["timesteps"]}
 
 
+def scan_options(run: Path) -> dict:
+    """The lidar_street options (sensor, max_cars) of the run's dataset, so its held-out scans are scored."""
+    import yaml
+
+    data = yaml.safe_load((REPO / run / "config.yaml").read_text())["data"]["options"] or {}
+    keys = ("sensor", "rows", "cols", "fov_up", "fov_down", "max_cars", "seed")
+    return {k: data[k] for k in keys if data.get(k) is not None}
+
+
 def markdown(payload: dict) -> str:
     rows = payload["rows"]
     base64 = rows["1-RF, 64 steps"]["scores"]
     lines = ["## lidar", "",
-             "Car-count-conditional scans of simulated streets (flowcore_lidar's sensor, 32 beams x 256 columns, "
-             "+3..-25 deg; procedural streets, not KITTI-360), `" + payload["command"] + "`. Models: 1-RF "
+             "Car-count-conditional scans of simulated streets (flowcore_lidar's simulated sensor "
+             f"{payload['settings']['sensor']} beams x columns; procedural streets, not KITTI-360), "
+             f"`{payload['command']}`. Models: 1-RF "
              f"({recipe(payload['settings'])}), 2-RF (reflow on "
              f"{payload['settings']['pairs']} pairs of {payload['settings']['pair_steps']} Euler steps, "
              f"{payload['settings']['reflow_steps']} steps) and k-step distillation of the 2-RF (t on the k-grid, "
@@ -224,7 +235,8 @@ def main() -> None:
     from flowcore_lidar.data import street
     from flowcore_lidar.preview import write_preview
 
-    test, other = street("test", sensor="cpu32"), street("val", sensor="cpu32")
+    options = scan_options(base)
+    test, other = street("test", **options), street("val", **options)
     n = min(args.count, len(test), len(other))
     real = [test[i]["lidar"] for i in range(n)]
     labels = [test[i]["label"] for i in range(n)]
@@ -258,7 +270,8 @@ def main() -> None:
         "settings": {"base": str(base), "base_recipe": base_recipe(base), "train_steps": base_recipe(base)["steps"],
                      "pairs": args.pairs, "pair_steps": args.pair_steps,
                      "reflow_steps": args.reflow_steps, "distill_steps": args.distill_steps, "count": n,
-                     "batch": args.batch, "sensor": "cpu32 (32 x 256)", "conditions": "car counts of the test scans"},
+                     "batch": args.batch, "sensor": f"{options.get('sensor', 'hdl64e')}, {real[0].shape[1]} x "
+                     f"{real[0].shape[2]}", "conditions": "car counts of the test scans"},
         "runs": log, "rows": rows, "real_floor": real_floor, "previews": previews,
         "labels_shown": [labels[i] for i in shown],
     }
