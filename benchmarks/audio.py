@@ -489,7 +489,8 @@ def networks_md(core: dict, plugin: dict) -> str:
         "decoded by Griffin-Lim and scored as above (real clips "
         f"{core['real']['accuracy']:.3f})" + (f". Plugin network: {plugin['training']}" if plugin["training"] else "")
         + ". Training-step and sampling times were measured in this benchmark, one after the other on the same "
-        "machine; network seconds leave out Griffin-Lim.", "",
+        "machine; network seconds leave out Griffin-Lim. One training seed per network and one sampling seed: a "
+        f"clip is {1 / core['held_out']['clips']:.4f} of accuracy.", "",
         "| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads),
         row("core FlowTransformer", core), row("plugin conv U-Net", plugin), ""])
 
@@ -563,12 +564,20 @@ def vocoder_md(v: dict) -> str:
     if "misses" in d:
         m = d["misses"]
         both = sorted(set(m["griffin_lim"]["clips"]) & set(m["vocoder"]["clips"]))
+        same = "the same clips as the real ones" if m["griffin_lim"]["clips"] == m["real"]["clips"] else "other clips"
         lines += ["", f"Held-out clips the classifier misses: real {len(m['real']['clips'])}, Griffin-Lim "
                   f"{len(m['griffin_lim']['clips'])}, trained vocoder {len(m['vocoder']['clips'])} ({len(both)} missed "
                   "by both). By voice: " + "; ".join(
                       f"{label} " + (", ".join(f"{v} {k}" for v, k in sorted(m[name]["by_voice"].items())) or "none")
                       for name, label in (("real", "real"), ("griffin_lim", "Griffin-Lim"),
-                                          ("vocoder", "vocoder"))) + "."]
+                                          ("vocoder", "vocoder"))) + f". Griffin-Lim's misses are {same}."]
+    g, o = d["griffin_lim"], d["vocoder"]
+    lines += ["", "Goal: LSD " + ("met" if o["lsd"] < g["lsd"] else "not met") + f" ({o['lsd']:.3f} against "
+              f"{g['lsd']:.3f}); digit accuracy " + ("met" if o["accuracy"] > g["accuracy"] else "not met")
+              + f" at the clips' exact length ({o['accuracy']:.3f} against {g['accuracy']:.3f}, "
+              f"{round((g['accuracy'] - o['accuracy']) * d['clips'])} clip(s) of {d['clips']})"
+              + (f", through the modality {d['vocoder_tokens']['accuracy']:.3f} against "
+                 f"{d['griffin_lim_tokens']['accuracy']:.3f}" if "vocoder_tokens" in d else "") + "."]
     return "\n".join(lines + [""])
 
 
