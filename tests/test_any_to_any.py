@@ -35,6 +35,23 @@ def test_paired_items_share_the_key_and_are_drawn_at_random():
     assert set(draws) == {3, 5, 8, 9}  # every clip of class 0 is drawn
 
 
+def test_fresh_pairs_draw_a_new_partner_of_the_same_key_each_read():
+    images = items("image", [0, 1] * 4)
+    sounds = items("audio", [0, 1] * 10)
+    paired = PairedItems([images, sounds], ["digits", "speech"], "label", seed=0, fresh=True)
+    torch.manual_seed(0)
+    seen = {i: set() for i in range(len(images))}
+    for _ in range(60):
+        for i in range(len(images)):
+            item = paired[i]
+            partner = int(item["audio"][5:])
+            assert sounds[partner]["label"] == item["label"] == images[i]["label"]
+            seen[i].add(partner)
+    # 60 reads of each item reach every one of the 10 clips of its class
+    assert all(len(s) == 10 for s in seen.values())
+    assert "a speech item of the same label" in paired.item_source(0)
+
+
 def test_paired_items_name_the_unpairable():
     with pytest.raises(DataError, match="speech has no item whose 'label' is 3"):
         PairedItems([items("image", [0, 3]), items("audio", [0, 1])], ["digits", "speech"], "label")

@@ -51,6 +51,27 @@ def test_states_follow_roles(tmp_path, registry):
     assert (s["toy2d"] == ABSENT).float().mean() == pytest.approx(0.2 * 0.75, abs=0.015)
     assert (s["toy2d"] == CLEAN).float().mean() == pytest.approx(0.3 * 0.75, abs=0.015)
 
+    # a modality's own probabilities override the flow section's for it alone
+    cfg3 = load_config(config_file(
+        tmp_path, modalities={"toy2d": {"role": "any"},
+                              "label": {"role": "any", "classes": ["a", "b"], "p_clean": 0.1, "p_absent": 0.6}},
+        data={"path": str(manifest)}, model=TINY, flow={"p_clean": 0.3, "p_absent": 0.2}), registry=registry)
+    torch.manual_seed(0)
+    s = FlowModule(cfg3, registry).objective.states(40000, torch.device("cpu"))
+    # the turn-to-noised fix-up: P(toy2d not noised) = 0.5, P(label not noised) = 0.7; both not
+    # noised with p 0.35, then each is noised with p 1/2
+    assert (s["label"] == ABSENT).float().mean() == pytest.approx(0.6 * (1 - 0.5 / 2), abs=0.015)
+    assert (s["label"] == CLEAN).float().mean() == pytest.approx(0.1 * (1 - 0.5 / 2), abs=0.015)
+    assert (s["toy2d"] == ABSENT).float().mean() == pytest.approx(0.2 * (1 - 0.7 / 2), abs=0.015)
+    with pytest.raises(ConfigError, match="modalities.label: p_clean \\+ p_absent must be < 1"):
+        load_config(config_file(tmp_path, modalities={"toy2d": {"role": "any"}, "label": {
+            "role": "any", "classes": ["a", "b"], "p_clean": 0.5, "p_absent": 0.5}},
+            data={"path": str(manifest)}, model=TINY), registry=registry)
+    with pytest.raises(ConfigError, match="modalities.label.p_clean / p_absent only apply to role 'any'"):
+        load_config(config_file(tmp_path, modalities={"toy2d": {}, "label": {
+            "role": "condition", "classes": ["a", "b"], "p_clean": 0.5}},
+            data={"path": str(manifest)}, model=TINY), registry=registry)
+
     cfg2 = load_config(config_file(
         tmp_path, modalities={"toy2d": {}, "label": {"role": "condition", "dropout": 0.25, "classes": ["a", "b"]}},
         data={"path": str(manifest)}, model=TINY), registry=registry)

@@ -37,7 +37,7 @@ Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
 #: a probability that leaves some of the rest: in [0, 1)
 Fraction = Annotated[Number, Field(ge=0, lt=1)]
 #: keys of a ``modalities.<name>`` section that the core reads; the rest go to the modality's factory
-MODALITY_KEYS = ("role", "dropout", "size", "loss_weight", "autoencoder")
+MODALITY_KEYS = ("role", "dropout", "size", "loss_weight", "autoencoder", "p_clean", "p_absent")
 #: the training budget when a config gives neither ``train.steps`` nor ``train.epochs``
 DEFAULT_STEPS = 2000
 
@@ -62,6 +62,10 @@ class ModalityConfig(Options):
     size: int | Number | list[int | Number] | None = None
     loss_weight: Number = Field(1.0, ge=0)
     autoencoder: str | None = None
+    #: role ``any``: this modality's own probabilities of being clean / absent in a training sample
+    #: (default: ``flow.p_clean`` / ``flow.p_absent``)
+    p_clean: Fraction | None = None
+    p_absent: Fraction | None = None
     #: the factory's keyword arguments: the section's other keys, checked by the plugin's options model
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -91,6 +95,9 @@ class DataConfig(Options):
     #: item of every other that has the same ``pair_by`` sample (e.g. an MNIST digit with a spoken one)
     paired: list[PairedSource] = Field(default_factory=list)
     pair_by: str = "label"
+    #: train items draw a new partner of the same ``pair_by`` sample each time they are read (more
+    #: distinct pairs); held-out splits keep the one seeded draw
+    fresh_pairs: bool = False
     modality: str | None = None
     val_fraction: Fraction = 0.05
     test_fraction: Fraction = 0.05
@@ -394,6 +401,12 @@ class Config(Options):
         """Modality names in config order, optionally only those with one of ``roles``."""
         return [n for n, m in self.modalities.items() if not roles or m.role in roles]
 
+    def p_states(self, name: str) -> tuple[float, float]:
+        """(p_clean, p_absent) of an ``any`` modality: its own, else the flow section's."""
+        m = self.modalities[name]
+        return (self.flow.p_clean if m.p_clean is None else m.p_clean,
+                self.flow.p_absent if m.p_absent is None else m.p_absent)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data that :func:`from_dict` reads back to an equal config (saved as config.yaml)."""
         out = self.model_dump(mode="json")
@@ -632,6 +645,12 @@ def check(config: Config, registry=None) -> None:
     for name, m in config.modalities.items():
         if m.dropout and m.role != "condition":
             raise ConfigError(f"{src}: modalities.{name}.dropout only applies to role 'condition' (role is {m.role!r})")
+        if (m.p_clean is not None or m.p_absent is not None) and m.role != "any":
+            raise ConfigError(f"{src}: modalities.{name}.p_clean / p_absent only apply to role 'any' "
+                              f"(role is {m.role!r})")
+        if m.role == "any" and config.p_states(name)[0] + config.p_states(name)[1] >= 1:
+            raise ConfigError(f"{src}: modalities.{name}: p_clean + p_absent must be < 1 "
+                              "(some samples must be noised)")
     if config.stage != "autoencoder" and not config.names("generate", "any"):
         raise ConfigError(f"{src}: modalities: no modality has role 'generate' or 'any'; nothing to learn")
     if config.stage == "autoencoder" and len(config.modalities) != 1:

@@ -268,16 +268,21 @@ def _key_source(path: Path, key: str) -> str:
 class PairedItems(Dataset):
     """Each item of ``parts[0]`` joined with one item of every other part holding the same ``key`` sample.
 
-    The partner is drawn once, at random, from the items sharing the key (seeded), so two
-    datasets that only share a class (an MNIST digit and a spoken one) become one paired
-    dataset. Each part keeps its own split, so held-out images and held-out voices stay held out.
+    The partner is drawn at random from the items sharing the key (seeded), so two datasets that
+    only share a class (an MNIST digit and a spoken one) become one paired dataset. It is drawn
+    once, or with ``fresh`` anew each time the item is read (from torch's global generator, which
+    the training loop seeds), so training sees many pairs of each item. Each part keeps its own
+    split, so held-out images and held-out voices stay held out.
     """
 
-    def __init__(self, parts: Sequence[Dataset], names: Sequence[str], key: str, seed: int = 0):
-        self.parts, self.names, self.key = list(parts), list(names), key
+    def __init__(self, parts: Sequence[Dataset], names: Sequence[str], key: str, seed: int = 0,
+                 fresh: bool = False):
+        self.parts, self.names, self.key, self.fresh = list(parts), list(names), key, fresh
         anchor_keys = [self._key(0, i) for i in range(len(self.parts[0]))]
         g = torch.Generator().manual_seed(int(seed))
         self.partners: list[list[int]] = []
+        #: per other part, the items of the anchor's key, for fresh draws
+        self.groups_of: list[list[list[int]]] = []
         for p in range(1, len(self.parts)):
             groups: dict[Any, list[int]] = {}
             for j in range(len(self.parts[p])):
@@ -290,6 +295,7 @@ class PairedItems(Dataset):
                                     f"{self.names[0]} item {i} (it has {sorted(groups, key=str)[:12]})")
                 chosen.append(groups[k][r % len(groups[k])])
             self.partners.append(chosen)
+            self.groups_of.append([groups[k] for k in anchor_keys])
 
     def _key(self, part: int, i: int) -> Any:
         item = self.parts[part][i]
@@ -304,14 +310,17 @@ class PairedItems(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = dict(self.parts[0][i])
-        for part, chosen in zip(self.parts[1:], self.partners):
-            for name, sample in part[chosen[i]].items():
+        for part, chosen, groups in zip(self.parts[1:], self.partners, self.groups_of):
+            j = groups[i][int(torch.randint(len(groups[i]), ()))] if self.fresh else chosen[i]
+            for name, sample in part[j].items():
                 item.setdefault(name, sample)
         return item
 
     def item_source(self, i: int) -> str:
         """The items joined: 'mnist5k item 3 + spoken_digits item 41'."""
-        joined = [f"{self.names[0]} item {i}"] + [f"{n} item {c[i]}" for n, c in zip(self.names[1:], self.partners)]
+        joined = [f"{self.names[0]} item {i}"] + [
+            f"a {n} item of the same {self.key}" if self.fresh else f"{n} item {c[i]}"
+            for n, c in zip(self.names[1:], self.partners)]
         return " + ".join(joined)
 
 
@@ -332,7 +341,7 @@ def build_split(config: Config, bundles: dict[str, Bundle], split: str, registry
             spec = registry.dataset(source.dataset)
             parts.append(spec.build(split if split in spec.splits else "train", **source.options))
         names = [s.dataset for s in data.paired]
-        base = PairedItems(parts, names, data.pair_by, config.seed)
+        base = PairedItems(parts, names, data.pair_by, config.seed, fresh=data.fresh_pairs and split == "train")
         where = f"paired datasets {' + '.join(names)} ({split})"
     else:
         base = file_splits(config, bundles)[split]

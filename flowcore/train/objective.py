@@ -7,7 +7,8 @@ One training step (docs/design.md "Per-modality time"):
    clean (t = 0: a condition) or absent (t = 1, pure prior noise: a dropped condition or an
    any-to-any modality left out). ``generate`` modalities are noised; ``condition`` ones are
    clean, dropped with probability ``dropout``; ``any`` ones draw a state per sample
-   (OmniFlow: clean with ``p_clean``, absent with ``p_absent``), keeping one noised per sample;
+   (OmniFlow: clean with ``p_clean``, absent with ``p_absent``, the flow section's or the
+   modality's own), keeping one noised per sample;
 3. ``flowcore.flow.loss.flow_matching_terms`` interpolates every modality, runs the network on
    all of them and takes the loss on the noised ones (plus a modality's ``auxiliary_loss`` on
    the clean estimate, where it defines one).
@@ -70,9 +71,11 @@ class FlowObjective:
         anys = cfg.names("any")
         if anys:
             u = torch.rand(len(anys), batch_size, device=device)
+            p_clean, p_absent = (torch.tensor(p, device=device)[:, None]
+                                 for p in zip(*(cfg.p_states(n) for n in anys)))
             s = torch.full_like(u, NOISED, dtype=torch.long)
-            s[u < cfg.flow.p_clean + cfg.flow.p_absent] = CLEAN
-            s[u < cfg.flow.p_absent] = ABSENT
+            s[u < p_clean + p_absent] = CLEAN
+            s[u < p_absent] = ABSENT
             if not cfg.names("generate"):
                 # a sample with nothing noised teaches nothing: noise one of its modalities
                 idle = (s != NOISED).all(0)
