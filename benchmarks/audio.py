@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--chorales-run", type=Path, help="a chorales run (examples/configs/audio_chorales.yaml)")
     ap.add_argument("--vocoder-run", type=Path, help="a trained vocoder's folder (flowcore audio-vocoder)")
     ap.add_argument("--vae-run", type=Path, help="a mel VAE run (examples/configs/audio_vae.yaml)")
+    ap.add_argument("--digit-takes", type=int, default=2,
+                    help="vocoder: takes per held-out voice and digit (2: the 280 test clips; 8: 1,120)")
     ap.add_argument("--vocoder-training", default="", help="a sentence on how the vocoder was trained")
     ap.add_argument("--vae-training", default="", help="a sentence on how the VAE was trained")
     ap.add_argument("--vae-only", action="store_true",
@@ -175,9 +177,12 @@ def chorales(args) -> dict:
     return out
 
 
-def held_out_digits(voices: bool = False):
-    """The held-out spoken digits and their digits (and, with ``voices``, each clip's voice index)."""
-    test = get_registry().dataset("spoken_digits").build("test")
+def held_out_digits(voices: bool = False, takes: int = 2):
+    """The held-out spoken digits and their digits (and, with ``voices``, each clip's voice index).
+
+    ``takes`` per voice and digit: the first two are the dataset's default takes; more add
+    renderings of the same held-out voices at other accents, speeds and pitches."""
+    test = get_registry().dataset("spoken_digits").build("test", takes=takes)
     items = [test[i] for i in range(len(test))]
     out = [it["audio"] for it in items], [int(it["label"]) for it in items]
     return (*out, [int(v) for v in test.info["voice"]]) if voices else out
@@ -231,7 +236,7 @@ def vocoder(args) -> dict:
     net = load_vocoder(args.vocoder_run)
     meta = read_metadata(vocoder_file(args.vocoder_run)) or {}
     classifier = load_classifier()
-    real, labels, voices = held_out_digits(voices=True)
+    real, labels, voices = held_out_digits(voices=True, takes=args.digit_takes)
     out = {"command": command(), "run": str(args.vocoder_run), "training": args.vocoder_training,
            "vocoder": {"parameters": sum(p.numel() for p in net.parameters()), "steps": int(meta.get("steps", 0)),
                        "train_seconds": float(meta.get("train_seconds", 0)),
