@@ -51,3 +51,25 @@ def test_classifier_metrics_separate_real_from_shuffled_pixels():
     # same pixel values, destroyed structure: pixel histograms cannot tell, the classifier can
     assert M.pixel_histogram_tv(x[half:], scrambled) == 0.0
     assert M.classifier_fd(clf, x[:half], x[half:]) < 0.1 * M.classifier_fd(clf, x[:half], scrambled)
+
+
+def test_any_registered_image_and_label_dataset_gets_a_classifier(monkeypatch):
+    """Another plugin's dataset (here a stand-in for the shape plugin's depth images) is read
+    through the registry; one without images is refused with the usable names."""
+    import torch
+
+    import flowcore.registry
+    from flowcore.errors import DataError
+    from flowcore.spec import DatasetSpec
+
+    def depths(split: str):
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        return [{"image": torch.rand(1, 8, 8, generator=g) * 2 - 1, "label": i % 3} for i in range(12)]
+
+    specs = {"depths": DatasetSpec("depths", ("image", "label"), depths),
+             "points": DatasetSpec("points", ("toy2d", "label"), depths)}
+    monkeypatch.setattr(flowcore.registry, "get_registry", lambda: type("R", (), {"datasets": lambda self: specs})())
+    images, labels, classes = C._stack_split("depths", "test")
+    assert images.shape == (12, 1, 8, 8) and labels.tolist() == [i % 3 for i in range(12)] and classes == 3
+    with pytest.raises(DataError, match=r"dataset 'points': it needs a dataset that provides image and label.*depths"):
+        C._stack_split("points", "train")

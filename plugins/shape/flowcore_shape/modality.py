@@ -128,6 +128,10 @@ class Shape(Modality):
             "mmd_cd": Metric("mmd_cd", M.mmd, True, "minimum matching distance (Chamfer, 1,024 points)"),
             "cov_cd": Metric("cov_cd", M.coverage, False, "coverage: real shapes nearest to some generated one"),
             "nna_cd": Metric("nna_cd", M.nna, True, "1-NN accuracy real vs generated (Chamfer); 0.5 is ideal"),
+            "paired_chamfer": Metric("paired_chamfer", M.paired_chamfer, True,
+                                     "Chamfer to the held-out item each sample was made for"),
+            "paired_iou": Metric("paired_iou", M.paired_iou, False,
+                                 "volume IoU with the held-out item each sample was made for"),
         }
 
     def preview(self, samples: Sequence[dict[str, Any]], path: Path) -> Path:

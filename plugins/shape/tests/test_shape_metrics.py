@@ -58,3 +58,22 @@ def test_pairwise_chamfer_matches_pairs():
     for i in range(2):
         for j in range(3):
             assert abs(d[i, j] - chamfer(x[i], y[j])) < 1e-12
+
+
+def box(extent: float) -> dict:
+    import trimesh
+
+    mesh = trimesh.creation.box(extents=[extent] * 3)
+    return {"vertices": mesh.vertices.astype("float32"), "faces": mesh.faces.astype("int64")}
+
+
+def test_paired_metrics_compare_each_sample_with_its_own_item():
+    from flowcore_shape.metrics import paired_chamfer, paired_iou
+
+    real = [box(0.4), box(0.8)]
+    assert paired_chamfer(real, real) < 0.02  # two samplings of the same surface
+    # IoU of nested cubes is their volume ratio: (0.4 / 0.8)^3 = 1/8 (4,096 uniform points)
+    assert abs(paired_iou(real, real[::-1]) - 0.125) < 0.03
+    assert paired_iou(real, real) == 1.0
+    empty = {"vertices": real[0]["vertices"][:0], "faces": real[0]["faces"][:0]}
+    assert paired_iou([real[0]], [empty]) == 0.0
