@@ -2,6 +2,7 @@
 
     python benchmarks/any2any.py                      # the shipped run, examples/runs/digits_world
     python benchmarks/any2any.py --run runs/digits_world --count 500
+    python benchmarks/any2any.py --shapes-run runs/shapes_world --count 80   # shapes world
 
 The run (examples/configs/digits_world.yaml) is one FlowTransformer over an MNIST-5k image, the
 same digit spoken by espeak-ng and its label. For each direction ("made|given") it generates the
@@ -23,6 +24,7 @@ the "## any2any" section of benchmarks/RESULTS.md, and the gallery (benchmarks/r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -104,14 +106,88 @@ def write_results_md(record: dict, path: Path) -> None:
     replace_section(path, "any2any", "\n".join(lines))
 
 
+def shape_rows(report: dict) -> list[dict]:
+    """Shapes world: the class-accuracy rows, plus each made mesh's paired Chamfer / IoU and 1-NNA."""
+    rows = directions(report)
+    for row in rows:
+        scores = report["metrics"][row["direction"]]
+        mesh = scores.get("shape", scores) if "shape" in row["made"] else {}
+        row["mesh"] = {k: round(mesh[k], 4) for k in ("paired_chamfer", "paired_iou", "nna_cd", "mmd_cd")
+                       if mesh.get(k) is not None}
+    return rows
+
+
+def write_shapes_md(record: dict, path: Path) -> None:
+    lines = [
+        "## any2any shapes world",
+        "",
+        f"Shapes world (`{record['config']}`): one FlowTransformer over a procedural mesh (the latent set of "
+        "the shape autoencoder), a 32 x 32 depth image of it from a random view, and its class; each modality of "
+        f"a training item independently generated, given or absent. {record['count']} held-out shapes, "
+        f"{record['steps']} {record['solver']} steps, cfg {record['cfg']}. Class accuracy is read by the "
+        "shape plugin's PointNet (meshes) and by a small CNN the image plugin trains on the real shapes_world "
+        "depth images; the ceiling is the same classifier on the real held-out item. For a mesh made from the "
+        "item's own depth image, paired Chamfer and IoU compare it with that item's mesh (for other directions "
+        "they are given for scale: a mesh of the right class but another size and pose).",
+        "",
+        "| made ← given | score | real data | ratio | mesh: paired Chamfer / IoU, 1-NNA | classifier FD |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in record["directions"]:
+        shown = f"{' + '.join(row['made'])} ← {' + '.join(row['given']) or 'nothing'}"
+        fd = ", ".join(f"{m} {v:.1f}" for m, v in row["classifier_fd"].items()) or "-"
+        score = "-" if row["score"] is None else f"{row['score_kind']} {row['score']:.3f}"
+        ceiling = "-" if row["ceiling"] is None else f"{row['ceiling']:.3f}"
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        m = row.get("mesh") or {}
+        mesh = (f"{m['paired_chamfer']:.3f} / {m['paired_iou']:.2f}, {m['nna_cd']:.2f}"
+                if {"paired_chamfer", "paired_iou", "nna_cd"} <= set(m) else "-")
+        lines.append(f"| {shown} | {score} | {ceiling} | {ratio} | {mesh} | {fd} |")
+    lines += ["", f"Model: {record['parameters'] / 1e6:.2f} M parameters. Eval took {record['eval_seconds']:.0f} s "
+              f"on one thread. Command: `{record['command']}`"]
+    replace_section(path, "any2any shapes world", "\n".join(lines))
+
+
+def shapes_world(args) -> None:
+    """Every direction of a shapes-world run: any2any.json's "shapes_world" and its RESULTS.md section."""
+    from flowcore.train.inference import load
+
+    results = ROOT / "results"
+    overrides = {k: v for k, v in {"steps": args.steps, "cfg": args.cfg}.items() if v is not None}
+    began = time.perf_counter()
+    report = evaluate(args.shapes_run, results / "any2any_shapes_eval.json", count=args.count, progress=True,
+                      **overrides)
+    pipe = load(args.shapes_run)
+    record = {
+        "run": args.shapes_run, "config": str(Path(pipe.directory) / "config.yaml"),
+        "count": report["count"], "steps": report["steps"], "solver": report["solver"], "cfg": report["cfg"],
+        "parameters": sum(p.numel() for p in pipe.net.parameters()),
+        "directions": shape_rows(report), "ceilings": report.get("ceilings", {}),
+        "eval_seconds": round(time.perf_counter() - began, 1),
+        "command": "python benchmarks/any2any.py " + " ".join(sys.argv[1:]),
+    }
+    path = results / "any2any.json"
+    whole = json.loads(path.read_text()) if path.is_file() else {"benchmark": "any2any"}
+    whole["shapes_world"] = record
+    write_text_atomic(path, dumps_json(whole, indent=1) + "\n")
+    write_shapes_md(record, ROOT / "RESULTS.md")
+    for row in record["directions"]:
+        print(f"{row['direction']:<22} {row['score_kind']:<15} {row['score']} / {row['ceiling']} = {row['ratio']}"
+              f"  {row['mesh']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="examples/runs/digits_world", help="run directory")
+    parser.add_argument("--shapes-run", help="a shapes-world run (examples/configs/shapes_world.yaml): score it "
+                                             "alone, into any2any.json's shapes_world and its own section")
     parser.add_argument("--count", type=int, default=500, help="held-out items per direction")
     parser.add_argument("--steps", type=int, help="solver steps (default: the run's sample.steps)")
     parser.add_argument("--cfg", type=float, help="guidance weight (default: the run's sample.cfg)")
     parser.add_argument("--gallery-count", type=int, default=4)
     args = parser.parse_args()
+    if args.shapes_run:
+        return shapes_world(args)
     overrides = {k: v for k, v in {"steps": args.steps, "cfg": args.cfg}.items() if v is not None}
     results = ROOT / "results"
     began = time.perf_counter()
@@ -138,6 +214,9 @@ def main() -> None:
                     "python": sys.version.split()[0]},
         "command": "python benchmarks/any2any.py " + " ".join(sys.argv[1:]),
     }
+    previous = results / "any2any.json"
+    if previous.is_file() and "shapes_world" in json.loads(previous.read_text()):
+        record["shapes_world"] = json.loads(previous.read_text())["shapes_world"]
     write_text_atomic(results / "any2any.json", dumps_json(record, indent=1) + "\n")
     write_results_md(record, ROOT / "RESULTS.md")
     for row in record["directions"]:
