@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 import flowcore
@@ -94,7 +95,8 @@ def write_results_md(record: dict, path: Path) -> None:
     lines += [
         "",
         f"Model: {record['parameters'] / 1e6:.2f} M parameters. Eval took {record['eval_seconds']:.0f} s "
-        f"on {record['machine']['cores']} CPU cores. The gallery (`flowcore gallery`, "
+        f"on {record['machine'].get('threads', record['machine']['cores'])} thread(s) of a "
+        f"{record['machine']['cores']}-core CPU. The gallery (`flowcore gallery`, "
         f"benchmarks/results/any2any_gallery/index.html) shows {record['gallery_count']} held-out items in every "
         "direction"
         + (f"; in headless Chromium {page['images'][0]}/{page['images'][1]} images loaded and "
@@ -211,7 +213,7 @@ def main() -> None:
         "eval_seconds": round(eval_seconds, 1), "gallery_count": args.gallery_count, "page_check": page_check,
         "flowcore": flowcore.__version__,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": sys.version.split()[0]},
+                    "threads": torch.get_num_threads(), "python": sys.version.split()[0]},
         "command": "python benchmarks/any2any.py " + " ".join(sys.argv[1:]),
     }
     previous = results / "any2any.json"
