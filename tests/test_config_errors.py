@@ -63,6 +63,7 @@ def test_print_config_prints_every_default_and_loads_back_equal(tmp_path, capsys
     assert raw["train"]["lr"] == 3e-4 and raw["train"]["epochs"] is None and raw["eval"]["batch_size"] == 1000
     assert raw["data"]["options"] == {"size": None, "seed": 0, "classes": 2}  # with the dataset's defaults
     assert raw["modalities"]["label"] == {"role": "condition", "dropout": 0.1, "size": None, "loss_weight": 1.0,
-                                          "autoencoder": None, "num_classes": 2, "classes": None}
+                                          "autoencoder": None, "p_clean": None, "p_absent": None,
+                                          "num_classes": 2, "classes": None}
     assert from_dict(raw, registry=registry) == load_config(example, overrides, registry)
     assert not (tmp_path / "run").exists()  # printed, not trained
