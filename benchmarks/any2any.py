@@ -70,6 +70,16 @@ def directions(report: dict) -> list[dict]:
     return rows
 
 
+def cells(row: dict) -> tuple[str, str, str, str, str]:
+    """A direction row's table cells: made ← given, score, real data, ratio, classifier FD."""
+    shown = f"{' + '.join(row['made'])} ← {' + '.join(row['given']) or 'nothing'}"
+    fd = ", ".join(f"{m} {v:.1f}" for m, v in row["classifier_fd"].items()) or "-"
+    score = "-" if row["score"] is None else f"{row['score_kind']} {row['score']:.3f}"
+    ceiling = "-" if row["ceiling"] is None else f"{row['ceiling']:.3f}"
+    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+    return shown, score, ceiling, ratio, fd
+
+
 def write_results_md(record: dict, path: Path) -> None:
     lines = [
         "## any2any",
@@ -85,12 +95,8 @@ def write_results_md(record: dict, path: Path) -> None:
         "| --- | --- | --- | --- | --- |",
     ]
     for row in record["directions"]:
-        shown = f"{' + '.join(row['made'])} ← {' + '.join(row['given']) or 'nothing'}"
-        fd = ", ".join(f"{m} {v:.1f}" for m, v in row["classifier_fd"].items()) or "-"
-        score = "-" if row["score"] is None else f"{row['score_kind']} {row['score']:.3f}"
-        ceiling = "-" if row["ceiling"] is None else f"{row['ceiling']:.3f}"
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}" + ("" if row["goal_met"] else " (below goal)")
-        lines.append(f"| {shown} | {score} | {ceiling} | {ratio} | {fd} |")
+        shown, score, ceiling, ratio, fd = cells(row)
+        lines.append(f"| {shown} | {score} | {ceiling} | {ratio}{' (below goal)' if row['goal_met'] is False else ''} | {fd} |")
     page = record.get("page_check")
     lines += [
         "",
@@ -136,11 +142,7 @@ def write_shapes_md(record: dict, path: Path) -> None:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in record["directions"]:
-        shown = f"{' + '.join(row['made'])} ← {' + '.join(row['given']) or 'nothing'}"
-        fd = ", ".join(f"{m} {v:.1f}" for m, v in row["classifier_fd"].items()) or "-"
-        score = "-" if row["score"] is None else f"{row['score_kind']} {row['score']:.3f}"
-        ceiling = "-" if row["ceiling"] is None else f"{row['ceiling']:.3f}"
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        shown, score, ceiling, ratio, fd = cells(row)
         m = row.get("mesh") or {}
         mesh = (f"{m['paired_chamfer']:.3f} / {m['paired_iou']:.2f}, {m['nna_cd']:.2f}"
                 if {"paired_chamfer", "paired_iou", "nna_cd"} <= set(m) else "-")
