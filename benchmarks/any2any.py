@@ -96,7 +96,8 @@ def write_results_md(record: dict, path: Path) -> None:
     ]
     for row in record["directions"]:
         shown, score, ceiling, ratio, fd = cells(row)
-        lines.append(f"| {shown} | {score} | {ceiling} | {ratio}{' (below goal)' if row['goal_met'] is False else ''} | {fd} |")
+        below = " (below goal)" if row["goal_met"] is False else ""
+        lines.append(f"| {shown} | {score} | {ceiling} | {ratio}{below} | {fd} |")
     page = record.get("page_check")
     lines += [
         "",
