@@ -648,7 +648,7 @@ def check(config: Config, registry=None) -> None:
         if (m.p_clean is not None or m.p_absent is not None) and m.role != "any":
             raise ConfigError(f"{src}: modalities.{name}.p_clean / p_absent only apply to role 'any' "
                               f"(role is {m.role!r})")
-        if m.role == "any" and config.p_states(name)[0] + config.p_states(name)[1] >= 1:
+        if m.role == "any" and sum(config.p_states(name)) >= 1:
             raise ConfigError(f"{src}: modalities.{name}: p_clean + p_absent must be < 1 "
                               "(some samples must be noised)")
     if config.stage != "autoencoder" and not config.names("generate", "any"):
