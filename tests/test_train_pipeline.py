@@ -81,6 +81,34 @@ def test_states_follow_roles(tmp_path, registry):
     assert (s["label"] == ABSENT).float().mean() == pytest.approx(0.25, abs=0.015)
 
 
+def test_pair_tasks_take_their_share(tmp_path, registry):
+    """flow.tasks: a p_task share of samples is one of the tasks (made noised, given clean or, with
+    task_dropout, absent, the rest absent); the others keep the independent draw."""
+    manifest = two_clusters(tmp_path, 20)
+    cfg = load_config(config_file(
+        tmp_path, modalities={"toy2d": {"role": "any"}, "label": {"role": "any", "classes": ["a", "b"]}},
+        data={"path": str(manifest)}, model=TINY,
+        flow={"p_clean": 0.0, "p_absent": 0.0, "tasks": ["toy2d|label", "label"], "p_task": 0.6,
+              "task_dropout": 0.25}), registry=registry)
+    torch.manual_seed(0)
+    s = FlowModule(cfg, registry).objective.states(40000, torch.device("cpu"))
+    # independent draw (p 0.4): both noised; "toy2d|label" (p 0.3): toy2d noised, label clean 0.75 /
+    # absent 0.25; "label" (p 0.3): label noised, toy2d absent
+    assert (s["toy2d"] == CLEAN).sum() == 0
+    assert (s["label"] == CLEAN).float().mean() == pytest.approx(0.3 * 0.75, abs=0.01)
+    assert (s["label"] == ABSENT).float().mean() == pytest.approx(0.3 * 0.25, abs=0.01)
+    assert (s["toy2d"] == ABSENT).float().mean() == pytest.approx(0.3, abs=0.01)
+    assert ((s["toy2d"] == NOISED) & (s["label"] == NOISED)).float().mean() == pytest.approx(0.4, abs=0.01)
+    with pytest.raises(ConfigError, match=r"flow.tasks\[0\]: 'toy2d\|label': 'toy2d' has role 'generate'"):
+        load_config(config_file(tmp_path, modalities={"toy2d": {}, "label": {"role": "any", "classes": ["a"]}},
+                                data={"path": str(manifest)}, model=TINY, flow={"tasks": ["toy2d|label"]}),
+                    registry=registry)
+    with pytest.raises(ConfigError, match=r"flow.tasks\[0\]: .*no modality 'audio'"):
+        load_config(config_file(tmp_path, modalities={"toy2d": {"role": "any"}, "label": {"role": "any",
+                                "classes": ["a"]}}, data={"path": str(manifest)}, model=TINY,
+                                flow={"tasks": ["audio|label"]}), registry=registry)
+
+
 def test_class_conditional_generation_from_a_manifest(tmp_path, registry):
     manifest = two_clusters(tmp_path)
     cfg = load_config(config_file(

@@ -200,6 +200,13 @@ class FlowConfig(Options):
     ot_coupling: Literal["exact", "sinkhorn"] | None = None
     p_clean: Fraction = 0.2
     p_absent: Fraction = 0.2
+    #: pair tasks over the 'any' modalities, each "made|given" (as eval.directions): a ``p_task`` share of
+    #: the samples draws one (made noised, given clean, the others absent), the rest draw states one by one
+    tasks: list[str] = Field(default_factory=list)
+    p_task: Number = Field(0.5, ge=0, le=1)
+    #: a task's given modality is absent this often instead (OmniFlow: clean ~0.8 on pair tasks), so the
+    #: unguided branch of each task is practised too
+    task_dropout: Fraction = 0.2
 
 
 class TrainConfig(Options):
@@ -685,6 +692,12 @@ def check(config: Config, registry=None) -> None:
                           f"network {net!r} takes its own keys")
     for i, text in enumerate(config.eval.directions or []):
         check_direction(config, text, f"{src}: eval.directions[{i}]")
+    for i, text in enumerate(config.flow.tasks):
+        check_direction(config, text, f"{src}: flow.tasks[{i}]")
+        other = [n for n in sum(parse_direction(text), []) if config.modalities[n].role != "any"]
+        if other:
+            raise ConfigError(f"{src}: flow.tasks[{i}]: {text!r}: {other[0]!r} has role "
+                              f"{config.modalities[other[0]].role!r}; tasks are over role 'any' modalities")
     if config.stage == "reflow":
         check_reflow(config)
     if config.distill.start_step is not None:

@@ -8,7 +8,8 @@ One training step (docs/design.md "Per-modality time"):
    any-to-any modality left out). ``generate`` modalities are noised; ``condition`` ones are
    clean, dropped with probability ``dropout``; ``any`` ones draw a state per sample
    (OmniFlow: clean with ``p_clean``, absent with ``p_absent``, the flow section's or the
-   modality's own), keeping one noised per sample;
+   modality's own), keeping one noised per sample, or, in a ``p_task`` share of the samples,
+   a pair task from ``flow.tasks`` ("audio|image": audio noised, image clean, the rest absent);
 3. ``flowcore.flow.loss.flow_matching_terms`` interpolates every modality, runs the network on
    all of them and takes the loss on the noised ones (plus a modality's ``auxiliary_loss`` on
    the clean estimate, where it defines one).
@@ -37,7 +38,7 @@ from flowcore.flow.ot import ot_coupling
 from flowcore.flow.timesteps import make_loss_weight, make_timestep_sampler, shift_time
 from flowcore.modality import Modality, Tokens
 from flowcore.train.bundle import Bundle
-from flowcore.train.config import Config
+from flowcore.train.config import Config, parse_direction
 
 NOISED, CLEAN, ABSENT = 0, 1, 2
 
@@ -81,9 +82,25 @@ class FlowObjective:
                 idle = (s != NOISED).all(0)
                 pick = torch.randint(len(anys), (batch_size,), device=device)
                 s[pick[idle], idle.nonzero().squeeze(1)] = NOISED
+            if cfg.flow.tasks:
+                self.draw_tasks(s, anys)
             for i, name in enumerate(anys):
                 states[name] = s[i]
         return states
+
+    def draw_tasks(self, s: torch.Tensor, anys: list[str]) -> None:
+        """Overwrite a ``flow.p_task`` share of the columns of ``s [len(anys), B]`` with pair tasks (OmniFlow)."""
+        flow = self.config.flow
+        table = torch.full((len(flow.tasks), len(anys)), ABSENT, dtype=torch.long)
+        for i, text in enumerate(flow.tasks):
+            made, given = parse_direction(text)
+            table[i, [anys.index(n) for n in given]] = CLEAN
+            table[i, [anys.index(n) for n in made]] = NOISED
+        table = table.to(s.device)
+        chosen = (torch.rand(s.shape[1], device=s.device) < flow.p_task).nonzero().squeeze(1)
+        drawn = table[torch.randint(len(flow.tasks), (len(chosen),), device=s.device)].T
+        dropped = (drawn == CLEAN) & (torch.rand(drawn.shape, device=s.device) < flow.task_dropout)
+        s[:, chosen] = torch.where(dropped, ABSENT, drawn)
 
     def __call__(self, net: nn.Module, x0: Mapping[str, Tokens],
                  eps: Mapping[str, torch.Tensor] | None = None) -> FlowLoss:
