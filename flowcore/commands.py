@@ -94,7 +94,8 @@ def _sample(args: argparse.Namespace) -> int:
     from flowcore.train.pipeline import sample
 
     report = sample(args.checkpoint, _names(args.make), _pairs(args.given, "--given"), _out_dir(args.out),
-                    count=args.count, device=args.device, progress=_progress(args), **_sampling(args))
+                    count=args.count, device=args.device, progress=_progress(args), via=_names(args.via or []),
+                    **_sampling(args))
     print(report.summary())
     return 0
 
@@ -105,7 +106,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).is_dir():
         raise DataError(f"{args.out}: is a directory (--out takes the JSON file to write)")
     report = evaluate(args.checkpoint, args.out, split=args.split, count=args.count, device=args.device,
-                      progress=_progress(args), directions=args.direction, **_sampling(args))
+                      progress=_progress(args), directions=args.direction, via=_names(args.via or []),
+                      **_sampling(args))
     print(dumps_json(report, indent=1))
     return 0
 
@@ -178,6 +180,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="modality to generate (repeatable, or comma-separated: image,audio generates them jointly)")
     p.add_argument("--given", action="append", metavar="MOD=FILE", help="condition: a file or a value (repeatable)")
     p.add_argument("--count", type=_count, help="samples (default: the given file's count, else sample.count)")
+    p.add_argument("--via", action="append", metavar="MOD[,MOD]",
+                   help="make these first from --given, then give them: --make audio --given image=x.png --via label")
     p.add_argument("--out", required=True, help="output directory")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
     add_trust_flag(p)
@@ -191,6 +195,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", action="append", metavar="MADE|GIVEN",
                    help="a direction to measure, e.g. 'image|label', 'image,audio|label' (repeatable; "
                         "default: the run's eval.directions)")
+    p.add_argument("--via", action="append", metavar="MOD[,MOD]",
+                   help="in each direction that neither makes nor gives them, make these first, then give them")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
     add_trust_flag(p)
     p.set_defaults(func=_eval)

@@ -142,6 +142,22 @@ def test_any_to_any_generates_both_ways(tmp_path, registry):
     assert report["metrics"]["label|toy2d"]["accuracy"] > 0.9
     assert set(report["metrics"]["toy2d|label"]) == {"sliced_wasserstein", "mmd"}
 
+    # via: the label made first from nothing, then given: every point lies in its label's cluster,
+    # and the second pass is the plain conditional draw given those labels
+    import flowcore
+
+    pipe = flowcore.load(cfg.out_dir, registry=registry)
+    out = pipe.generate("toy2d", count=200, via="label", steps=8, cfg=2.0)
+    assert set(out) == {"label", "toy2d"} and set(map(int, out["label"])) == {0, 1}  # class indices: a, b
+    x = torch.stack([torch.as_tensor(p).reshape(-1)[0] for p in out["toy2d"]])
+    sign = torch.tensor([1.0 if int(label) == 0 else -1.0 for label in out["label"]])
+    assert (x * sign > 0).float().mean() > 0.95
+    again = pipe.generate("toy2d", {"label": out["label"]}, steps=8, cfg=2.0)["toy2d"]
+    assert torch.equal(torch.stack([torch.as_tensor(p) for p in again]),
+                       torch.stack([torch.as_tensor(p) for p in out["toy2d"]]))
+    with pytest.raises(ConfigError, match="both made and made via"):
+        pipe.generate("label", count=2, via="label")
+
     # chosen directions, a joint one among them, and the page that shows them
     from flowcore.train.gallery import gallery
 

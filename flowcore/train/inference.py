@@ -98,8 +98,9 @@ class FlowPipeline:
                              self.device) for n, s in given.items()}
 
     def generate(self, make: str | Sequence[str], given: Mapping[str, Any] | None = None,
-                 count: int | None = None, *, batch_size: int | None = None, progress: bool = False,
-                 decode: bool = True, **overrides: Any) -> dict[str, list[Any]] | dict[str, Tokens]:
+                 count: int | None = None, *, via: str | Sequence[str] = (), batch_size: int | None = None,
+                 progress: bool = False, decode: bool = True,
+                 **overrides: Any) -> dict[str, list[Any]] | dict[str, Tokens]:
         """``{modality: samples}`` for each of ``make``, given ``{modality: samples}``.
 
         ``given`` values: a list of samples (one is repeated ``count`` times), one sample, or a
@@ -108,11 +109,18 @@ class FlowPipeline:
         solver_options, cfg as a number or ``{condition: weight}``, shift, seed, unaided).
         ``batch_size``: samples per network batch (default all at once); batch k is drawn with
         seed ``seed + k * batch_size``. ``decode=False`` returns the made tokens in one batch.
+
+        ``via``: modalities made first, from ``given`` alone, then given (as their decoded
+        samples, re-encoded) while ``make`` is made: audio from an image via the label the image
+        reads as. They are returned beside ``make``; their pass draws with seed ``seed + 2**32``.
         """
         make = [make] if isinstance(make, str) else list(make)
+        via = [via] if isinstance(via, str) else list(via)
         options = self.sampling_options(**overrides)
         given_samples = {n: self.read(n, s) for n, s in (given or {}).items()}
-        self.check_roles(make, list(given_samples))
+        self.check_roles(make + via, list(given_samples))
+        if set(via) & set(make):
+            raise ConfigError(f"modality {sorted(set(via) & set(make))[0]!r} is both made and made via")
         if count is None:
             count = max((len(s) for s in given_samples.values()), default=self.config.sample.count)
         for name, samples in given_samples.items():
@@ -120,20 +128,30 @@ class FlowPipeline:
                 raise DataError(f"given {name!r}: {len(samples)} samples, but {count} are to be generated "
                                 f"(give 1 or {count})")
         if not decode:
-            return self.finite(generate(self.net, self.bundles, make, self.given_tokens(given_samples, 0, count),
-                                        count, options, self.device), options)
+            return self._made(make, via, self.given_tokens(given_samples, 0, count), count, options)
         batch_size = batch_size or count
-        made: dict[str, list[Any]] = {m: [] for m in make}
+        made: dict[str, list[Any]] = {m: [] for m in via + make}
         with tqdm(total=count, desc="sampling", unit="sample", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, count, batch_size):
                 stop = min(count, start + batch_size)
-                out = self.finite(generate(self.net, self.bundles, make, self.given_tokens(given_samples, start, stop),
-                                           stop - start, options.replace(seed=options.seed + start), self.device),
-                                  options)
-                for m in make:
+                out = self._made(make, via, self.given_tokens(given_samples, start, stop), stop - start,
+                                 options.replace(seed=options.seed + start))
+                for m in via + make:
                     made[m] += self.bundles[m].samples(out[m])
                 bar.update(stop - start)
         return made
+
+    def _made(self, make: list[str], via: list[str], given: dict[str, Tokens], count: int,
+              options: SamplingOptions) -> dict[str, Tokens]:
+        """One batch of ``make`` (and first ``via``, then given as the codec would read it back)."""
+        out: dict[str, Tokens] = {}
+        if via:
+            out = self.finite(generate(self.net, self.bundles, via, given, count,
+                                       options.replace(seed=options.seed + 2**32), self.device), options)
+            given = {**given, **{v: tokens_of(self.bundles[v], self.bundles[v].samples(out[v]), self.device)
+                                 for v in via}}
+        return {**out, **self.finite(generate(self.net, self.bundles, make, given, count, options, self.device),
+                                     options)}
 
     def finite(self, made: dict[str, Tokens], options: SamplingOptions) -> dict[str, Tokens]:
         """``made``, unless the real tokens of a modality hold NaN or infinity (:class:`NonFiniteError`)."""

@@ -263,14 +263,16 @@ class SampleReport:
 
 def sample(run_dir: str | Path, make: Sequence[str], given: Mapping[str, str], out_dir: str | Path, *,
            count: int | None = None, device: str | None = None, registry=None, progress: bool = False,
-           **overrides) -> SampleReport:
+           via: Sequence[str] = (), **overrides) -> SampleReport:
     """``flowcore sample``: generate ``make`` given files/values, write native files and previews.
 
-    ``overrides``: :class:`SamplingOptions` fields (steps, solver, cfg, shift, seed, …); None keeps
-    the run's ``sample`` section.
+    ``via``: modalities made first and then given (:meth:`FlowPipeline.generate`); their samples
+    are written too. ``overrides``: :class:`SamplingOptions` fields (steps, solver, cfg, shift,
+    seed, …); None keeps the run's ``sample`` section.
     """
     pipe = load(run_dir, device=device, registry=registry)
-    out = pipe.generate(make, given, count, batch_size=pipe.config.eval.batch_size, progress=progress, **overrides)
+    out = pipe.generate(make, given, count, via=via, batch_size=pipe.config.eval.batch_size, progress=progress,
+                        **overrides)
     out_dir = Path(out_dir)
     files, previews = {}, {}
     for m, samples in out.items():
@@ -285,7 +287,7 @@ def sample(run_dir: str | Path, make: Sequence[str], given: Mapping[str, str], o
 
 def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str | None = None,
              count: int | None = None, device: str | None = None, registry=None, progress: bool = False,
-             directions: Sequence[str] | None = None, **overrides) -> dict[str, Any]:
+             directions: Sequence[str] | None = None, via: Sequence[str] = (), **overrides) -> dict[str, Any]:
     """``flowcore eval``: each direction's metrics against held-out data, and the held-out loss.
 
     The directions are ``directions`` or ``eval.directions`` ("made|given"), by default each
@@ -294,7 +296,9 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
     classifies (:meth:`~flowcore.modality.Modality.classify`) gets ``class_accuracy`` against the
     class of the item it was made for, a joint direction gets ``class_agreement`` (its made
     samples' classes all agree), and ``ceilings`` holds what the same classifiers score on the
-    real held-out samples. ``overrides``: :class:`SamplingOptions` fields (``seed`` default 0;
+    real held-out samples. ``via``: in each direction that neither makes nor gives them, these
+    modalities are made first and then given (:meth:`FlowPipeline.generate`); the report lists
+    them under ``via``. ``overrides``: :class:`SamplingOptions` fields (``seed`` default 0;
     batch k is drawn with seed + its first index). Writes JSON to ``out`` (default
     ``<run>/eval.json``). The ``count`` held-out items are spread evenly over the split. A metric or
     loss that is NaN or infinite is None (null in the JSON).
@@ -311,10 +315,12 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
     started = time.perf_counter()
     report: dict[str, Any] = {"run": str(pipe.directory), "split": split, "count": n, "steps": options.steps,
                               "solver": options.solver, "cfg": options.cfg, "seed": options.seed, "metrics": {}}
+    if via:
+        report["via"] = list(via)
     scorer = ClassScorer(pipe, items, config.eval.class_by)
     for made, given in tasks:
         generated = pipe.generate(made, {c: items[c] for c in given}, n, batch_size=config.eval.batch_size,
-                                  progress=progress, **overrides)
+                                  via=[v for v in via if v not in made + given], progress=progress, **overrides)
         scores = {m: scorer.scores(m, generated[m], conditioned=bool(given)) for m in made}
         key = direction_key(made, given)
         report["metrics"][key] = scores[made[0]] if len(made) == 1 else scores
