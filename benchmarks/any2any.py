@@ -47,7 +47,7 @@ GOAL = 0.9
 
 def directions(report: dict) -> list[dict]:
     """One row per direction: what was made from what, its score, the ceiling and their ratio."""
-    ceilings = report.get("ceilings", {})
+    ceilings, via = report.get("ceilings", {}), report.get("via", [])
     rows = []
     for key, scores in report["metrics"].items():
         made, given = parse_direction(key)
@@ -66,13 +66,16 @@ def directions(report: dict) -> list[dict]:
                      "score": None if score is None else round(score, 4),
                      "ceiling": None if ceiling is None else round(ceiling, 4), "ratio": ratio,
                      "goal_met": None if ratio is None else ratio >= GOAL, "classifier_fd": fd,
-                     "command": f"flowcore eval RUN --direction '{key}'"})
+                     "via": via, "command": f"flowcore eval RUN --direction '{key}'"
+                     + "".join(f" --via {v}" for v in via)})
     return rows
 
 
 def cells(row: dict) -> tuple[str, str, str, str, str]:
     """A direction row's table cells: made ← given, score, real data, ratio, classifier FD."""
     shown = f"{' + '.join(row['made'])} ← {' + '.join(row['given']) or 'nothing'}"
+    if row.get("via"):
+        shown += f" (via {' + '.join(row['via'])})"
     fd = ", ".join(f"{m} {v:.1f}" for m, v in row["classifier_fd"].items()) or "-"
     score = "-" if row["score"] is None else f"{row['score_kind']} {row['score']:.3f}"
     ceiling = "-" if row["ceiling"] is None else f"{row['ceiling']:.3f}"
@@ -85,11 +88,14 @@ def write_results_md(record: dict, path: Path) -> None:
         "## any2any",
         "",
         f"Digits world (`{record['config']}`): one FlowTransformer over an MNIST-5k image, the same digit spoken "
-        "by espeak-ng, and its label; each modality of a training item independently generated, given or absent. "
+        "by espeak-ng, and its label; in each training item every modality is generated, given or absent. "
         f"{record['count']} held-out items (MNIST-5k test digits paired with clips of the test voices), "
         f"{record['steps']} {record['solver']} steps, cfg {record['cfg']}. Class accuracy is read by the image "
         "plugin's MNIST-5k classifier and the audio plugin's spoken-digit classifier; the ceiling is the same "
-        f"classifier on the real held-out samples; the goal is a ratio of at least {GOAL}.",
+        f"classifier on the real held-out samples; the goal is a ratio of at least {GOAL}."
+        + (" A row marked (via label) is the same direction chained: the label is made first from what is given, "
+           "then given with it (`flowcore eval --via label`)." if any(r.get("via") for r in record["directions"])
+           else ""),
         "",
         "| made ← given | score | real data | ratio | classifier FD |",
         "| --- | --- | --- | --- | --- |",
@@ -190,6 +196,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="solver steps (default: the run's sample.steps)")
     parser.add_argument("--cfg", type=float, help="guidance weight (default: the run's sample.cfg)")
     parser.add_argument("--gallery-count", type=int, default=4)
+    parser.add_argument("--via", help="also measure each direction that neither makes nor gives this modality "
+                                      "through it: made first, then given (flowcore eval --via)")
     args = parser.parse_args()
     if args.shapes_run:
         return shapes_world(args)
@@ -197,6 +205,11 @@ def main() -> None:
     results = ROOT / "results"
     began = time.perf_counter()
     report = evaluate(args.run, results / "any2any_eval.json", count=args.count, progress=True, **overrides)
+    rows = directions(report)
+    if args.via:
+        chained = [r["direction"] for r in rows if args.via not in r["made"] + r["given"]]
+        rows += directions(evaluate(args.run, results / "any2any_eval_via.json", count=args.count, progress=True,
+                                    directions=chained, via=[args.via], **overrides))
     eval_seconds = time.perf_counter() - began
     shown = results / "any2any_gallery"
     shutil.rmtree(shown, ignore_errors=True)
@@ -212,7 +225,7 @@ def main() -> None:
         "benchmark": "any2any", "run": args.run, "config": str(Path(pipe.directory) / "config.yaml"),
         "count": report["count"], "steps": report["steps"], "solver": report["solver"], "cfg": report["cfg"],
         "parameters": sum(p.numel() for p in pipe.net.parameters()),
-        "directions": directions(report), "ceilings": report.get("ceilings", {}),
+        "directions": rows, "ceilings": report.get("ceilings", {}),
         "eval_seconds": round(eval_seconds, 1), "gallery_count": args.gallery_count, "page_check": page_check,
         "flowcore": flowcore.__version__,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -225,7 +238,8 @@ def main() -> None:
     write_text_atomic(results / "any2any.json", dumps_json(record, indent=1) + "\n")
     write_results_md(record, ROOT / "RESULTS.md")
     for row in record["directions"]:
-        print(f"{row['direction']:<22} {row['score_kind']:<15} {row['score']} / {row['ceiling']} = {row['ratio']}")
+        print(f"{row['direction']:<22} {' '.join(row['via']):<6} {row['score_kind']:<15} {row['score']} / "
+              f"{row['ceiling']} = {row['ratio']}")
 
 
 if __name__ == "__main__":

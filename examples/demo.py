@@ -2,19 +2,22 @@
 spoken by espeak-ng, and its label, asked for every direction.
 
 The repository ships the trained run (examples/runs/digits_world: config.yaml and an 11 MB
-model.safetensors). It was made in two stages, the second warm-started from the first:
+model.safetensors). It was made in three stages, each warm-started from the one before:
 
     flowcore train examples/configs/digits_world.yaml          # runs/digits_world
-    flowcore train examples/configs/digits_world_more.yaml     # runs/digits_world_more: the shipped run
+    flowcore train examples/configs/digits_world_more.yaml     # runs/digits_world_more
+    flowcore train examples/configs/digits_world_tasks.yaml    # runs/digits_world_tasks: the shipped run
 
 and the demo measures and shows it with the commands a user types (docs/any-to-any.md):
 
     flowcore eval examples/runs/digits_world --count 100 --out outputs/demo/eval.json
+    flowcore eval examples/runs/digits_world --count 100 --via label --out outputs/demo/eval_via_label.json \
+        --direction 'audio|image' --direction 'image|audio' --direction 'image,audio'
     flowcore gallery examples/runs/digits_world --scores outputs/demo/eval.json --out outputs/demo/gallery
 
 then opens the page in headless Chromium (when installed) to check that every cell loaded and to
-take a screenshot. `python examples/demo.py --retrain` first trains both stages from scratch into
-outputs/demo/stage1 and outputs/demo/run (about two hours on 2 CPU cores) and uses the result.
+take a screenshot. `python examples/demo.py --retrain` first trains the three stages from scratch
+into outputs/demo/stage1, stage2 and run (about three hours on 2 CPU cores) and uses the result.
 The first run also trains the two metric classifiers (MNIST-5k, spoken digits; under a minute
 each, cached in ~/.cache/flowcore/).
 """
@@ -45,11 +48,16 @@ def step(title: str, argv: list[str]) -> None:
     print(f"== {title} took {time.perf_counter() - begun:.1f} s", flush=True)
 
 
-def summary(report: dict) -> str:
+CHAINED = ["audio|image", "image|audio", "image,audio"]  # through the label: made first, then given
+
+
+def summary(report: dict, chained: dict) -> str:
     """One line per direction: class accuracy against the real-data ceiling of the same classifier."""
     ceilings = report.get("ceilings", {})
-    lines = [f"{'direction':<22} {'score':<18} {'real data':>9} {'ratio':>6}"]
-    for key, scores in report["metrics"].items():
+    lines = [f"{'direction':<34} {'score':<18} {'real data':>9} {'ratio':>6}"]
+    rows = [(k, s, "") for k, s in report["metrics"].items()]
+    rows += [(k, s, " (via label)") for k, s in chained["metrics"].items()]
+    for key, scores, via in rows:
         made, _, given = key.partition("|")
         if "," in made:
             what, value, real = "agreement", scores.get("class_agreement"), ceilings.get(f"{made}.class_agreement")
@@ -60,8 +68,8 @@ def summary(report: dict) -> str:
         if value is None:
             continue
         ratio = f"{value / real:.3f}" if real else "-"
-        shown = f"{made.replace(',', '+')} <- {given.replace(',', '+') or 'nothing'}"
-        lines.append(f"{shown:<22} {what + f' {value:.3f}':<18} {real or float('nan'):>9.3f} {ratio:>6}")
+        shown = f"{made.replace(',', '+')} <- {given.replace(',', '+') or 'nothing'}{via}"
+        lines.append(f"{shown:<34} {what + f' {value:.3f}':<18} {real or float('nan'):>9.3f} {ratio:>6}")
     return "\n".join(lines)
 
 
@@ -72,12 +80,17 @@ def run() -> None:
     started = time.perf_counter()
     run_dir = SHIPPED
     if args.retrain:
-        stage1, run_dir = OUT / "stage1", OUT / "run"
+        stage1, stage2, run_dir = OUT / "stage1", OUT / "stage2", OUT / "run"
         step("train, stage 1", ["train", "examples/configs/digits_world.yaml", "--set", f"out_dir={stage1}",
                                 "--set", "train.progress_bar=false"])
-        step("train, stage 2", ["train", "examples/configs/digits_world_more.yaml", "--set", f"out_dir={run_dir}",
+        step("train, stage 2", ["train", "examples/configs/digits_world_more.yaml", "--set", f"out_dir={stage2}",
                                 "--set", f"train.init_from={stage1}", "--set", "train.progress_bar=false"])
+        step("train, stage 3", ["train", "examples/configs/digits_world_tasks.yaml", "--set", f"out_dir={run_dir}",
+                                "--set", f"train.init_from={stage2}", "--set", "train.progress_bar=false"])
     step("eval", ["eval", str(run_dir), "--count", "100", "--out", str(OUT / "eval.json")])
+    step("eval, chained through the label", ["eval", str(run_dir), "--count", "100", "--via", "label",
+                                             "--out", str(OUT / "eval_via_label.json"),
+                                             *[a for d in CHAINED for a in ("--direction", d)]])
     step("gallery", ["gallery", str(run_dir), "--out", str(OUT / "gallery"), "--scores", str(OUT / "eval.json")])
     page = OUT / "gallery" / "index.html"
 
@@ -89,11 +102,12 @@ def run() -> None:
         checked = (f"headless Chromium: {found['images'][0]}/{found['images'][1]} images loaded, "
                    f"{found['audio'][0]}/{found['audio'][1]} clips playable; screenshot {OUT / 'gallery.png'}")
     report = json.loads((OUT / "eval.json").read_text())
+    chained = json.loads((OUT / "eval_via_label.json").read_text())
     print(f"""
 digits world, {report['count']} held-out items, {report['steps']} {report['solver']} steps, cfg {report['cfg']}:
-{summary(report)}
+{summary(report, chained)}
 page      {page}  ({checked})
-metrics   {OUT / 'eval.json'}
+metrics   {OUT / 'eval.json'}, {OUT / 'eval_via_label.json'}
 demo wall time {time.perf_counter() - started:.0f} s""")
 
 
