@@ -199,6 +199,8 @@ def main() -> None:
                         "is then unused; the run's config.yaml gives its recipe)")
     parser.add_argument("--base-wall-s", type=float, help="the --base run's training wall time, for the report")
     parser.add_argument("--markdown-only", action="store_true", help="rewrite the RESULTS section from lidar.json")
+    parser.add_argument("--write", action="store_true", help="write lidar.json and the RESULTS section for another "
+                        "--runs prefix too (the default prefix always writes them)")
     args = parser.parse_args()
     if args.markdown_only:
         payload = json.loads((ROOT / "results" / "lidar.json").read_text())
@@ -275,7 +277,7 @@ def main() -> None:
         "runs": log, "rows": rows, "real_floor": real_floor, "previews": previews,
         "labels_shown": [labels[i] for i in shown],
     }
-    if args.runs == "runs/lidar_street":
+    if args.runs == "runs/lidar_street" or args.write:
         out_json.write_text(json.dumps(payload, indent=1) + "\n")
         replace_section(ROOT / "RESULTS.md", "lidar", markdown(payload))
     print(markdown(payload))
