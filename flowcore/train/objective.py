@@ -56,6 +56,13 @@ class FlowObjective:
         flow = config.flow
         self.timesteps = make_timestep_sampler(flow.timesteps, **flow.timestep_options)
         self.loss_weight = make_loss_weight(flow.loss_weight)
+        # flow.tasks as a table [task, 'any' modality] of states, built once
+        anys = config.names("any")
+        self.task_states = torch.full((len(flow.tasks), len(anys)), ABSENT, dtype=torch.long)
+        for i, text in enumerate(flow.tasks):
+            made, given = parse_direction(text)
+            self.task_states[i, [anys.index(n) for n in given]] = CLEAN
+            self.task_states[i, [anys.index(n) for n in made]] = NOISED
 
     def states(self, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
         """Per modality, each sample's state [B]: NOISED, CLEAN or ABSENT (module docstring, step 2)."""
@@ -83,20 +90,15 @@ class FlowObjective:
                 pick = torch.randint(len(anys), (batch_size,), device=device)
                 s[pick[idle], idle.nonzero().squeeze(1)] = NOISED
             if cfg.flow.tasks:
-                self.draw_tasks(s, anys)
+                self.draw_tasks(s)
             for i, name in enumerate(anys):
                 states[name] = s[i]
         return states
 
-    def draw_tasks(self, s: torch.Tensor, anys: list[str]) -> None:
-        """Overwrite a ``flow.p_task`` share of the columns of ``s [len(anys), B]`` with pair tasks (OmniFlow)."""
+    def draw_tasks(self, s: torch.Tensor) -> None:
+        """Overwrite a ``flow.p_task`` share of the columns of ``s [any modality, B]`` with pair tasks (OmniFlow)."""
         flow = self.config.flow
-        table = torch.full((len(flow.tasks), len(anys)), ABSENT, dtype=torch.long)
-        for i, text in enumerate(flow.tasks):
-            made, given = parse_direction(text)
-            table[i, [anys.index(n) for n in given]] = CLEAN
-            table[i, [anys.index(n) for n in made]] = NOISED
-        table = table.to(s.device)
+        table = self.task_states.to(s.device)
         chosen = (torch.rand(s.shape[1], device=s.device) < flow.p_task).nonzero().squeeze(1)
         drawn = table[torch.randint(len(flow.tasks), (len(chosen),), device=s.device)].T
         dropped = (drawn == CLEAN) & (torch.rand(drawn.shape, device=s.device) < flow.task_dropout)
