@@ -134,13 +134,15 @@ def scan_options(run: Path) -> dict:
 def markdown(payload: dict) -> str:
     rows = payload["rows"]
     base64 = rows["1-RF, 64 steps"]["scores"]
+    reflow_sets = "".join(f", `{kv}`" for kv in payload["settings"].get("reflow_set", []))
     lines = ["## lidar", "",
              "Car-count-conditional scans of simulated streets (flowcore_lidar's simulated sensor "
              f"{payload['settings']['sensor']} beams x columns; procedural streets, not KITTI-360), "
              f"`{payload['command']}`. Models: 1-RF "
              f"({recipe(payload['settings'])}), 2-RF (reflow on "
              f"{payload['settings']['pairs']} pairs of {payload['settings']['pair_steps']} Euler steps, "
-             f"{payload['settings']['reflow_steps']} steps) and k-step distillation of the 2-RF (t on the k-grid, "
+             f"{payload['settings']['reflow_steps']} steps{reflow_sets}) and k-step distillation of the 2-RF "
+             "(t on the k-grid, "
              f"{payload['settings']['distill_steps']} steps each), all through the core's reflow stage. "
              f"Scored on {payload['settings']['count']} held-out scans whose car counts are the conditions "
              "(cfg 1); BEV-JSD/MMD as R2Flow (lower is better); cars: exact share / mean absolute error of the "
@@ -195,6 +197,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=64, help="held-out scans scored per model")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--runs", default="runs/lidar_street", help="run directory prefix")
+    parser.add_argument("--reflow-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for the 2-RF stage (repeatable), e.g. flow.distance=pseudo_huber")
     parser.add_argument("--base", help="a trained 1-RF run to start from instead of training one (--train-steps "
                         "is then unused; the run's config.yaml gives its recipe)")
     parser.add_argument("--base-wall-s", type=float, help="the --base run's training wall time, for the report")
@@ -222,8 +226,9 @@ def main() -> None:
               log, "1-RF", log_path)
     pair_sets = ["--set", f"reflow.pairs={args.pairs}", "--set", f"reflow.steps={args.pair_steps}",
                  "--set", "train.progress_bar=false", "--set", "train.checkpoint_every=100"]
-    stage(rf2, ["reflow", str(base), "--out", str(rf2), *pair_sets, "--set", f"train.steps={args.reflow_steps}"],
-          log, "2-RF", log_path)
+    rf2_sets = [a for kv in args.reflow_set for a in ("--set", kv)]
+    stage(rf2, ["reflow", str(base), "--out", str(rf2), *pair_sets, "--set", f"train.steps={args.reflow_steps}",
+                *rf2_sets], log, "2-RF", log_path)
     for k in (1, 2, 4):
         run = Path(f"{args.runs}_k{k}")
         first = Path(f"{args.runs}_k1") / "pairs"
@@ -271,7 +276,8 @@ def main() -> None:
                     "torch_threads": 1, "device": "cpu"},
         "settings": {"base": str(base), "base_recipe": base_recipe(base), "train_steps": base_recipe(base)["steps"],
                      "pairs": args.pairs, "pair_steps": args.pair_steps,
-                     "reflow_steps": args.reflow_steps, "distill_steps": args.distill_steps, "count": n,
+                     "reflow_steps": args.reflow_steps, "reflow_set": args.reflow_set,
+                     "distill_steps": args.distill_steps, "count": n,
                      "batch": args.batch, "sensor": f"{options.get('sensor', 'hdl64e')}, {real[0].shape[1]} x "
                      f"{real[0].shape[2]}", "conditions": "car counts of the test scans"},
         "runs": log, "rows": rows, "real_floor": real_floor, "previews": previews,

@@ -72,3 +72,27 @@ def test_per_modality_times_reach_the_model():
     assert seen["b"] is times["b"]
     # each noised (sample, modality) pair weighs the same: the mean of the two modalities' losses
     assert math.isclose(loss, float(((eps["a"] - x0["a"]) ** 2).mean()), rel_tol=1e-6)
+
+
+def test_pseudo_huber_is_lee_et_al_distance_per_value():
+    """sqrt(|v_hat - v|^2 + (c sqrt(d))^2) - c sqrt(d) over each sample's d values, divided by sqrt(d)."""
+    x0, eps, t = _batch()
+    c, d = 0.00054, 5 * 3
+    norm = (eps["a"] - x0["a"]).flatten(1).norm(dim=1)
+    expected = float((((norm ** 2 + c ** 2 * d).sqrt() - c * math.sqrt(d)) / math.sqrt(d)).mean())
+    assert math.isclose(float(flow_matching_loss(_zero, x0, eps, t, huber_c=c)), expected, rel_tol=1e-5)
+
+
+def test_pseudo_huber_bounds_an_outlier_pull():
+    """A sample 100x off pulls the squared loss' gradient 100x harder than a fitted one; pseudo-Huber ~1x."""
+    x0, eps, t = _batch(b=2)
+    eps["a"][1] = x0["a"][1] + 100 * (eps["a"][0] - x0["a"][0])  # the second target is 100x the first
+
+    def grads(**kw):
+        pred = {"a": torch.zeros_like(x0["a"], requires_grad=True)}
+        flow_matching_loss(lambda x, tt: pred, x0, eps, t, **kw).backward()
+        return pred["a"].grad.flatten(1).norm(dim=1)
+
+    squared, huber = grads(), grads(huber_c=0.00054)
+    assert math.isclose(float(squared[1] / squared[0]), 100.0, rel_tol=1e-4)
+    assert math.isclose(float(huber[1] / huber[0]), 1.0, rel_tol=1e-3)

@@ -173,3 +173,6 @@ def test_the_training_objective_reaches_the_interval_embedding(registry, model):
         from_dict({"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2}},
                    "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}},
                    "flow": {"objective": "meanflow", "meanflow": {"cfg": 2.0}}}, registry=registry)
+    with pytest.raises(ConfigError, match="flow.distance"):
+        from_dict({"modalities": {"toy2d": {}}, "data": {"dataset": "eight_gaussians"},
+                   "flow": {"objective": "meanflow", "distance": "pseudo_huber"}}, registry=registry)

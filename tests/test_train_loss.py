@@ -56,6 +56,23 @@ def test_training_loss_is_loss_py_and_the_closed_form(registry):
     assert set(parts) == {"toy2d"}  # a condition has no loss to log
 
 
+def test_flow_distance_pseudo_huber_reaches_the_training_step(registry):
+    """flow.distance: pseudo_huber: the step's loss is mean_b sqrt(mse_b + c^2) - c on the same noise and times."""
+    c = 0.01
+    module = _module(registry, {"toy2d": {}}, distance="pseudo_huber", huber_c=c)
+    g = torch.Generator().manual_seed(0)
+    x0 = {"toy2d": _tokens(module, "toy2d", torch.randn(16, 1, 2, generator=g))}
+    eps = {"toy2d": torch.randn(16, 1, 2, generator=g)}
+    t = torch.rand(16, generator=g)
+    module.objective.timesteps = lambda batch, device=None: t
+    x_t = (1 - t.view(-1, 1, 1)) * x0["toy2d"].values + t.view(-1, 1, 1) * eps["toy2d"]
+    with torch.no_grad():
+        step_loss, _ = module.flow_loss(x0, eps=eps)
+        v = module.net({"toy2d": x0["toy2d"].with_values(x_t)}, {"toy2d": t})["toy2d"]
+    mse = ((v - (eps["toy2d"] - x0["toy2d"].values)) ** 2).mean((1, 2))
+    assert float(step_loss) == pytest.approx(float(((mse + c * c).sqrt() - c).mean()), rel=1e-6)
+
+
 def test_each_noised_pair_weighs_the_same(registry):
     """Any-to-any: the loss is the mean over noised (sample, modality) pairs, each scaled by its
     modality's loss_weight; clean and absent pairs add nothing."""

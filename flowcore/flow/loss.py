@@ -6,6 +6,12 @@ x_t = (1 - t) x0 + t eps, v = eps - x0) and
     l_bm = mean_{real tokens, channels} |v_theta(x_t, t)_m - v_m|^2  (+ an auxiliary term on x0_hat)
     loss = sum_{b, m noised} w(t_bm) s_m l_bm / #{(b, m) noised}
 
+or, with a pseudo-Huber constant c (Lee et al. 2024, "Improving the Training of Rectified Flows";
+R2Flow's 2-RF), l_bm = sqrt(mse_bm + c^2) - c: the pseudo-Huber distance sqrt(|.|^2 + (c sqrt(d))^2)
+- c sqrt(d) of the d values, divided by sqrt(d), so one c fits every sequence length (theirs:
+0.00054 sqrt(d)). Its gradient weighs each sample by 1 / sqrt(mse + c^2), so the samples the
+network already fits well (most of them near the data end) are not drowned by the noisy ones.
+
 so every noised (sample, modality) pair weighs the same, whatever the sequence length or the
 number of modalities noised in the sample. A modality given clean (t = 0) or absent (t = 1) in a
 sample is seen by the network but adds nothing. The same loss trains a first flow (eps fresh
@@ -43,7 +49,8 @@ def flow_matching_terms(velocity: Callable[[State, Any], State], x0: State, eps:
                         mask: Mapping[str, torch.Tensor] | None = None,
                         noised: Mapping[str, torch.Tensor] | None = None,
                         scale: Mapping[str, float] | None = None,
-                        auxiliary: Mapping[str, Auxiliary] | None = None) -> FlowLoss:
+                        auxiliary: Mapping[str, Auxiliary] | None = None,
+                        huber_c: float | None = None) -> FlowLoss:
     """The loss (module docstring) for data x0 and noise eps (``{modality: [B, L, C]}``) at times t.
 
     t: one ``[B]`` for every modality, or ``{modality: [B]}`` (per-modality time, as the
@@ -54,6 +61,7 @@ def flow_matching_terms(velocity: Callable[[State, Any], State], x0: State, eps:
     noised: ``{modality: [B] bool}``, the pairs the loss is taken on (default: all of them).
     scale: ``{modality: s_m}``, a per-modality loss weight (default 1).
     auxiliary: ``{modality: Auxiliary}``, added to that modality's per-sample loss.
+    huber_c: the pseudo-Huber constant c (module docstring); None takes the squared error.
     """
     paths, scale, auxiliary = paths or {}, scale or {}, auxiliary or {}
     times = {k: (t[k] if isinstance(t, Mapping) else t) for k in x0}
@@ -71,6 +79,8 @@ def flow_matching_terms(velocity: Callable[[State, Any], State], x0: State, eps:
             per_sample = (sq * m).sum(-1) / m.sum(-1).clamp_min(1.0)
         else:
             per_sample = sq.mean(-1)
+        if huber_c is not None:
+            per_sample = (per_sample + huber_c ** 2).sqrt() - huber_c
         if k in auxiliary:
             x0_hat = (paths.get(k) or LinearPath()).clean_estimate(s.x_t, v_hat, times[k])
             extra = auxiliary[k](x0_hat, times[k])

@@ -197,6 +197,10 @@ class FlowConfig(Options):
     timestep_options: dict[str, Any] = Field(default_factory=dict)
     shift: Number = Field(1.0, gt=0)
     loss_weight: Literal["none", "cosmap"] = "none"
+    #: the distance between predicted and true velocity: the squared error, or pseudo-Huber with
+    #: constant huber_c on the per-value mean (flowcore.flow.loss; Lee et al. 2024 and R2Flow's 2-RF)
+    distance: Literal["squared", "pseudo_huber"] = "squared"
+    huber_c: Number = Field(0.00054, gt=0)
     ot_coupling: Literal["exact", "sinkhorn"] | None = None
     p_clean: Fraction = 0.2
     p_absent: Fraction = 0.2
@@ -803,6 +807,9 @@ def check_meanflow(config: Config) -> None:
     if config.stage == "reflow" or config.distill.start_step is not None:
         raise ConfigError(f"{src}: flow.objective: meanflow trains a one-step sampler itself; it does not "
                           "combine with the reflow stage or distill.start_step")
+    if config.flow.distance != "squared":
+        raise ConfigError(f"{src}: flow.distance: {config.flow.distance} is a flow_matching option; meanflow's "
+                          "loss weighs samples by flow.meanflow.norm_p (0.5 is the pseudo-Huber's weighting)")
     if mf.cfg != 1 or mf.cfg_kappa:
         dropped = [n for n in config.names("condition") if config.modalities[n].dropout > 0]
         if not dropped:

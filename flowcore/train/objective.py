@@ -130,7 +130,8 @@ class FlowObjective:
             velocity, {n: tok.values for n, tok in x0.items()}, noise, times,
             paths={n: self.bundles[n].path for n in x0}, weight=self.loss_weight,
             mask={n: tok.mask for n, tok in x0.items()}, noised={n: s == NOISED for n, s in states.items()},
-            scale={n: self.config.modalities[n].loss_weight for n in x0}, auxiliary=self.auxiliaries(x0))
+            scale={n: self.config.modalities[n].loss_weight for n in x0}, auxiliary=self.auxiliaries(x0),
+            huber_c=self.config.flow.huber_c if self.config.flow.distance == "pseudo_huber" else None)
 
     def meanflow(self, net: nn.Module, x0: Mapping[str, Tokens], noise: Mapping[str, torch.Tensor],
                  states: Mapping[str, torch.Tensor]) -> FlowLoss:
