@@ -13,7 +13,8 @@ and the demo measures and shows it with the commands a user types (docs/any-to-a
     flowcore eval examples/runs/digits_world --count 100 --out outputs/demo/eval.json
     flowcore eval examples/runs/digits_world --count 100 --via label --out outputs/demo/eval_via_label.json \
         --direction 'audio|image' --direction 'image|audio' --direction 'image,audio'
-    flowcore gallery examples/runs/digits_world --scores outputs/demo/eval.json --out outputs/demo/gallery
+    flowcore gallery examples/runs/digits_world --scores outputs/demo/eval.json --out outputs/demo/gallery \
+        --via label --via-scores outputs/demo/eval_via_label.json
 
 then opens the page in headless Chromium (when installed) to check that every cell loaded and to
 take a screenshot. `python examples/demo.py --retrain` first trains the three stages from scratch
@@ -91,7 +92,8 @@ def run() -> None:
     step("eval, chained through the label", ["eval", str(run_dir), "--count", "100", "--via", "label",
                                              "--out", str(OUT / "eval_via_label.json"),
                                              *[a for d in CHAINED for a in ("--direction", d)]])
-    step("gallery", ["gallery", str(run_dir), "--out", str(OUT / "gallery"), "--scores", str(OUT / "eval.json")])
+    step("gallery", ["gallery", str(run_dir), "--out", str(OUT / "gallery"), "--scores", str(OUT / "eval.json"),
+                     "--via", "label", "--via-scores", str(OUT / "eval_via_label.json")])
     page = OUT / "gallery" / "index.html"
 
     from flowcore.train.gallery import check_page, find_browser

@@ -116,7 +116,8 @@ def _gallery(args: argparse.Namespace) -> int:
     from flowcore.train.gallery import gallery
 
     page = gallery(args.checkpoint, args.out, count=args.count or 4, directions=args.direction, scores=args.scores,
-                   split=args.split, device=args.device, **_sampling(args))
+                   split=args.split, device=args.device, via=_names(args.via or []), via_scores=args.via_scores,
+                   **_sampling(args))
     print(f"gallery: {page}")
     return 0
 
@@ -208,6 +209,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", action="append", metavar="MADE|GIVEN",
                    help="a direction to show (repeatable; default: the run's eval.directions)")
     p.add_argument("--scores", help="an eval report (flowcore eval's JSON) whose figures head the columns")
+    p.add_argument("--via", action="append", metavar="MOD[,MOD]",
+                   help="beside each direction that neither makes nor gives them, a column made via these")
+    p.add_argument("--via-scores", help="an eval report made with --via, whose figures head the chained columns")
     p.add_argument("--split", choices=["val", "test"], help="held-out split (default: eval.split)")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift", "quiet"))
     add_trust_flag(p)

@@ -1,6 +1,7 @@
 """Roles, any-to-any states, file data, the autoencoder stage and precision, checked against what they promise."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,6 +174,19 @@ def test_any_to_any_generates_both_ways(tmp_path, registry):
     made = sorted(p.name for p in (tmp_path / "gallery" / "label_from_toy2d" / "label").glob("*.txt"))
     assert len(made) == 3 and all((tmp_path / "gallery" / "label_from_toy2d" / "label" / m).read_text().strip()
                                   in ("a", "b") for m in made)
+
+    # chained columns: beside a direction that neither makes nor gives the label, one made via it;
+    # each chained cell shows its label, and its point lies in that label's cluster
+    page = gallery(cfg.out_dir, tmp_path / "chained", count=6, steps=8, cfg=2.0, registry=registry,
+                   directions=["toy2d", "label|toy2d"], via=["label"])
+    text = page.read_text()
+    assert "toy2d ← nothing via label" in text and text.count(" via label") == 1
+    entries = json.loads((tmp_path / "chained" / "gallery.json").read_text())["directions"]
+    chained = Path(entries["toy2d via label"]["folder"])
+    for i in range(6):
+        label = (chained / "label" / f"label_{i:04d}.txt").read_text().strip()
+        x = float((chained / "toy2d" / f"toy2d_{i:04d}.csv").read_text().splitlines()[1].split(",")[0])
+        assert (x > 0) == (label == "a")
 
 
 def test_manifest_cells_are_files_or_values(tmp_path, registry):

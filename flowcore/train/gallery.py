@@ -141,11 +141,14 @@ def score_line(metrics: Mapping[str, Any] | None, ceilings: Mapping[str, float],
 
 def gallery(run_dir: str | Path, out_dir: str | Path, *, count: int = 4, directions: Sequence[str] | None = None,
             scores: str | Path | None = None, split: str | None = None, device: str | None = None, registry=None,
-            **overrides) -> Path:
+            via: Sequence[str] = (), via_scores: str | Path | None = None, **overrides) -> Path:
     """Generate every direction for ``count`` held-out items, write the files and ``out_dir/index.html``.
 
     ``scores``: an eval report (``flowcore eval``'s JSON) whose figures head the columns.
-    ``overrides``: :class:`~flowcore.train.sampling.SamplingOptions` fields. Returns the page.
+    ``via``: modalities to chain through: each direction that neither makes nor gives them gets a
+    second column, made via them (:meth:`FlowPipeline.generate`), headed by ``via_scores`` (an eval
+    report made with ``--via``). ``overrides``: :class:`~flowcore.train.sampling.SamplingOptions`
+    fields. Returns the page.
     """
     registry = registry or get_registry()
     pipe = load(run_dir, device=device, registry=registry)
@@ -154,7 +157,8 @@ def gallery(run_dir: str | Path, out_dir: str | Path, *, count: int = 4, directi
     items = held_out(config, pipe.bundles, split or config.eval.split, count, registry, spread=True)
     n = len(next(iter(items.values())))
     report = json.loads(Path(scores).read_text()) if scores else {}
-    ceilings = report.get("ceilings", {})
+    chained_report = json.loads(Path(via_scores).read_text()) if via_scores else {}
+    ceilings = {**chained_report.get("ceilings", {}), **report.get("ceilings", {})}
     class_names = _class_names(pipe, config.eval.class_by)
 
     def cells(name: str, samples: Sequence[Any], folder: Path) -> list[Cell]:
@@ -184,16 +188,21 @@ def gallery(run_dir: str | Path, out_dir: str | Path, *, count: int = 4, directi
     entries: dict[str, Any] = {}
     for made, given in tasks:
         key = direction_key(made, given)
-        generated = pipe.generate(made, {g: items[g] for g in given}, n, **overrides)
-        folder = out_dir / key.replace("|", "_from_").replace(",", "+")
-        made_cells = {m: cells(m, generated[m], folder / m) for m in made}
-        for i, row in enumerate(table):
-            files = [f for m in made for f in made_cells[m][i].files]
-            caption = "; ".join(c for m in made if (c := made_cells[m][i].caption))
-            row.append(Cell(files, caption))
-        title = f"{' + '.join(made)} ← {' + '.join(given) or 'nothing'}"
-        columns.append(Column(title, score_line(report.get("metrics", {}).get(key), ceilings, made)))
-        entries[key] = {"made": made, "given": given, "folder": str(folder)}
+        chain = tuple(v for v in via if v not in made + given)
+        for through in ((), chain) if chain else ((),):
+            generated = pipe.generate(made, {g: items[g] for g in given}, n, via=through, **overrides)
+            suffix = "".join(f" via {v}" for v in through)
+            folder = out_dir / (key.replace("|", "_from_").replace(",", "+") + suffix.replace(" ", "_"))
+            made_cells = {m: cells(m, generated[m], folder / m) for m in (*through, *made)}
+            for i, row in enumerate(table):  # a chained cell shows what it went through first
+                files = [f for m in (*through, *made) for f in made_cells[m][i].files]
+                captions = [("via " if m in through else "") + c
+                            for m in (*through, *made) if (c := made_cells[m][i].caption)]
+                row.append(Cell(files, "; ".join(captions)))
+            title = f"{' + '.join(made)} ← {' + '.join(given) or 'nothing'}{suffix}"
+            scored = (chained_report if through else report).get("metrics", {}).get(key)
+            columns.append(Column(title, score_line(scored, ceilings, made)))
+            entries[key + suffix] = {"made": made, "given": given, "via": list(through), "folder": str(folder)}
     options = pipe.sampling_options(**overrides)
     intro = (f"{pipe.directory}: {n} held-out items ({split or config.eval.split} split); each column after the "
              f"held-out samples is one direction, made from the samples it names in the same row "
