@@ -84,3 +84,41 @@ def test_init_from_in_training_starts_from_the_run_and_refuses_another_network(t
     with pytest.raises(ConfigError, match="train.init_from"):
         from_dict({**raw_config(MLP), "stage": "reflow", "reflow": {"teacher": str(run)},
                    "train": {"init_from": str(run)}}, registry=registry)
+
+
+def test_a_meanflow_teacher_puts_its_guided_velocity_in_the_target(tmp_path, registry):
+    """flow.meanflow.teacher at r = t: the target is the teacher's velocity, guided at cfg where the
+    label is kept. A student warm-started from the teacher then has loss mean |v_c - v_u|^2 over the
+    kept samples (guidance is the only difference) and none on the others; without the teacher the
+    target is the noisy eps - x0."""
+    from flowcore.train.objective import ABSENT, CLEAN, NOISED
+
+    run, flow = trained_flow_run(tmp_path, registry, MLP)
+    tokens, t, _ = batch(flow, registry)
+    n = len(t["toy2d"])
+    label_state = torch.tensor([CLEAN] * (n // 2) + [ABSENT] * (n - n // 2))
+    g = torch.Generator().manual_seed(2)
+    eps = {name: torch.randn(tok.values.shape, generator=g) for name, tok in tokens.items()}
+
+    def loss(**meanflow):
+        module = FlowModule(from_dict(raw_config(MLP, objective="meanflow", meanflow={
+            "p_equal": 1.0, "norm_p": 0, **meanflow}), registry=registry), registry)
+        warm_start(module, run)
+        objective = module.objective
+        objective.states = lambda b, device: {"toy2d": torch.full((b,), NOISED), "label": label_state}
+        objective.timesteps = lambda b, device=None, generator=None: t["toy2d"]
+        return float(objective(module.net, tokens, eps=eps).loss)
+
+    z = (1 - t["toy2d"].view(-1, 1, 1)) * tokens["toy2d"].values + t["toy2d"].view(-1, 1, 1) * eps["toy2d"]
+    absent = tokens["label"].with_values(eps["label"])
+    with torch.no_grad():
+        v_c = flow.ema.net({"toy2d": tokens["toy2d"].with_values(z), "label": tokens["label"]},
+                           {"toy2d": t["toy2d"], "label": torch.zeros(n)})["toy2d"]
+        v_u = flow.ema.net({"toy2d": tokens["toy2d"].with_values(z), "label": absent},
+                           {"toy2d": t["toy2d"], "label": torch.ones(n)})["toy2d"]
+    kept = label_state == CLEAN
+    expected = float(((v_c - v_u) ** 2).mean((1, 2))[kept].sum() / n)
+    assert expected > 1e-6
+    assert loss(teacher=str(run), cfg=2.0) == pytest.approx(expected, rel=1e-4)
+    assert loss(teacher=str(run)) == pytest.approx(0.0, abs=1e-10)
+    assert loss() > 0.1

@@ -186,6 +186,9 @@ class MeanFlowOptions(Options):
     #: adaptive weight 1 / (l + norm_eps)^norm_p of each sample's loss l (0: plain squared error)
     norm_p: Number = Field(1.0, ge=0)
     norm_eps: Number = Field(1e-3, gt=0)
+    #: a trained flow run whose velocity (guided at ``cfg``) replaces the one-sample velocity eps - x0
+    #: in the target: the same identity with a far less noisy v (a distillation of that run)
+    teacher: str | None = None
 
 
 class FlowConfig(Options):
@@ -810,7 +813,10 @@ def check_meanflow(config: Config) -> None:
     if config.flow.distance != "squared":
         raise ConfigError(f"{src}: flow.distance: {config.flow.distance} is a flow_matching option; meanflow's "
                           "loss weighs samples by flow.meanflow.norm_p (0.5 is the pseudo-Huber's weighting)")
-    if mf.cfg != 1 or mf.cfg_kappa:
+    if mf.teacher is not None and mf.cfg_kappa:
+        raise ConfigError(f"{src}: flow.meanflow.cfg_kappa mixes the network's own conditional velocity into the "
+                          "target; with flow.meanflow.teacher the target is the teacher's, guided at cfg: set it 0")
+    if (mf.cfg != 1 or mf.cfg_kappa) and mf.teacher is None:
         dropped = [n for n in config.names("condition") if config.modalities[n].dropout > 0]
         if not dropped:
             raise ConfigError(f"{src}: flow.meanflow.cfg / cfg_kappa guide the target with the unconditional "

@@ -25,6 +25,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from flowcore.errors import ConfigError
 from flowcore.flow.guidance import condition_dropout
 from flowcore.flow.loss import FlowLoss, flow_matching_terms
 from flowcore.flow.meanflow import (
@@ -56,6 +57,7 @@ class FlowObjective:
         flow = config.flow
         self.timesteps = make_timestep_sampler(flow.timesteps, **flow.timestep_options)
         self.loss_weight = make_loss_weight(flow.loss_weight)
+        self.teacher: nn.Module | None = None  # flow.meanflow.teacher, loaded at the first loss
         # flow.tasks as a table [task, 'any' modality] of states, built once
         anys = config.names("any")
         self.task_states = torch.full((len(flow.tasks), len(anys)), ABSENT, dtype=torch.long)
@@ -166,14 +168,17 @@ class FlowObjective:
                     tokens[n] = Tokens(noise[n][idx] if gone else z[n], x0[n].positions[idx], x0[n].mask[idx])
                     tt[n] = torch.ones_like(tb) if gone else times_of(n, tb, idx)
                     rr[n] = tt[n] if gone else torch.where(moving[n][idx], rb, tt[n])
-                out = model(tokens, tt, rr)
+                out = model(tokens, tt) if model is self.teacher else model(tokens, tt, rr)
                 return {n: out[n] for n in z if n in out}
             return u
 
         everyone = torch.arange(b, device=device)
         z = z_at(everyone)
-        v = {n: noise[n] - x0v[n] for n in x0}
-        v = self.guided_target(u_on, z, v, t, states, everyone)
+        if mf.teacher is not None:
+            v = self.teacher_velocity(u_on, z, t, states, everyone)
+        else:
+            v = {n: noise[n] - x0v[n] for n in x0}
+            v = self.guided_target(u_on, z, v, t, states, everyone)
         v = {n: torch.where(_col(moving[n], v[n]).bool(), v[n], torch.zeros_like(v[n])) for n in x0}
         target = {n: v[n].clone() for n in x0}
         interval = (t > r).nonzero().squeeze(1)
@@ -211,6 +216,30 @@ class FlowObjective:
         u_cond = u_on(everyone)(z, t, t) if mf.cfg_kappa else None
         guided = guided_target_velocity({n: v[n] for n in u_uncond}, u_cond, u_uncond, keep, mf.cfg, mf.cfg_kappa)
         return {**v, **guided}
+
+    @torch.no_grad()
+    def teacher_velocity(self, u_on, z, t, states, everyone) -> dict[str, torch.Tensor]:
+        """``flow.meanflow.teacher``'s velocity at z_t, guided at ``cfg`` where every condition is kept.
+
+        The teacher is a velocity network (no r), loaded from its run at the first call and frozen.
+        """
+        mf = self.config.flow.meanflow
+        if self.teacher is None:
+            from flowcore.train.inference import load
+
+            teacher = load(mf.teacher, device=t.device)
+            if teacher.config.flow.objective != "flow_matching" or set(teacher.config.modalities) != set(self.bundles):
+                raise ConfigError(f"{self.config.source}: flow.meanflow.teacher: {mf.teacher} must be a velocity "
+                                  f"(flow_matching) run over the modalities {sorted(self.bundles)}")
+            self.teacher = teacher.net
+        v = u_on(everyone, model=self.teacher)(z, t, t)
+        conditions = self.config.names("condition")
+        if mf.cfg == 1 or not conditions:
+            return v
+        keep = torch.stack([states[n] == CLEAN for n in conditions]).all(0)
+        v_uncond = u_on(everyone, model=self.teacher, drop=frozenset(conditions))(z, t, t)
+        return {n: torch.where(_col(keep, v[n]).bool(), v_uncond[n] + mf.cfg * (v[n] - v_uncond[n]), v[n])
+                for n in v}
 
     def auxiliaries(self, x0: Mapping[str, Tokens]) -> dict:
         """Each modality's ``auxiliary_loss`` on the clean estimate, where it overrides the default."""
