@@ -48,6 +48,7 @@ GOAL = 0.9
 def directions(report: dict) -> list[dict]:
     """One row per direction: what was made from what, its score, the ceiling and their ratio."""
     ceilings, via = report.get("ceilings", {}), report.get("via", [])
+    own_cfg = report.get("cfg_by_direction", {})
     rows = []
     for key, scores in report["metrics"].items():
         made, given = parse_direction(key)
@@ -66,8 +67,8 @@ def directions(report: dict) -> list[dict]:
                      "score": None if score is None else round(score, 4),
                      "ceiling": None if ceiling is None else round(ceiling, 4), "ratio": ratio,
                      "goal_met": None if ratio is None else ratio >= GOAL, "classifier_fd": fd,
-                     "via": via, "command": f"flowcore eval RUN --direction '{key}'"
-                     + "".join(f" --via {v}" for v in via)})
+                     "via": via, "cfg": own_cfg.get(key),
+                     "command": f"flowcore eval RUN --direction '{key}'" + "".join(f" --via {v}" for v in via)})
     return rows
 
 
@@ -76,6 +77,10 @@ def cells(row: dict) -> tuple[str, str, str, str, str]:
     shown = f"{' + '.join(row['made'])} ← {' + '.join(row['given']) or 'nothing'}"
     if row.get("via"):
         shown += f" (via {' + '.join(row['via'])})"
+    own = row.get("cfg")  # the run's sample.cfg_by_direction for it, if any
+    if own is not None:
+        shown += " (cfg " + (", ".join(f"{m} {w:g}" for m, w in own.items()) if isinstance(own, dict)
+                             else f"{own:g}") + ")"
     fd = ", ".join(f"{m} {v:.1f}" for m, v in row["classifier_fd"].items()) or "-"
     score = "-" if row["score"] is None else f"{row['score_kind']} {row['score']:.3f}"
     ceiling = "-" if row["ceiling"] is None else f"{row['ceiling']:.3f}"
@@ -95,7 +100,9 @@ def write_results_md(record: dict, path: Path) -> None:
         f"classifier on the real held-out samples; the goal is a ratio of at least {GOAL}."
         + (" A row marked (via label) is the same direction chained: the label is made first from what is given, "
            "then given with it (`flowcore eval --via label`)." if any(r.get("via") for r in record["directions"])
-           else ""),
+           else "")
+        + (" A row with its own cfg is guided as the run's `sample.cfg_by_direction` sets for it."
+           if any(r.get("cfg") is not None for r in record["directions"]) else ""),
         "",
         "| made ← given | score | real data | ratio | classifier FD |",
         "| --- | --- | --- | --- | --- |",
@@ -213,7 +220,9 @@ def main() -> None:
     eval_seconds = time.perf_counter() - began
     shown = results / "any2any_gallery"
     shutil.rmtree(shown, ignore_errors=True)
-    page = gallery(args.run, shown, count=args.gallery_count, scores=results / "any2any_eval.json", **overrides)
+    page = gallery(args.run, shown, count=args.gallery_count, scores=results / "any2any_eval.json",
+                   via=[args.via] if args.via else [],
+                   via_scores=results / "any2any_eval_via.json" if args.via else None, **overrides)
     page_check = None
     if find_browser() is not None:
         found = check_page(page, screenshot=results / "any2any_gallery.png")

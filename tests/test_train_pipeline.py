@@ -159,6 +159,24 @@ def test_any_to_any_generates_both_ways(tmp_path, registry):
     with pytest.raises(ConfigError, match="both made and made via"):
         pipe.generate("label", count=2, via="label")
 
+    # sample.cfg_by_direction is its direction's default guidance (here 0: the unconditional field);
+    # an explicit cfg wins, and other directions keep sample.cfg
+    def points(out):
+        return torch.stack([torch.as_tensor(p) for p in out["toy2d"]])
+
+    pipe.config.sample.cfg_by_direction = {"toy2d|label": 0.0}
+    made = points(pipe.generate("toy2d", {"label": ["a"] * 50}, steps=8))
+    assert torch.equal(made, points(pipe.generate("toy2d", {"label": ["a"] * 50}, steps=8, cfg=0.0)))
+    assert not torch.equal(made, points(pipe.generate("toy2d", {"label": ["a"] * 50}, steps=8, cfg=1.0)))
+    assert pipe.direction_cfg(["label"], ["toy2d"]) is None
+    pipe.config.sample.cfg_by_direction = {}
+    for bad, match in (({"toy2d|audio": 2.0}, "no modality 'audio'"), ({"toy2d|label": {"toy2d": 2.0}},
+                                                                        "'toy2d' is not given")):
+        with pytest.raises(ConfigError, match=rf"sample.cfg_by_direction\['toy2d\|\w+'\]: .*{match}"):
+            load_config(config_file(
+                tmp_path, modalities={"toy2d": {"role": "any"}, "label": {"role": "any", "classes": ["a", "b"]}},
+                data={"path": str(manifest)}, model=TINY, sample={"cfg_by_direction": bad}), registry=registry)
+
     # chosen directions, a joint one among them, and the page that shows them
     from flowcore.train.gallery import gallery
 

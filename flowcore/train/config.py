@@ -36,6 +36,7 @@ Precision = Annotated[Literal["auto", "32-true", "32", "16-mixed", "16", "bf16-m
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
 #: a probability that leaves some of the rest: in [0, 1)
 Fraction = Annotated[Number, Field(ge=0, lt=1)]
+Weight = Annotated[Number, Field(ge=0)]
 #: keys of a ``modalities.<name>`` section that the core reads; the rest go to the modality's factory
 MODALITY_KEYS = ("role", "dropout", "size", "loss_weight", "autoencoder", "p_clean", "p_absent")
 #: the training budget when a config gives neither ``train.steps`` nor ``train.epochs``
@@ -309,6 +310,9 @@ class SampleConfig(Options):
     solver: Solver = "euler"
     #: guidance weight: 1 = plain conditional, 0 = unconditional, > 1 guided
     cfg: Number = Field(1.0, ge=0)
+    #: guidance of a direction ("made|given", as eval.directions) where it differs from ``cfg``: a weight,
+    #: or {condition: weight}; an explicit cfg (``--cfg``, ``generate(cfg=...)``) wins over both
+    cfg_by_direction: dict[str, Weight | dict[str, Weight]] = Field(default_factory=dict)
     count: int = Field(1000, ge=1)
     shift: Number = Field(1.0, gt=0)
     #: the solver's keyword arguments, e.g. {churn: 1.0, noise_scale: 0.5} for euler_sde
@@ -342,6 +346,11 @@ def parse_direction(text: str) -> tuple[list[str], list[str]]:
         raise ValueError(f"a direction is 'made|given' with comma-separated modalities (e.g. 'image|label', "
                          f"'image,audio|label', 'image'), got {text!r}")
     return names[0], names[1]
+
+
+def direction_key(made: Sequence[str], given: Sequence[str]) -> str:
+    """ "image,audio|label": the key of a direction in eval reports and ``sample.cfg_by_direction``."""
+    return ",".join(made) + (f"|{','.join(given)}" if given else "")
 
 
 class ReflowConfig(Options):
@@ -699,6 +708,12 @@ def check(config: Config, registry=None) -> None:
                           f"network {net!r} takes its own keys")
     for i, text in enumerate(config.eval.directions or []):
         check_direction(config, text, f"{src}: eval.directions[{i}]")
+    for text, weights in config.sample.cfg_by_direction.items():
+        check_direction(config, text, f"{src}: sample.cfg_by_direction[{text!r}]")
+        unknown = sorted(set(weights) - set(parse_direction(text)[1])) if isinstance(weights, dict) else []
+        if unknown:
+            raise ConfigError(f"{src}: sample.cfg_by_direction[{text!r}]: {unknown[0]!r} is not given in this "
+                              "direction; weigh its given modalities")
     for i, text in enumerate(config.flow.tasks):
         check_direction(config, text, f"{src}: flow.tasks[{i}]")
         other = [n for n in sum(parse_direction(text), []) if config.modalities[n].role != "any"]

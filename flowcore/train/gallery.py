@@ -206,7 +206,9 @@ def gallery(run_dir: str | Path, out_dir: str | Path, *, count: int = 4, directi
     options = pipe.sampling_options(**overrides)
     intro = (f"{pipe.directory}: {n} held-out items ({split or config.eval.split} split); each column after the "
              f"held-out samples is one direction, made from the samples it names in the same row "
-             f"({options.steps} {options.solver} steps, cfg {options.cfg}).")
+             f"({options.steps} {options.solver} steps, cfg {options.cfg}"
+             + (", or sample.cfg_by_direction's" if config.sample.cfg_by_direction and overrides.get("cfg") is None
+                else "") + ").")
     page = write_page(out_dir, "flowcore: every direction of " + Path(pipe.directory).name, columns, table, intro)
     write_text_atomic(out_dir / "gallery.json", dumps_json({"run": str(pipe.directory), "count": n,
                                                             "directions": entries, "page": str(page)}, indent=1))

@@ -26,7 +26,7 @@ from flowcore.modality import Tokens
 from flowcore.registry import get_registry
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.bundle import Bundle, build_bundles
-from flowcore.train.config import Config
+from flowcore.train.config import Config, direction_key, parse_direction
 from flowcore.train.edit import edit
 from flowcore.train.networks import build_network
 from flowcore.train.objective import FlowObjective
@@ -92,6 +92,11 @@ class FlowPipeline:
         """The run's sampling options with ``overrides`` (None keeps the run's value)."""
         return self.options.replace(**overrides)
 
+    def direction_cfg(self, make: Sequence[str], given: Sequence[str]) -> float | dict[str, float] | None:
+        """``sample.cfg_by_direction``'s guidance for making ``make`` given ``given``; None: ``sample.cfg``."""
+        by_key = {direction_key(*parse_direction(k)): w for k, w in self.config.sample.cfg_by_direction.items()}
+        return by_key.get(direction_key(make, given))
+
     def given_tokens(self, given: Mapping[str, Sequence[Any]], start: int, stop: int) -> dict[str, Tokens]:
         """Tokens of samples ``start:stop`` of each given modality (a single sample is repeated)."""
         return {n: tokens_of(self.bundles[n], list(s) * (stop - start) if len(s) == 1 else list(s[start:stop]),
@@ -106,7 +111,8 @@ class FlowPipeline:
         ``given`` values: a list of samples (one is repeated ``count`` times), one sample, or a
         file the modality's codec reads. ``count``: default the given samples' count, else
         ``sample.count``. ``overrides``: any :class:`SamplingOptions` field (steps, solver,
-        solver_options, cfg as a number or ``{condition: weight}``, shift, seed, unaided).
+        solver_options, cfg as a number or ``{condition: weight}`` (default: ``sample.cfg_by_direction``'s
+        for this direction, else ``sample.cfg``), shift, seed, unaided).
         ``batch_size``: samples per network batch (default all at once); batch k is drawn with
         seed ``seed + k * batch_size``. ``decode=False`` returns the made tokens in one batch.
 
@@ -116,8 +122,10 @@ class FlowPipeline:
         """
         make = [make] if isinstance(make, str) else list(make)
         via = [via] if isinstance(via, str) else list(via)
-        options = self.sampling_options(**overrides)
         given_samples = {n: self.read(n, s) for n, s in (given or {}).items()}
+        cfg = overrides.get("cfg")
+        options = self.sampling_options(**{**overrides, "cfg": self.direction_cfg(make, list(given_samples))
+                                           if cfg is None else cfg})
         self.check_roles(make + via, list(given_samples))
         if set(via) & set(make):
             raise ConfigError(f"modality {sorted(set(via) & set(make))[0]!r} is both made and made via")

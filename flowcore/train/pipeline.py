@@ -37,7 +37,7 @@ from flowcore.train.callbacks import (
     SampleEvery,
     StopNonFinite,
 )
-from flowcore.train.config import Config, check_direction, epoch_steps, parse_direction
+from flowcore.train.config import Config, check_direction, direction_key, epoch_steps, parse_direction
 from flowcore.train.data import FlowDataModule, build_split
 from flowcore.train.inference import FlowPipeline, load
 from flowcore.train.module import FlowModule
@@ -324,6 +324,8 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
         scores = {m: scorer.scores(m, generated[m], conditioned=bool(given)) for m in made}
         key = direction_key(made, given)
         report["metrics"][key] = scores[made[0]] if len(made) == 1 else scores
+        if overrides.get("cfg") is None and pipe.direction_cfg(made, given) is not None:
+            report.setdefault("cfg_by_direction", {})[key] = pipe.direction_cfg(made, given)
         agreement = scorer.agreement({m: generated[m] for m in made})
         if agreement is not None:
             report["metrics"][key]["class_agreement"] = agreement
@@ -387,11 +389,6 @@ class ClassScorer:
             if agreement is not None:
                 out[f"{','.join(made)}.class_agreement"] = agreement
         return out
-
-
-def direction_key(made: Sequence[str], given: Sequence[str]) -> str:
-    """ "image,audio|label": the key of a direction in eval reports."""
-    return ",".join(made) + (f"|{','.join(given)}" if given else "")
 
 
 def eval_tasks(config: Config, directions: Sequence[str] | None = None) -> list[tuple[list[str], list[str]]]:
