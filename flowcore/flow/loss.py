@@ -6,17 +6,17 @@ x_t = (1 - t) x0 + t eps, v = eps - x0) and
     l_bm = mean_{real tokens, channels} |v_theta(x_t, t)_m - v_m|^2  (+ an auxiliary term on x0_hat)
     loss = sum_{b, m noised} w(t_bm) s_m l_bm / #{(b, m) noised}
 
-or, with a pseudo-Huber constant c (Lee et al. 2024, "Improving the Training of Rectified Flows";
-R2Flow's 2-RF), l_bm = sqrt(mse_bm + c^2) - c: the pseudo-Huber distance sqrt(|.|^2 + (c sqrt(d))^2)
-- c sqrt(d) of the d values, divided by sqrt(d), so one c fits every sequence length (theirs:
-0.00054 sqrt(d)). Its gradient weighs each sample by 1 / sqrt(mse + c^2), so the samples the
-network already fits well (most of them near the data end) are not drowned by the noisy ones.
-
 so every noised (sample, modality) pair weighs the same, whatever the sequence length or the
 number of modalities noised in the sample. A modality given clean (t = 0) or absent (t = 1) in a
 sample is seen by the network but adds nothing. The same loss trains a first flow (eps fresh
 noise, optionally OT-coupled), a k-rectified flow (eps, x0 fixed pairs from the previous flow),
 a k-step distillation (t on the k-grid) and an any-to-any model (per-modality t and states).
+
+With a pseudo-Huber constant c (Lee et al. 2024, "Improving the Training of Rectified Flows";
+R2Flow's 2-RF), l_bm is sqrt(mse_bm + c^2) - c instead: the pseudo-Huber distance
+sqrt(|.|^2 + c^2 d) - c sqrt(d) of the d values, divided by sqrt(d), so one c fits every sequence
+length (theirs: 0.00054 sqrt(d)). Its gradient weighs each sample by 1 / sqrt(mse + c^2), so the
+samples the network already fits well are not drowned by the poorly fitted ones.
 """
 
 from __future__ import annotations
