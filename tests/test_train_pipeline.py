@@ -169,6 +169,9 @@ def test_any_to_any_generates_both_ways(tmp_path, registry):
     assert torch.equal(made, points(pipe.generate("toy2d", {"label": ["a"] * 50}, steps=8, cfg=0.0)))
     assert not torch.equal(made, points(pipe.generate("toy2d", {"label": ["a"] * 50}, steps=8, cfg=1.0)))
     assert pipe.direction_cfg(["label"], ["toy2d"]) is None
+    chained = pipe.generate("toy2d", count=50, via="label", steps=8)  # its second pass is toy2d|label: cfg 0
+    assert torch.equal(points(chained), points(pipe.generate("toy2d", {"label": chained["label"]}, steps=8,
+                                                             cfg=0.0)))
     pipe.config.sample.cfg_by_direction = {}
     for bad, match in (({"toy2d|audio": 2.0}, "no modality 'audio'"), ({"toy2d|label": {"toy2d": 2.0}},
                                                                         "'toy2d' is not given")):

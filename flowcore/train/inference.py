@@ -26,7 +26,7 @@ from flowcore.modality import Tokens
 from flowcore.registry import get_registry
 from flowcore.train import checkpoint as ckpt
 from flowcore.train.bundle import Bundle, build_bundles
-from flowcore.train.config import Config, direction_key, parse_direction
+from flowcore.train.config import Config, parse_direction
 from flowcore.train.edit import edit
 from flowcore.train.networks import build_network
 from flowcore.train.objective import FlowObjective
@@ -94,8 +94,11 @@ class FlowPipeline:
 
     def direction_cfg(self, make: Sequence[str], given: Sequence[str]) -> float | dict[str, float] | None:
         """``sample.cfg_by_direction``'s guidance for making ``make`` given ``given``; None: ``sample.cfg``."""
-        by_key = {direction_key(*parse_direction(k)): w for k, w in self.config.sample.cfg_by_direction.items()}
-        return by_key.get(direction_key(make, given))
+        def key(m: Sequence[str], g: Sequence[str]) -> tuple[frozenset, frozenset]:
+            return frozenset(m), frozenset(g)
+
+        by_key = {key(*parse_direction(k)): w for k, w in self.config.sample.cfg_by_direction.items()}
+        return by_key.get(key(make, given))
 
     def given_tokens(self, given: Mapping[str, Sequence[Any]], start: int, stop: int) -> dict[str, Tokens]:
         """Tokens of samples ``start:stop`` of each given modality (a single sample is repeated)."""
@@ -112,7 +115,7 @@ class FlowPipeline:
         file the modality's codec reads. ``count``: default the given samples' count, else
         ``sample.count``. ``overrides``: any :class:`SamplingOptions` field (steps, solver,
         solver_options, cfg as a number or ``{condition: weight}`` (default: ``sample.cfg_by_direction``'s
-        for this direction, else ``sample.cfg``), shift, seed, unaided).
+        for this direction, else ``sample.cfg``; with ``via``, each pass its own), shift, seed, unaided).
         ``batch_size``: samples per network batch (default all at once); batch k is drawn with
         seed ``seed + k * batch_size``. ``decode=False`` returns the made tokens in one batch.
 
@@ -123,9 +126,8 @@ class FlowPipeline:
         make = [make] if isinstance(make, str) else list(make)
         via = [via] if isinstance(via, str) else list(via)
         given_samples = {n: self.read(n, s) for n, s in (given or {}).items()}
-        cfg = overrides.get("cfg")
-        options = self.sampling_options(**{**overrides, "cfg": self.direction_cfg(make, list(given_samples))
-                                           if cfg is None else cfg})
+        options = self.sampling_options(**overrides)
+        own_cfg = overrides.get("cfg") is None  # each pass takes its direction's sample.cfg_by_direction
         self.check_roles(make + via, list(given_samples))
         if set(via) & set(make):
             raise ConfigError(f"modality {sorted(set(via) & set(make))[0]!r} is both made and made via")
@@ -136,30 +138,37 @@ class FlowPipeline:
                 raise DataError(f"given {name!r}: {len(samples)} samples, but {count} are to be generated "
                                 f"(give 1 or {count})")
         if not decode:
-            return self._made(make, via, self.given_tokens(given_samples, 0, count), count, options)
+            return self._made(make, via, self.given_tokens(given_samples, 0, count), count, options, own_cfg)
         batch_size = batch_size or count
         made: dict[str, list[Any]] = {m: [] for m in via + make}
         with tqdm(total=count, desc="sampling", unit="sample", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, count, batch_size):
                 stop = min(count, start + batch_size)
                 out = self._made(make, via, self.given_tokens(given_samples, start, stop), stop - start,
-                                 options.replace(seed=options.seed + start))
+                                 options.replace(seed=options.seed + start), own_cfg)
                 for m in via + make:
                     made[m] += self.bundles[m].samples(out[m])
                 bar.update(stop - start)
         return made
 
     def _made(self, make: list[str], via: list[str], given: dict[str, Tokens], count: int,
-              options: SamplingOptions) -> dict[str, Tokens]:
-        """One batch of ``make`` (and first ``via``, then given as the codec would read it back)."""
+              options: SamplingOptions, own_cfg: bool = False) -> dict[str, Tokens]:
+        """One batch of ``make`` (and first ``via``, then given as the codec would read it back).
+
+        ``own_cfg``: each pass is guided as ``sample.cfg_by_direction`` sets for its own direction
+        (``via`` given ``given``, then ``make`` given both), where it does."""
+        def guided(m: list[str], g: list[str], o: SamplingOptions) -> SamplingOptions:
+            cfg = self.direction_cfg(m, g) if own_cfg else None
+            return o if cfg is None else o.replace(cfg=cfg)
+
         out: dict[str, Tokens] = {}
         if via:
-            out = self.finite(generate(self.net, self.bundles, via, given, count,
-                                       options.replace(seed=options.seed + 2**32), self.device), options)
+            first = guided(via, list(given), options.replace(seed=options.seed + 2**32))
+            out = self.finite(generate(self.net, self.bundles, via, given, count, first, self.device), first)
             given = {**given, **{v: tokens_of(self.bundles[v], self.bundles[v].samples(out[v]), self.device)
                                  for v in via}}
-        return {**out, **self.finite(generate(self.net, self.bundles, make, given, count, options, self.device),
-                                     options)}
+        then = guided(make, list(given), options)
+        return {**out, **self.finite(generate(self.net, self.bundles, make, given, count, then, self.device), then)}
 
     def finite(self, made: dict[str, Tokens], options: SamplingOptions) -> dict[str, Tokens]:
         """``made``, unless the real tokens of a modality hold NaN or infinity (:class:`NonFiniteError`)."""

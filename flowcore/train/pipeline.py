@@ -324,8 +324,9 @@ def evaluate(run_dir: str | Path, out: str | Path | None = None, *, split: str |
         scores = {m: scorer.scores(m, generated[m], conditioned=bool(given)) for m in made}
         key = direction_key(made, given)
         report["metrics"][key] = scores[made[0]] if len(made) == 1 else scores
-        if overrides.get("cfg") is None and pipe.direction_cfg(made, given) is not None:
-            report.setdefault("cfg_by_direction", {})[key] = pipe.direction_cfg(made, given)
+        through = [v for v in via if v not in made + given]  # a chained direction: its last pass's weights
+        if overrides.get("cfg") is None and pipe.direction_cfg(made, given + through) is not None:
+            report.setdefault("cfg_by_direction", {})[key] = pipe.direction_cfg(made, given + through)
         agreement = scorer.agreement({m: generated[m] for m in made})
         if agreement is not None:
             report["metrics"][key]["class_agreement"] = agreement
