@@ -2,11 +2,12 @@
 spoken by espeak-ng, and its label, asked for every direction.
 
 The repository ships the trained run (examples/runs/digits_world: config.yaml and an 11 MB
-model.safetensors). It was made in three stages, each warm-started from the one before:
+model.safetensors). It was made in four stages, each warm-started from the one before:
 
     flowcore train examples/configs/digits_world.yaml          # runs/digits_world
     flowcore train examples/configs/digits_world_more.yaml     # runs/digits_world_more
-    flowcore train examples/configs/digits_world_tasks.yaml    # runs/digits_world_tasks: the shipped run
+    flowcore train examples/configs/digits_world_tasks.yaml    # runs/digits_world_tasks
+    flowcore train examples/configs/digits_world_speech.yaml   # runs/digits_world_speech: the shipped run
 
 and the demo measures and shows it with the commands a user types (docs/any-to-any.md):
 
@@ -17,8 +18,8 @@ and the demo measures and shows it with the commands a user types (docs/any-to-a
         --via label --via-scores outputs/demo/eval_via_label.json
 
 then opens the page in headless Chromium (when installed) to check that every cell loaded and to
-take a screenshot. `python examples/demo.py --retrain` first trains the three stages from scratch
-into outputs/demo/stage1, stage2 and run (about three hours on 2 CPU cores) and uses the result.
+take a screenshot. `python examples/demo.py --retrain` first trains the four stages from scratch
+into outputs/demo/stage1, stage2, stage3 and run (about four hours on 2 CPU cores) and uses the result.
 The first run also trains the two metric classifiers (MNIST-5k, spoken digits; under a minute
 each, cached in ~/.cache/flowcore/).
 """
@@ -81,13 +82,13 @@ def run() -> None:
     started = time.perf_counter()
     run_dir = SHIPPED
     if args.retrain:
-        stage1, stage2, run_dir = OUT / "stage1", OUT / "stage2", OUT / "run"
-        step("train, stage 1", ["train", "examples/configs/digits_world.yaml", "--set", f"out_dir={stage1}",
-                                "--set", "train.progress_bar=false"])
-        step("train, stage 2", ["train", "examples/configs/digits_world_more.yaml", "--set", f"out_dir={stage2}",
-                                "--set", f"train.init_from={stage1}", "--set", "train.progress_bar=false"])
-        step("train, stage 3", ["train", "examples/configs/digits_world_tasks.yaml", "--set", f"out_dir={run_dir}",
-                                "--set", f"train.init_from={stage2}", "--set", "train.progress_bar=false"])
+        stages = ["digits_world", "digits_world_more", "digits_world_tasks", "digits_world_speech"]
+        outs = [OUT / "stage1", OUT / "stage2", OUT / "stage3", OUT / "run"]
+        for i, (name, out) in enumerate(zip(stages, outs)):
+            start = ["--set", f"train.init_from={outs[i - 1]}"] if i else []
+            step(f"train, stage {i + 1}", ["train", f"examples/configs/{name}.yaml", "--set", f"out_dir={out}",
+                                           *start, "--set", "train.progress_bar=false"])
+        run_dir = outs[-1]
     step("eval", ["eval", str(run_dir), "--count", "100", "--out", str(OUT / "eval.json")])
     step("eval, chained through the label", ["eval", str(run_dir), "--count", "100", "--via", "label",
                                              "--out", str(OUT / "eval_via_label.json"),
