@@ -225,7 +225,7 @@ class FlowObjective:
         """
         mf = self.config.flow.meanflow
         if self.teacher is None:
-            from flowcore.train.inference import load
+            from flowcore.train.inference import load  # lazy: inference imports this module
 
             teacher = load(mf.teacher, device=t.device)
             if teacher.config.flow.objective != "flow_matching" or set(teacher.config.modalities) != set(self.bundles):
