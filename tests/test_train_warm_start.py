@@ -122,3 +122,43 @@ def test_a_meanflow_teacher_puts_its_guided_velocity_in_the_target(tmp_path, reg
     assert loss(teacher=str(run), cfg=2.0) == pytest.approx(expected, rel=1e-4)
     assert loss(teacher=str(run)) == pytest.approx(0.0, abs=1e-10)
     assert loss() > 0.1
+
+
+def test_the_lagrangian_identity_reads_the_teacher_where_the_map_lands(tmp_path, registry, monkeypatch):
+    """flow.meanflow.identity: lagrangian on an interval r < t: a student warm-started from the teacher is
+    the teacher's velocity at every interval (du/dr = 0), so its map lands one Euler step away,
+    X = z - (t - r) v(z, t), and the target is the teacher's velocity there, v(X, r)."""
+    import flowcore.train.objective as objective_module
+    from flowcore.train.objective import ABSENT, CLEAN, NOISED
+
+    run, flow = trained_flow_run(tmp_path, registry, MLP)
+    tokens, t, r = batch(flow, registry)
+    n = len(t["toy2d"])
+    label_state = torch.tensor([CLEAN] * (n // 2) + [ABSENT] * (n - n // 2))
+    g = torch.Generator().manual_seed(2)
+    eps = {name: torch.randn(tok.values.shape, generator=g) for name, tok in tokens.items()}
+    monkeypatch.setattr(objective_module, "sample_interval", lambda *a, **k: (t["toy2d"], r["toy2d"]))
+    module = FlowModule(from_dict(raw_config(MLP, objective="meanflow", meanflow={
+        "norm_p": 0, "teacher": str(run), "identity": "lagrangian"}), registry=registry), registry)
+    warm_start(module, run)
+    module.objective.states = lambda b, device: {"toy2d": torch.full((b,), NOISED), "label": label_state}
+    got = float(module.objective(module.net, tokens, eps=eps).loss)
+
+    kept = (label_state == CLEAN).view(-1, 1, 1)
+    label = tokens["label"].with_values(torch.where(kept.view(-1, 1, 1), tokens["label"].values, eps["label"]))
+    label_t = torch.where(kept.view(-1), 0.0, 1.0)
+
+    def v(x, time):
+        with torch.no_grad():
+            return flow.ema.net({"toy2d": tokens["toy2d"].with_values(x), "label": label},
+                                {"toy2d": time, "label": label_t})["toy2d"]
+
+    tt, rr = t["toy2d"].view(-1, 1, 1), r["toy2d"].view(-1, 1, 1)
+    z = (1 - tt) * tokens["toy2d"].values + tt * eps["toy2d"]
+    u = v(z, t["toy2d"])
+    landed = v(z - (tt - rr) * u, r["toy2d"])
+    expected = float(((u - landed) ** 2).mean((1, 2)).mean())
+    assert expected > 1e-6
+    assert got == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ConfigError, match="flow.meanflow.identity: lagrangian"):
+        from_dict(raw_config(MLP, objective="meanflow", meanflow={"identity": "lagrangian"}), registry=registry)

@@ -39,15 +39,29 @@ AverageVelocity = Callable[[State, torch.Tensor, torch.Tensor], State]
 
 def sample_interval(sampler: TimestepSampler, batch_size: int, p_equal: float,
                     generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(t [B], r [B]) with r <= t: two draws of ``sampler``, sorted; r = t for a fraction ``p_equal``.
+                    device: torch.device | str | None = None,
+                    draw: str = "sorted") -> tuple[torch.Tensor, torch.Tensor]:
+    """(t [B], r [B]) with r <= t; r = t for a fraction ``p_equal``.
 
     A sample with r = t trains u(z, t, t) = v, plain flow matching; the rest train the interval.
+    ``draw`` picks the intervals: ``sorted`` takes two draws of ``sampler``, sorted (the paper's);
+    ``gap`` takes the length h = t - r uniform on (0, 1) and t uniform on [h, 1], so one interval in
+    ten is longer than 0.9, where sorted logit-normal(-0.4, 1) draws under one in a hundred: the
+    one-step map u(z, 0, 1) is trained often, while the r = t samples keep ``sampler``'s t.
     """
     a = sampler(batch_size, generator=generator, device=device)
-    b = sampler(batch_size, generator=generator, device=device)
-    t, r = torch.maximum(a, b), torch.minimum(a, b)
+    if draw == "sorted":
+        b = sampler(batch_size, generator=generator, device=device)
+        t, r = torch.maximum(a, b), torch.minimum(a, b)
+    elif draw == "gap":
+        h, u = torch.rand(2, batch_size, generator=generator, device=device)
+        t = h + (1 - h) * u
+        r = t - h
+    else:
+        raise ValueError(f"interval draw {draw!r}: expected 'sorted' or 'gap'")
     equal = torch.rand(batch_size, generator=generator, device=device) < p_equal
+    if draw == "gap":  # the r = t samples are plain flow matching at the sampler's own t
+        t = torch.where(equal, a, t)
     return t, torch.where(equal, t, r)
 
 
@@ -74,6 +88,25 @@ def meanflow_target(u: AverageVelocity, z_t: State, v: State, t: torch.Tensor, r
     _, dudt = total_derivative(lambda z, tt: u(z, tt, r), z_t, t, v)
     h = t - r
     return {k: v[k] - _times(h, v[k]) * dudt[k].to(v[k].dtype) for k in v}
+
+
+@torch.no_grad()
+def lagrangian_target(u: AverageVelocity, z_t: State, t: torch.Tensor, r: torch.Tensor,
+                      velocity: Callable[[State, torch.Tensor], State]) -> State:
+    """u_tgt = v(X, r) + (t - r) du/dr with X = z_t - (t - r) u(z_t, r, t) (stop-gradient).
+
+    The Lagrangian form of the same fixed point (Boffi et al., flow map matching): the map's end
+    point X must move with the flow as r moves, dX/dr = v(X, r). Differentiating
+    X = z_t - (t - r) u in r gives u - (t - r) du/dr = v(X, r). It needs a velocity field that
+    can be read at any point (``velocity``: a trained flow), and takes du/dr by a JVP in r alone,
+    with no derivative in z: nothing of u's spatial Jacobian enters the target.
+    """
+    with sdpa_kernel(SDPBackend.MATH):
+        u_rt, dudr = torch.func.jvp(lambda rr: u(z_t, t, rr), (r,), (torch.ones_like(r),))
+    h = t - r
+    end = {k: z_t[k] - _times(h, z_t[k]) * u_rt[k].to(z_t[k].dtype) for k in u_rt}
+    v = velocity({**z_t, **end}, r)
+    return {k: v[k] + _times(h, v[k]) * dudr[k].to(v[k].dtype) for k in u_rt}
 
 
 def adaptive_weight(per_sample: torch.Tensor, p: float, c: float) -> torch.Tensor:

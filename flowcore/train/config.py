@@ -180,6 +180,9 @@ class MeanFlowOptions(Options):
 
     #: fraction of samples with r = t (plain flow matching); the rest draw an interval r < t
     p_equal: Number = Field(0.75, ge=0, le=1)
+    #: how the intervals are drawn: two draws of ``flow.timesteps``, sorted (the paper's), or ``gap``:
+    #: length h uniform on (0, 1), t uniform on [h, 1] (long intervals, the one-step map, drawn often)
+    interval: Literal["sorted", "gap"] = "sorted"
     #: guidance scale w inside the target, on samples that keep their condition (1: none)
     cfg: Number = Field(1.0, ge=0)
     #: the conditional network's share kappa of the target (effective scale cfg / (1 - kappa))
@@ -190,6 +193,9 @@ class MeanFlowOptions(Options):
     #: a trained flow run whose velocity (guided at ``cfg``) replaces the one-sample velocity eps - x0
     #: in the target: the same identity with a far less noisy v (a distillation of that run)
     teacher: str | None = None
+    #: the identity the target comes from: MeanFlow's (``eulerian``: d/dt u along the flow, a JVP in z and t)
+    #: or its ``lagrangian`` form (the map's end point follows the teacher's velocity: a JVP in r; needs ``teacher``)
+    identity: Literal["eulerian", "lagrangian"] = "eulerian"
 
 
 class FlowConfig(Options):
@@ -828,6 +834,9 @@ def check_meanflow(config: Config) -> None:
     if config.flow.distance != "squared":
         raise ConfigError(f"{src}: flow.distance: {config.flow.distance} is a flow_matching option; meanflow's "
                           "loss weighs samples by flow.meanflow.norm_p (0.5 is the pseudo-Huber's weighting)")
+    if mf.identity == "lagrangian" and mf.teacher is None:
+        raise ConfigError(f"{src}: flow.meanflow.identity: lagrangian reads the velocity at the map's end point, "
+                          "which only a trained flow can give: set flow.meanflow.teacher to a flow_matching run")
     if mf.teacher is not None and mf.cfg_kappa:
         raise ConfigError(f"{src}: flow.meanflow.cfg_kappa mixes the network's own conditional velocity into the "
                           "target; with flow.meanflow.teacher the target is the teacher's, guided at cfg: set it 0")

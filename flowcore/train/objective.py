@@ -31,6 +31,7 @@ from flowcore.flow.loss import FlowLoss, flow_matching_terms
 from flowcore.flow.meanflow import (
     adaptive_weight,
     guided_target_velocity,
+    lagrangian_target,
     mean_velocity_masked,
     meanflow_target,
     sample_interval,
@@ -146,7 +147,7 @@ class FlowObjective:
         mf = self.config.flow.meanflow
         first = next(iter(x0.values()))
         b, device = first.batch_size, first.values.device
-        t, r = sample_interval(self.timesteps, b, mf.p_equal, device=device)
+        t, r = sample_interval(self.timesteps, b, mf.p_equal, device=device, draw=mf.interval)
         t, r = shift_time(t, self.config.flow.shift), shift_time(r, self.config.flow.shift)
         moving = {n: states[n] == NOISED for n in x0}
         fixed = {n: torch.where(states[n] == CLEAN, 0.0, 1.0).to(device) for n in x0}
@@ -183,8 +184,15 @@ class FlowObjective:
         target = {n: v[n].clone() for n in x0}
         interval = (t > r).nonzero().squeeze(1)
         if len(interval):
-            sub = meanflow_target(u_on(interval), {n: z[n][interval] for n in x0},
-                                  {n: v[n][interval] for n in x0}, t[interval], r[interval])
+            z_i = {n: z[n][interval] for n in x0}
+            if mf.identity == "lagrangian":
+                def velocity_at(end: dict[str, torch.Tensor], rb: torch.Tensor) -> dict[str, torch.Tensor]:
+                    # a modality that does not move stays where it is; the teacher reads it at its own time
+                    end = {n: torch.where(_col(moving[n][interval], z_i[n]).bool(), end[n], z_i[n]) for n in x0}
+                    return self.teacher_velocity(u_on, end, rb, states, interval)
+                sub = lagrangian_target(u_on(interval), z_i, t[interval], r[interval], velocity_at)
+            else:
+                sub = meanflow_target(u_on(interval), z_i, {n: v[n][interval] for n in x0}, t[interval], r[interval])
             for n in x0:
                 if n in sub:
                     target[n][interval] = sub[n].to(target[n].dtype)
@@ -218,8 +226,9 @@ class FlowObjective:
         return {**v, **guided}
 
     @torch.no_grad()
-    def teacher_velocity(self, u_on, z, t, states, everyone) -> dict[str, torch.Tensor]:
-        """``flow.meanflow.teacher``'s velocity at z_t, guided at ``cfg`` where every condition is kept.
+    def teacher_velocity(self, u_on, z, t, states, idx) -> dict[str, torch.Tensor]:
+        """``flow.meanflow.teacher``'s velocity at z (the samples ``idx``) and time t, guided at ``cfg``
+        where every condition is kept.
 
         The teacher is a velocity network (no r), loaded from its run at the first call and frozen.
         """
@@ -232,12 +241,12 @@ class FlowObjective:
                 raise ConfigError(f"{self.config.source}: flow.meanflow.teacher: {mf.teacher} must be a velocity "
                                   f"(flow_matching) run over the modalities {sorted(self.bundles)}")
             self.teacher = teacher.net
-        v = u_on(everyone, model=self.teacher)(z, t, t)
+        v = u_on(idx, model=self.teacher)(z, t, t)
         conditions = self.config.names("condition")
         if mf.cfg == 1 or not conditions:
             return v
-        keep = torch.stack([states[n] == CLEAN for n in conditions]).all(0)
-        v_uncond = u_on(everyone, model=self.teacher, drop=frozenset(conditions))(z, t, t)
+        keep = torch.stack([states[n][idx] == CLEAN for n in conditions]).all(0)
+        v_uncond = u_on(idx, model=self.teacher, drop=frozenset(conditions))(z, t, t)
         return {n: torch.where(_col(keep, v[n]).bool(), v_uncond[n] + mf.cfg * (v[n] - v_uncond[n]), v[n])
                 for n in v}
 
