@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
+from scipy.stats import binomtest
 
 import flowcore
 from flowcore.io import dumps_json, write_text_atomic
@@ -76,7 +77,7 @@ def main() -> None:
     ap.add_argument("--vocoder-run", type=Path, help="a trained vocoder's folder (flowcore audio-vocoder)")
     ap.add_argument("--vae-run", type=Path, help="a mel VAE run (examples/configs/audio_vae.yaml)")
     ap.add_argument("--digit-takes", type=int, default=2,
-                    help="vocoder: takes per held-out voice and digit (2: the 280 test clips; 8: 1,120)")
+                    help="vocoder and VAE: takes per held-out voice and digit (2: the 280 test clips; 32: 4,480)")
     ap.add_argument("--vocoder-training", default="", help="a sentence on how the vocoder was trained")
     ap.add_argument("--vae-training", default="", help="a sentence on how the VAE was trained")
     ap.add_argument("--vae-only", action="store_true",
@@ -296,7 +297,7 @@ def vae(args) -> dict:
     model.eval()
     mel = LogMel()
     classifier = load_classifier()
-    real, labels = held_out_digits()
+    real, labels = held_out_digits(takes=args.digit_takes)
 
     def vae_mel(x: torch.Tensor) -> torch.Tensor:
         lengths = torch.full((len(x),), x.shape[1])
@@ -545,27 +546,30 @@ def notes_md(notes: dict) -> str:
 def vocoder_md(v: dict) -> str:
     d, n = v["digits"], v["notes"]
     net = v["vocoder"]
+    digits = 3 if d["clips"] < 1000 else 4  # accuracy to the clip
     lines = [
         f"Vocoder, `{v['run']}`: Vocos-style, {net['parameters']:,} parameters (ConvNeXt blocks on the log-mel, an "
         f"iSTFT head), mel L1 + multi-resolution STFT loss, no adversarial term, {net['steps']:,} steps in "
         f"{net['train_seconds'] / 60:.1f} min" + (f"; {v['training']}" if v["training"] else "")
-        + f". Real clips through the log-mel and back: {d['clips']} held-out spoken digits (14 unheard voices) and "
+        + f". Real clips through the log-mel and back: {d['clips']:,} held-out spoken digits (14 unheard voices) and "
         f"{n['clips']} test notes; the goal is a lower LSD and a higher digit accuracy than Griffin-Lim (64 "
         "iterations). Command: `" + v["command"] + "`.", "",
         "| mel -> waveform | digits LSD | digits mel L1 | digit accuracy | classifier FD | notes LSD | notes mel L1 "
         "| pitch accuracy | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| real clips | - | - | {d['real']['accuracy']:.3f} | 0 | - | - | {n['real']['pitch_accuracy']:.3f} | - |"]
+        f"| real clips | - | - | {d['real']['accuracy']:.{digits}f} | 0 | - | - "
+        f"| {n['real']['pitch_accuracy']:.3f} | - |"]
     for name, label in (("griffin_lim", "Griffin-Lim, 64 iterations"), ("vocoder", "trained vocoder")):
         a, b = d[name], n[name]
-        lines.append(f"| {label} | {a['lsd']:.3f} | {a['mel_l1']:.3f} | {a['accuracy']:.3f} | {a['classifier_fd']:.2f} "
-                     f"| {b['lsd']:.3f} | {b['mel_l1']:.3f} | {b['pitch_accuracy']:.3f} | {a['seconds']:.1f} |")
+        lines.append(f"| {label} | {a['lsd']:.3f} | {a['mel_l1']:.3f} | {a['accuracy']:.{digits}f} "
+                     f"| {a['classifier_fd']:.2f} | {b['lsd']:.3f} | {b['mel_l1']:.3f} | {b['pitch_accuracy']:.3f} "
+                     f"| {a['seconds']:.1f} |")
     for name, label in (("griffin_lim", "Griffin-Lim"), ("vocoder", "trained vocoder")):
         a = d.get(f"{name}_tokens")
         if a is not None:
             lines.append(f"| {label}, through the modality (frames rounded up to whole tokens, as samples decode) "
-                         f"| {a['lsd']:.3f} | {a['mel_l1']:.3f} | {a['accuracy']:.3f} | {a['classifier_fd']:.2f} "
-                         "| - | - | - | - |")
+                         f"| {a['lsd']:.3f} | {a['mel_l1']:.3f} | {a['accuracy']:.{digits}f} "
+                         f"| {a['classifier_fd']:.2f} | - | - | - | - |")
     if "misses" in d:
         m = d["misses"]
         both = sorted(set(m["griffin_lim"]["clips"]) & set(m["vocoder"]["clips"]))
@@ -577,20 +581,35 @@ def vocoder_md(v: dict) -> str:
                       for name, label in (("real", "real"), ("griffin_lim", "Griffin-Lim"),
                                           ("vocoder", "vocoder"))) + f". Griffin-Lim's misses are {same}."]
     g, o = d["griffin_lim"], d["vocoder"]
+    accuracy = ("met" if o["accuracy"] > g["accuracy"] else "not met") + (
+        f" at the clips' exact length ({o['accuracy']:.{digits}f} against {g['accuracy']:.{digits}f} over "
+        f"{d['clips']:,} clips")
+    if "misses" in d:
+        test = mcnemar(d["misses"]["vocoder"]["clips"], d["misses"]["griffin_lim"]["clips"])
+        accuracy += (f": {test['first_only_right']} clips only the vocoder gets right, {test['second_only_right']} "
+                     f"only Griffin-Lim; exact McNemar p = {test['p']:.2g}")
+    accuracy += ")" + (f", through the modality {d['vocoder_tokens']['accuracy']:.{digits}f} against "
+                       f"{d['griffin_lim_tokens']['accuracy']:.{digits}f}" if "vocoder_tokens" in d else "")
     lines += ["", "Goal: LSD " + ("met" if o["lsd"] < g["lsd"] else "not met") + f" ({o['lsd']:.3f} against "
-              f"{g['lsd']:.3f}); digit accuracy " + ("met" if o["accuracy"] > g["accuracy"] else "not met")
-              + f" at the clips' exact length ({o['accuracy']:.3f} against {g['accuracy']:.3f}, "
-              f"{round((g['accuracy'] - o['accuracy']) * d['clips'])} clip(s) of {d['clips']})"
-              + (f", through the modality {d['vocoder_tokens']['accuracy']:.3f} against "
-                 f"{d['griffin_lim_tokens']['accuracy']:.3f}" if "vocoder_tokens" in d else "") + "."]
+              f"{g['lsd']:.3f}); digit accuracy " + accuracy + "."]
     return "\n".join(lines + [""])
+
+
+def mcnemar(first_missed: list[int], second_missed: list[int]) -> dict:
+    """The exact McNemar test of two decoders scored on the same clips, from the clips each gets wrong:
+    under equal accuracy the clips that only one of them gets right split evenly (a binomial test)."""
+    a, b = set(first_missed), set(second_missed)
+    first_only, second_only = len(b - a), len(a - b)  # right by the first alone, by the second alone
+    n = first_only + second_only
+    p = binomtest(min(first_only, second_only), n, 0.5).pvalue if n else 1.0
+    return {"first_only_right": first_only, "second_only_right": second_only, "p": float(p)}
 
 
 def vae_md(v: dict, voc: dict | None) -> str:
     lines = [
         f"Mel KL-VAE, run `{v['run']}` (examples/configs/audio_vae.yaml: latent {v['latent']['shape']} per second, "
         f"{v['parameters']:,} parameters)" + (f"; {v['training']}" if v["training"] else "")
-        + f". Its reconstructions of the {v['clips']} held-out spoken digits (normalised mel L1 "
+        + f". Its reconstructions of the {v['clips']:,} held-out spoken digits (normalised mel L1 "
         f"{v['normalised_mel_l1']:.3f}), back to sound by each way, against the log-mel alone (the vocoder "
         "table's rows). Command: `"
         + v["command"] + "`.", "",
