@@ -66,21 +66,30 @@ def grid_to_tokens(image: torch.Tensor, index: torch.Tensor, rows: int, cols: in
 
 
 class ResBlock(nn.Module):
-    """x + conv(SiLU(GN(conv(SiLU(GN(x))) + emb))): DDPM's residual block, embedding as a bias."""
+    """x + conv(SiLU(GN(conv(SiLU(GN(x))) + emb))): DDPM's residual block, embedding as a bias.
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int):
+    With ``scale_norm`` the embedding also scales the second normalisation, GN(.) (1 + scale(emb))
+    (ADM's scale-shift norm), from zero: the block starts as the plain one.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, scale_norm: bool = False):
         super().__init__()
         self.norm1 = nn.GroupNorm(_groups(in_ch), in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.emb = nn.Linear(emb_dim, out_ch)
         self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch)
+        self.scale = nn.Linear(emb_dim, out_ch) if scale_norm else None
+        if self.scale is not None:
+            nn.init.zeros_(self.scale.weight)
+            nn.init.zeros_(self.scale.bias)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x))) + self.emb(emb)[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.skip(x) + h
+        h = self.norm2(self.conv1(F.silu(self.norm1(x))) + self.emb(emb)[:, :, None, None])
+        if self.scale is not None:
+            h = h * (1 + self.scale(emb)[:, :, None, None])
+        return self.skip(x) + self.conv2(F.silu(h))
 
 
 class ConvUNet(nn.Module):
@@ -92,11 +101,14 @@ class ConvUNet(nn.Module):
     emb_dim:   time + condition embedding size
     image:     the name of the generated image modality
     interval:  also take r (an average-velocity network, flowcore.flow.meanflow)
+    scale_norm: the embedding also scales each block's second normalisation (ResBlock), so time,
+               interval and class gate features rather than only bias them
     H and W must be multiples of 4 (28 -> 14 -> 7).
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], channels: int = 1, width: int = 32,
-                 emb_dim: int = 128, image: str = "image", space_to_depth: int = 2, interval: bool = False):
+                 emb_dim: int = 128, image: str = "image", space_to_depth: int = 2, interval: bool = False,
+                 scale_norm: bool = False):
         super().__init__()
         if image not in shapes:
             raise ConfigError(f"flowcore_image.network:ConvUNet: no modality {image!r} in {sorted(shapes)}; "
@@ -111,13 +123,13 @@ class ConvUNet(nn.Module):
         w1, w2 = width, 2 * width
         inner = channels * space_to_depth ** 2
         self.stem = nn.Conv2d(inner, w1, 3, padding=1)
-        self.down1 = ResBlock(w1, w1, emb_dim)
+        self.down1 = ResBlock(w1, w1, emb_dim, scale_norm)
         self.pool1 = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
-        self.down2 = ResBlock(w2, w2, emb_dim)
+        self.down2 = ResBlock(w2, w2, emb_dim, scale_norm)
         self.pool2 = nn.Conv2d(w2, w2, 3, stride=2, padding=1)
-        self.mid = ResBlock(w2, w2, emb_dim)
-        self.up2 = ResBlock(2 * w2, w2, emb_dim)
-        self.up1 = ResBlock(w2 + w1, w1, emb_dim)
+        self.mid = ResBlock(w2, w2, emb_dim, scale_norm)
+        self.up2 = ResBlock(2 * w2, w2, emb_dim, scale_norm)
+        self.up1 = ResBlock(w2 + w1, w1, emb_dim, scale_norm)
         self.out_norm = nn.GroupNorm(_groups(w1), w1)
         self.out = nn.Conv2d(w1, inner, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # zero velocity at init, as the FlowTransformer's head

@@ -104,3 +104,29 @@ def test_interval_input_for_meanflow_is_optional_and_its_jvp_matches_reverse_mod
                                             (v["image"], torch.ones(2)))
     expected = v["image"] - (t["image"] - r)[:, None, None] * dudt
     assert torch.allclose(target, expected, atol=1e-4 * float(expected.abs().max()))
+
+
+def test_scale_norm_starts_as_the_plain_network_and_then_gates_by_the_embedding():
+    """model.options.scale_norm: a run without it loads into one with it (the scales start at zero),
+    gives the same field to the last bit, and its scales then make the output depend on the
+    embedding multiplicatively: doubling a feature map's gate doubles that map, which no bias can do."""
+    torch.manual_seed(0)
+    shapes = {"image": (49, 16), "label": (1, 10)}
+    plain = ConvUNet(shapes, width=16, interval=True)
+    for p in plain.parameters():  # off the zero init of the output, so that the comparison means something
+        torch.nn.init.normal_(p, std=0.05)
+    gated = ConvUNet(shapes, width=16, interval=True, scale_norm=True)
+    missing, unexpected = gated.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(".scale." in k for k in missing)
+    tokens = {"image": PatchTokenizer(1, patch=4).encode(torch.randn(3, 1, 28, 28)),
+              "label": _label(_one_hot(torch.tensor([0, 3, 9])))}
+    t, r = {"image": torch.rand(3), "label": torch.zeros(3)}, {"image": torch.zeros(3), "label": torch.zeros(3)}
+    with torch.no_grad():
+        assert torch.equal(gated(tokens, t, r)["image"], plain(tokens, t, r)["image"])
+        block = gated.mid
+        x, emb = torch.randn(3, 32, 7, 7), torch.randn(3, 128)
+        base = block.norm2(block.conv1(torch.nn.functional.silu(block.norm1(x))) + block.emb(emb)[:, :, None, None])
+        block.scale.bias.fill_(1.0)  # gate 1 + 1 = 2 on every channel
+        inner = block(x, emb) - block.skip(x)
+        assert torch.allclose(inner, block.conv2(torch.nn.functional.silu(2 * base)), atol=1e-6)
+        assert not torch.equal(gated(tokens, t, r)["image"], plain(tokens, t, r)["image"])
