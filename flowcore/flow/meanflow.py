@@ -46,8 +46,8 @@ def sample_interval(sampler: TimestepSampler, batch_size: int, p_equal: float,
     A sample with r = t trains u(z, t, t) = v, plain flow matching; the rest train the interval.
     ``draw`` picks the intervals: ``sorted`` takes two draws of ``sampler``, sorted (the paper's);
     ``gap`` takes the length h = t - r uniform on (0, 1) and t uniform on [h, 1], so one interval in
-    ten is longer than 0.9, where sorted logit-normal(-0.4, 1) draws under one in a hundred: the
-    one-step map u(z, 0, 1) is trained often, while the r = t samples keep ``sampler``'s t.
+    ten is longer than 0.9, where sorted logit-normal(-0.4, 1) draws 3 in 100,000: the one-step
+    map u(z, 0, 1) is trained often, while the r = t samples keep ``sampler``'s t.
     """
     a = sampler(batch_size, generator=generator, device=device)
     if draw == "sorted":
