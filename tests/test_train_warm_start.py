@@ -86,19 +86,29 @@ def test_init_from_in_training_starts_from_the_run_and_refuses_another_network(t
                    "train": {"init_from": str(run)}}, registry=registry)
 
 
+def teacher_and_batch(tmp_path, registry):
+    """A trained velocity run (the teacher), its module, a batch with times t and r, label states
+    (the first half kept, the rest absent) and the noise: what the MeanFlow-teacher checks share."""
+    from flowcore.train.objective import ABSENT, CLEAN
+
+    run, flow = trained_flow_run(tmp_path, registry, MLP)
+    tokens, t, r = batch(flow, registry)
+    n = len(t["toy2d"])
+    label_state = torch.tensor([CLEAN] * (n // 2) + [ABSENT] * (n - n // 2))
+    g = torch.Generator().manual_seed(2)
+    eps = {name: torch.randn(tok.values.shape, generator=g) for name, tok in tokens.items()}
+    return run, flow, tokens, t, r, label_state, eps
+
+
 def test_a_meanflow_teacher_puts_its_guided_velocity_in_the_target(tmp_path, registry):
     """flow.meanflow.teacher at r = t: the target is the teacher's velocity, guided at cfg where the
     label is kept. A student warm-started from the teacher then has loss mean |v_c - v_u|^2 over the
     kept samples (guidance is the only difference) and none on the others; without the teacher the
     target is the noisy eps - x0."""
-    from flowcore.train.objective import ABSENT, CLEAN, NOISED
+    from flowcore.train.objective import CLEAN, NOISED
 
-    run, flow = trained_flow_run(tmp_path, registry, MLP)
-    tokens, t, _ = batch(flow, registry)
+    run, flow, tokens, t, _, label_state, eps = teacher_and_batch(tmp_path, registry)
     n = len(t["toy2d"])
-    label_state = torch.tensor([CLEAN] * (n // 2) + [ABSENT] * (n - n // 2))
-    g = torch.Generator().manual_seed(2)
-    eps = {name: torch.randn(tok.values.shape, generator=g) for name, tok in tokens.items()}
 
     def loss(**meanflow):
         module = FlowModule(from_dict(raw_config(MLP, objective="meanflow", meanflow={
@@ -129,14 +139,9 @@ def test_the_lagrangian_identity_reads_the_teacher_where_the_map_lands(tmp_path,
     the teacher's velocity at every interval (du/dr = 0), so its map lands one Euler step away,
     X = z - (t - r) v(z, t), and the target is the teacher's velocity there, v(X, r)."""
     import flowcore.train.objective as objective_module
-    from flowcore.train.objective import ABSENT, CLEAN, NOISED
+    from flowcore.train.objective import CLEAN, NOISED
 
-    run, flow = trained_flow_run(tmp_path, registry, MLP)
-    tokens, t, r = batch(flow, registry)
-    n = len(t["toy2d"])
-    label_state = torch.tensor([CLEAN] * (n // 2) + [ABSENT] * (n - n // 2))
-    g = torch.Generator().manual_seed(2)
-    eps = {name: torch.randn(tok.values.shape, generator=g) for name, tok in tokens.items()}
+    run, flow, tokens, t, r, label_state, eps = teacher_and_batch(tmp_path, registry)
     monkeypatch.setattr(objective_module, "sample_interval", lambda *a, **k: (t["toy2d"], r["toy2d"]))
     module = FlowModule(from_dict(raw_config(MLP, objective="meanflow", meanflow={
         "norm_p": 0, "teacher": str(run), "identity": "lagrangian"}), registry=registry), registry)
