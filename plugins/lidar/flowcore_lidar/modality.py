@@ -14,7 +14,7 @@ from flowcore.errors import DataError
 from flowcore.modality import Metric, Modality
 from flowcore_lidar.codec import ScanCodec
 from flowcore_lidar.metrics import metric_functions
-from flowcore_lidar.sensor import make_sensor
+from flowcore_lidar.sensor import VALID_FRACTION, make_sensor
 from flowcore_lidar.tokenizer import CHANNELS, RangeTokenizer
 
 
@@ -27,16 +27,18 @@ class Lidar(Modality):
     fov_up, fov_down vertical field of view in degrees, replacing the preset's
     patch            [ph, pw] pixels per token
     circular         the azimuth wraps (RoPE period = the patch columns of a full turn)
+    drop_mask        tokens carry a return mask beside depth and reflectance (the tokenizer's docstring)
     """
 
     def __init__(self, sensor: str = "hdl64e", rows: int | None = None, cols: int | None = None,
                  fov_up: float | None = None, fov_down: float | None = None, patch: Sequence[int] = (2, 8),
-                 circular: bool = True):
+                 circular: bool = True, drop_mask: bool = False):
         self.sensor = make_sensor(sensor, rows, cols, fov_up, fov_down)
         if self.sensor.fov_up <= self.sensor.fov_down:
             raise DataError(f"lidar: fov_up ({self.sensor.fov_up}) must be above fov_down ({self.sensor.fov_down})")
         self.codec = ScanCodec(self.sensor)
-        self._tokenizer = RangeTokenizer(self.sensor.shape, tuple(patch), circular)
+        empty_below = float(self.sensor.depth_to_unit(VALID_FRACTION * self.sensor.min_depth))
+        self._tokenizer = RangeTokenizer(self.sensor.shape, tuple(patch), circular, drop_mask, empty_below)
 
     @property
     def tokenizer(self) -> RangeTokenizer:

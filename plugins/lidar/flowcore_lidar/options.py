@@ -32,6 +32,8 @@ class LidarOptions(SensorOptions):
     patch: tuple[int, int] | list[int] = (2, 8)
     #: the azimuth axis is circular (RoPE wraps at the full turn); false: a plain column axis
     circular: bool = True
+    #: tokens carry a return mask; empty pixels take the nearest return's depth and reflectance
+    drop_mask: bool = False
 
 
 class StreetOptions(SensorOptions):
