@@ -324,6 +324,32 @@ def test_ema_follows_its_warmed_up_decay():
     assert not ema.net.weight.requires_grad
 
 
+
+@pytest.mark.parametrize("width", [12 ** -0.5, 0.2, 0.05])
+def test_a_power_ema_averages_the_run_with_its_relative_width(width):
+    """Feed the weights k and k^2 at step k: the average is then the mean and second moment of
+    the profile, which EDM2's power function puts at (gamma + 1) / (gamma + 2) of the run with
+    standard deviation ``width`` of the run; the widest (gamma = 0) is the plain running mean."""
+    from torch import nn
+
+    from flowcore.train.module import EMA, power_ema_exponent
+
+    net = nn.Linear(2, 1, bias=False).double()
+    ema = EMA(net, decay=0.5, width=width)  # ``decay`` is unused
+    steps = 2000
+    for k in range(1, steps + 1):
+        with torch.no_grad():
+            net.weight.copy_(torch.tensor([[k / steps, (k / steps) ** 2]], dtype=torch.float64))
+        ema.update(net)
+    mean, square = ema.net.weight[0].tolist()
+    gamma = power_ema_exponent(width)
+    assert mean == pytest.approx((gamma + 1) / (gamma + 2), rel=2e-3)
+    assert (square - mean**2) ** 0.5 == pytest.approx(width, rel=1e-2)
+    if gamma == 0:
+        assert mean == pytest.approx((steps + 1) / 2 / steps, rel=1e-9)
+    with pytest.raises(ValueError, match="width 0.3"):
+        power_ema_exponent(0.3)
+
 def test_lr_schedules():
     from flowcore.train.module import lr_lambda
 

@@ -144,7 +144,8 @@ def check_resumable(path: str | Path, module) -> None:
     if problem is None:
         return
     changed = [f"{k}: {a!r} -> {b!r}" for k, a, b in _changes(saved, now)
-               if k.split(".")[0] in ("stage", "model", "modalities") or k in ("train.optimizer", "train.ema")]
+               if k.split(".")[0] in ("stage", "model", "modalities")
+               or k in ("train.optimizer", "train.ema", "train.ema_width")]
     since = f" (changed since: {'; '.join(changed[:3])})" if changed else ""
     raise ConfigError(f"{path} does not fit the config: {problem}{since}; {START_OVER}")
 

@@ -248,6 +248,9 @@ class TrainConfig(Options):
     skip_nonfinite: int = Field(0, ge=0)
     #: EMA decay in [0, 1); 0 turns EMA off
     ema: Number = Field(0.999, ge=0, lt=1)
+    #: a power-function EMA instead, of this relative width (EDM2's sigma_rel, e.g. 0.05-0.2): it
+    #: averages the same share of any run's length; ``ema`` is then unused
+    ema_width: Number | None = Field(None, gt=0, le=0.2886)
     #: a finished run whose network weights start this one (a warm start; its folder, as ``flowcore
     #: sample`` takes it): the same network, which may have more weights (the interval embedding of
     #: flow.objective meanflow), never other ones

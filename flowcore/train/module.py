@@ -13,6 +13,7 @@ import math
 from typing import Any, Mapping
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,16 +29,32 @@ from flowcore.train.objective import FlowObjective
 from flowcore.train.sharding import full_state, is_sharded, shard
 
 
+def power_ema_exponent(width: float) -> float:
+    """gamma of the power-function EMA whose profile k^gamma over [0, 1] has standard deviation
+    ``width`` relative to its length (EDM2, Karras et al. 2024, eq. 3): the root of
+    width^2 (gamma + 2)^2 (gamma + 3) = gamma + 1 with gamma >= 0, i.e. 0 < width <= 12^-1/2."""
+    roots = np.roots([width**2, width**2 * 7, width**2 * 16 - 1, width**2 * 12 - 1])
+    real = [r.real for r in roots if abs(r.imag) < 1e-9 and r.real >= -1e-9]
+    if not real:
+        raise ValueError(f"EMA width {width} gives no power profile: it must lie in (0, {12 ** -0.5:.4f}]")
+    return max(0.0, max(real))
+
+
 class EMA(nn.Module):
     """An exponential moving average of a network's weights, itself a usable network.
 
     Living inside the LightningModule, it is saved in every checkpoint and restored on resume.
     The decay warms up as min(decay, (1 + n) / (10 + n)) so early averages are not stuck at init.
+
+    With ``width`` (EDM2's relative width sigma_rel) it is a power-function average instead: after
+    n updates the decay is (1 - 1/n)^(gamma + 1), which weighs the weights of step k about as
+    k^gamma, so the average spans the same share of any run's length.
     """
 
-    def __init__(self, net: nn.Module, decay: float):
+    def __init__(self, net: nn.Module, decay: float, width: float | None = None):
         super().__init__()
         self.decay = decay
+        self.gamma = None if width is None else power_ema_exponent(width)
         self.net = copy.deepcopy(net).requires_grad_(False)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
@@ -52,7 +69,10 @@ class EMA(nn.Module):
         if self._count is None:
             self._count = int(self.updates)
         n = self._count
-        d = min(self.decay, (1 + n) / (10 + n))
+        if self.gamma is not None:
+            d = (1 - 1 / (n + 1)) ** (self.gamma + 1)
+        else:
+            d = min(self.decay, (1 + n) / (10 + n))
         averages = list(self.net.parameters())
         weights = [p.detach().to(avg.dtype) for avg, p in zip(averages, net.parameters())]
         torch._foreach_lerp_(averages, weights, 1 - d)  # one kernel launch per group, not one per tensor
@@ -106,8 +126,8 @@ class FlowModule(L.LightningModule):
         self.autoencoders = nn.ModuleDict({n: b.autoencoder for n, b in self.bundles.items()
                                            if b.autoencoder is not None})
         self.net = build_network(config, {n: b.modality for n, b in self.bundles.items()})
-        self.ema = EMA(self.net, config.train.ema) if config.train.ema > 0 else None
         tr = config.train
+        self.ema = EMA(self.net, tr.ema, tr.ema_width) if tr.ema > 0 or tr.ema_width else None
         mode = compile_mode(tr.compile, tr.accelerator)
         if mode is not None:
             # In place, after the EMA copy: parameter names and checkpoints stay those of the eager
