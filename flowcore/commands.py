@@ -159,7 +159,8 @@ def _edit(args: argparse.Namespace) -> int:
     modules = [n.strip() for n in (args.inject_into or "").split(",") if n.strip()]
     report = edit_file(args.checkpoint, args.input, _out_dir(args.out), _pairs(getattr(args, "from"), "--from"),
                        _pairs(args.to, "--to"), modality=args.modality, strength=args.strength, inject=args.inject,
-                       inject_modules=modules, device=args.device, **_sampling(args))
+                       inject_modules=modules, method=args.method, average=args.average, device=args.device,
+                       **_sampling(args))
     print(dumps_json(report, indent=1))
     return 0
 
@@ -245,11 +246,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="the target condition (repeatable), e.g. label=8")
     p.add_argument("--modality", "--mod", help="the modality of the file (default: the run's generated one)")
     p.add_argument("--strength", type=float, default=1.0,
-                   help="time the inversion reaches, in (0, 1]; lower keeps more of the input (default 1)")
+                   help="time the edit starts from (the inversion reaches), in (0, 1]; lower keeps more of the input "
+                        "(default 1)")
     p.add_argument("--inject", type=int, default=0, metavar="K",
                    help="re-inject the source outputs of --inject-into in the first K denoising steps (default 0)")
     p.add_argument("--inject-into", metavar="MODULE[,MODULE]",
                    help="submodules of the network whose source outputs are re-injected, e.g. down1")
+    p.add_argument("--method", choices=("inversion", "flowedit"), default="inversion",
+                   help="inversion (invert, then regenerate) or flowedit (no inversion: Euler steps along the "
+                        "difference of the target and source fields; --solver euler)")
+    p.add_argument("--average", type=int, default=1, metavar="K",
+                   help="flowedit: noise draws averaged per step (default 1)")
     p.add_argument("--out", required=True, help="output directory")
     add_sampling_flags(p, (*SOLVE_FLAGS, "cfg", "shift"))
     add_trust_flag(p)

@@ -131,6 +131,24 @@ def test_injecting_the_whole_field_at_every_step_retraces_the_source(pipe, solve
         pipe.edit("toy2d", x, {"label": 0}, {"label": 1}, inject=1, inject_modules=["nothing"])
 
 
+
+def test_flowedit_keeps_the_input_under_its_own_label_and_moves_it_to_the_nearest_gaussian_of_another(pipe):
+    x = points(0)
+    same = pipe.edit("toy2d", x, {"label": 0}, {"label": 0}, steps=16, solver="euler", method="flowedit")
+    assert rms(same, x) < 1e-5                                  # equal fields: the difference is zero
+    # guided, as FlowEdit edits: unguided, the mean difference leaves a quarter of the points between
+    # two gaussians of the target class
+    edited = torch.stack(pipe.edit("toy2d", x, {"label": 0}, {"label": 1}, steps=16, solver="euler",
+                                   method="flowedit", average=2, cfg=2.0))
+    assert float(in_class(edited, 1, classes=2).double().mean()) > 0.9
+    centers = eight_gaussian_centers().float()
+    turn = (torch.cdist(edited, centers).argmin(1) - torch.cdist(torch.stack(x), centers).argmin(1)) % 8
+    assert float(((turn == 1) | (turn == 7)).double().mean()) > 0.9
+    with pytest.raises(ConfigError, match="flowedit takes Euler steps"):
+        pipe.edit("toy2d", x, {"label": 0}, {"label": 1}, solver="fireflow", method="flowedit")
+    with pytest.raises(ConfigError, match="method must be"):
+        pipe.edit("toy2d", x, {"label": 0}, {"label": 1}, method="sdedit")
+
 def exact_net(shapes):
     """``model.network: test_edit:exact_net``, for a run directory the command line opens."""
     return ExactNet()
@@ -161,3 +179,7 @@ def test_flowcore_edit_writes_the_edited_file(tmp_path, monkeypatch):
     edited = Path(report["edited"][0]).read_text().splitlines()[1:]
     y = torch.tensor([[float(v) for v in line.split(",")] for line in edited])
     assert y.shape == (40, 2) and float(in_class(y, 1, classes=2).double().mean()) > 0.9
+    assert main(["edit", str(run), "--input", str(src), "--from", "label=0", "--to", "label=1", "--steps", "16",
+                 "--method", "flowedit", "--solver", "euler", "--out", str(tmp_path / "fe")]) == 0
+    report = yaml.safe_load((tmp_path / "fe" / "edit.json").read_text())
+    assert report["method"] == "flowedit" and report["count"] == 40

@@ -16,7 +16,7 @@ import torch
 
 from flowcore.errors import ConfigError, UnknownNameError
 from flowcore.flow import so3
-from flowcore.flow.inversion import generate, invert, reconstruction_error
+from flowcore.flow.inversion import flowedit, generate, invert, reconstruction_error
 from flowcore.flow.path import LinearPath, ProductPath, QuaternionPath
 from flowcore.flow.solvers import make_solver, time_grid
 
@@ -247,3 +247,35 @@ def test_euler_sde_moves_rotations_by_the_ode_and_refuses_inversion():
     assert not torch.allclose(sde[..., 4:], ode[..., 4:])
     with pytest.raises(ConfigError, match="invert"):
         make_solver("euler_sde").solve(velocity, {"p": x}, grid.flip(0), {"p": se3})
+
+
+def test_flowedit_between_two_gaussians_of_one_covariance_is_the_shift_of_their_means():
+    """For data N(mu, s^2 I) the field is affine in x_t with mu entering linearly, so the FlowEdit
+    step v_b(z + z_s - x0) - v_a(z_s) does not depend on the noise, and from t = 1 it carries x0 to
+    x0 + mu_b - mu_a, the optimal transport between the two classes. The two classes' trajectories
+    from one noise differ by (1 - t)(mu_b - mu_a), linear in t, so even a few Euler steps are exact."""
+    s2 = 0.3 ** 2
+
+    def field(mu):
+        def velocity(x, t):
+            t = t[:, None, None]
+            st2 = (1 - t) ** 2 * s2 + t ** 2
+            d = x["a"] - (1 - t) * mu
+            return {"a": t / st2 * d - (mu + (1 - t) * s2 / st2 * d)}
+        return velocity
+
+    mu_a, mu_b = torch.tensor([1.0, -2.0], dtype=torch.float64), torch.tensor([-0.5, 0.5], dtype=torch.float64)
+    x0 = {"a": mu_a + 0.3 * torch.randn(64, 1, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)}
+    paths = {"a": LinearPath()}
+    shift = x0["a"] + mu_b - mu_a
+    for steps in (4, 64):
+        edits = [flowedit(field(mu_a), field(mu_b), x0, time_grid(steps).double(), paths,
+                          generator=torch.Generator().manual_seed(seed))["a"] for seed in (1, 2)]
+        assert torch.allclose(edits[0], edits[1], atol=1e-9)    # the noise cancels
+        assert float((edits[0] - shift).abs().max()) < 1e-9
+    # with equal fields nothing moves
+    same = flowedit(field(mu_a), field(mu_a), x0, time_grid(8).double(), paths)["a"]
+    assert float((same - x0["a"]).abs().max()) < 1e-12
+    grid = time_grid(8)
+    with pytest.raises(ConfigError, match="linear path"):
+        flowedit(field(mu_a), field(mu_b), x0, grid, {"a": QuaternionPath()})

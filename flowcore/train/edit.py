@@ -15,6 +15,10 @@ The rf_solver (midpoint) and fireflow solvers evaluate at each step's midpoint b
 every step can be injected; euler inverts at the grid points below ``strength`` and generates
 at those above 0, so its first denoising step has nothing to inject. Injecting the whole
 network's output at every step of rf_solver or fireflow retraces the inversion: the source.
+
+``method="flowedit"`` edits without inverting (``flowcore.flow.inversion.flowedit``): Euler steps
+from t = ``strength`` to 0 along the difference of the target and source fields, evaluated on
+the sample noised afresh each step (``average`` noise draws per step; ``seed`` fixes them).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 from torch import nn
 
 from flowcore.errors import ConfigError
+from flowcore.flow.inversion import flowedit
 from flowcore.flow.solvers import make_solver, time_grid
 from flowcore.io import dumps_json, write_text_atomic
 from flowcore.modality import Tokens
@@ -82,14 +87,21 @@ class FeatureBank:
 @torch.no_grad()
 def edit(net: nn.Module, bundles: Mapping[str, Bundle], data: Mapping[str, Tokens], source: Mapping[str, Tokens],
          target: Mapping[str, Tokens], options: SamplingOptions, strength: float = 1.0, inject: int = 0,
-         inject_modules: Sequence[str] = ()) -> tuple[dict[str, Tokens], dict[str, torch.Tensor]]:
-    """Edited tokens of ``data`` (module docstring) and the inverted state at t = ``strength``.
+         inject_modules: Sequence[str] = (), method: str = "inversion", average: int = 1
+         ) -> tuple[dict[str, Tokens], dict[str, torch.Tensor] | None]:
+    """Edited tokens of ``data`` (module docstring) and the inverted state at t = ``strength``
+    (None for flowedit, which inverts nothing).
 
     source, target: clean condition tokens, one per sample; a modality in neither is absent.
-    The inversion follows the plain conditional field; the regeneration applies ``options.cfg``.
+    The source side follows the plain conditional field; the target side applies ``options.cfg``.
     """
     if not 0.0 < float(strength) <= 1.0:
-        raise ConfigError(f"edit: strength must lie in (0, 1] (the time the inversion reaches), got {strength}")
+        raise ConfigError(f"edit: strength must lie in (0, 1] (the time the edit starts from), got {strength}")
+    if method not in ("inversion", "flowedit"):
+        raise ConfigError(f"edit: method must be inversion or flowedit, got {method!r}")
+    if method == "flowedit" and (inject or options.solver != "euler"):
+        raise ConfigError("edit: flowedit takes Euler steps and re-injects nothing; drop --inject and give "
+                          f"--solver euler (got solver {options.solver!r}, inject {inject})")
     if inject < 0 or (inject and not inject_modules):
         raise ConfigError("edit: inject counts denoising steps (>= 0) and needs inject_modules, the submodules "
                           "whose source outputs are re-injected")
@@ -106,6 +118,10 @@ def edit(net: nn.Module, bundles: Mapping[str, Bundle], data: Mapping[str, Token
     grid = time_grid(options.steps, options.shift, device=device) * float(strength)
     solver = make_solver(options.solver, **options.solver_options)
     x0 = {m: tok.values for m, tok in data.items()}
+    if method == "flowedit":
+        out = flowedit(v_source, v_target, x0, grid, paths, average=average,
+                       generator=torch.Generator().manual_seed(options.seed))
+        return {m: data[m].with_values(out[m]) for m in data}, None
     if inject:
         bank = FeatureBank(net, inject_modules)
         with bank.active("record"):
@@ -121,8 +137,8 @@ def edit(net: nn.Module, bundles: Mapping[str, Bundle], data: Mapping[str, Token
 
 def edit_file(run_dir: str | Path, input_file: str | Path, out_dir: str | Path, source: Mapping[str, str],
               target: Mapping[str, str], *, modality: str | None = None, strength: float = 1.0, inject: int = 0,
-              inject_modules: Sequence[str] = (), device: str | None = None, registry=None,
-              **overrides) -> dict[str, Any]:
+              inject_modules: Sequence[str] = (), method: str = "inversion", average: int = 1,
+              device: str | None = None, registry=None, **overrides) -> dict[str, Any]:
     """``flowcore edit``: a native file edited from the ``source`` conditions to ``target`` (``{name: value
     or file}``), written beside an ``edit.json`` report in ``out_dir``; ``modality`` defaults to the run's
     one generated modality."""
@@ -137,13 +153,14 @@ def edit_file(run_dir: str | Path, input_file: str | Path, out_dir: str | Path, 
     if pipe.bundles[modality].modality.codec is None:
         raise ConfigError(f"modality {modality!r} has no codec: there is no file to edit")
     edited = pipe.edit(modality, str(input_file), source, target, strength=strength, inject=inject,
-                       inject_modules=inject_modules, **overrides)
+                       inject_modules=inject_modules, method=method, average=average, **overrides)
     out_dir = Path(out_dir)
     files = write_samples(pipe.bundles[modality], edited, out_dir, stem="edited")
     options = pipe.sampling_options(**overrides)
     report = {"modality": modality, "input": str(input_file), "count": len(edited), "from": dict(source),
               "to": dict(target), "steps": options.steps, "solver": options.solver, "cfg": options.cfg,
-              "strength": strength, "inject": inject, "inject_modules": list(inject_modules),
+              "method": method, "strength": strength, "inject": inject, "inject_modules": list(inject_modules),
+              "average": average,
               "edited": [str(p) for p in files]}
     write_text_atomic(out_dir / "edit.json", dumps_json(report, indent=1) + "\n")
     return report

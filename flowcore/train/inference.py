@@ -197,15 +197,16 @@ class FlowPipeline:
         return Inversion(eps[modality], bundle.samples(back[modality]), errors[modality])
 
     def edit(self, modality: str, samples: Any, source: Mapping[str, Any], target: Mapping[str, Any], *,
-             strength: float = 1.0, inject: int = 0, inject_modules: Sequence[str] = (), decode: bool = True,
-             **overrides: Any) -> list[Any] | Tokens:
+             strength: float = 1.0, inject: int = 0, inject_modules: Sequence[str] = (), method: str = "inversion",
+             average: int = 1, decode: bool = True, **overrides: Any) -> list[Any] | Tokens:
         """``samples`` of ``modality`` inverted under the conditions ``source`` and regenerated under ``target``
         (flowcore.train.edit): ``{condition: samples}`` each, one sample (repeated) or one per input.
 
         ``overrides``: steps, solver (euler, rf_solver, fireflow, ...), cfg (applied to the target
         only), shift, seed. ``strength`` in (0, 1]: the time the inversion reaches. ``inject``: the
         first denoising steps that get the source outputs of ``inject_modules`` (submodule names
-        of ``self.net``). Returns the edited samples (tokens with ``decode=False``).
+        of ``self.net``). ``method``: ``inversion`` or ``flowedit`` (no inversion; ``average`` noise
+        draws per step). Returns the edited samples (tokens with ``decode=False``).
         """
         bundle = self._bundle(modality)
         items = self.read(modality, samples)
@@ -224,7 +225,7 @@ class FlowPipeline:
         data = {modality: tokens_of(bundle, items, self.device)}
         options = self.sampling_options(**overrides)
         out, _ = edit(self.net, self.bundles, data, sides[0], sides[1], options, strength=strength, inject=inject,
-                      inject_modules=inject_modules)
+                      inject_modules=inject_modules, method=method, average=average)
         made = self.finite(out, options)
         return bundle.samples(made[modality]) if decode else made[modality]
 
