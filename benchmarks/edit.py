@@ -1,4 +1,4 @@
-"""edit: editing MNIST-5k digits by inversion (`flowcore edit`, FlowPipeline.edit) with the base flow.
+"""edit: editing MNIST-5k digits by inversion and by FlowEdit (`flowcore edit`, FlowPipeline.edit) with the base flow.
 
 For --count real test images (the same number of each class) of the class-conditional run
 --run (examples/configs/image_mnist.yaml):
@@ -7,8 +7,9 @@ For --count real test images (the same number of each class) of the class-condit
      rf_solver and fireflow at --steps steps: PSNR on pixels in [-1, 1] (peak-to-peak 2), mean
      over images, and its minimum;
   2. edits to a new label (label + 1 + (i mod 9), mod 10: every other class in turn), inverted
-     under the true label, regenerated under the new one with cfg --cfg, for each setting
-     (solver, strength, re-injection of the U-Net's first block `down1`): the metric
+     under the true label and regenerated under the new one with cfg --cfg, for each setting
+     (solver, strength, re-injection of the U-Net's first block `down1`), or edited by FlowEdit
+     (no inversion; strength and target cfg per setting): the metric
      classifier's accuracy on the target class, as a fraction of its accuracy on real test
      images (the ceiling); and closeness to the source against a fresh sample of the target
      class (same count, the run's sampler: 8 Euler steps, cfg --cfg): pixel L2, and L2 between
@@ -16,7 +17,11 @@ For --count real test images (the same number of each class) of the class-condit
      along the difference of the source and target rows of its last linear layer), each the
      fraction of inputs whose edit is closer than the fresh sample (and, stricter on class
      content, the features with the span of every class row of that layer removed);
-  3. a PNG sheet of source / edit pairs (benchmarks/results/edit_sheet.png).
+     the FlowEdit setting of the targets (FLOWEDIT, chosen on these sources) is scored again
+     with other noise draws (NOISE_SEEDS) on these and on as many other test images (the next
+     ones of each class), which no setting was chosen on;
+  3. a PNG sheet: sources, their fireflow edits and their FlowEdit edits
+     (benchmarks/results/edit_sheet.png).
 
 Writes benchmarks/results/edit.json and the "## edit" section of benchmarks/RESULTS.md.
 
@@ -36,10 +41,17 @@ from pathlib import Path
 from results_md import replace_section  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parent
-SETTINGS = [  # (solver, strength, inject steps)
-    ("euler", 1.0, 0), ("rf_solver", 1.0, 0), ("fireflow", 1.0, 0),
-    ("fireflow", 1.0, 2), ("fireflow", 1.0, 4), ("rf_solver", 1.0, 2), ("fireflow", 0.8, 0), ("fireflow", 0.6, 0),
+SETTINGS = [  # (method, solver, strength, inject steps, target cfg; None: --cfg)
+    ("inversion", "euler", 1.0, 0, None), ("inversion", "rf_solver", 1.0, 0, None),
+    ("inversion", "fireflow", 1.0, 0, None), ("inversion", "fireflow", 1.0, 2, None),
+    ("inversion", "fireflow", 1.0, 4, None), ("inversion", "rf_solver", 1.0, 2, None),
+    ("inversion", "fireflow", 0.8, 0, None), ("inversion", "fireflow", 0.6, 0, None),
+    ("flowedit", "euler", 1.0, 0, None), ("flowedit", "euler", 0.8, 0, None), ("flowedit", "euler", 0.8, 0, 2.5),
+    ("flowedit", "euler", 0.85, 0, 2.0), ("flowedit", "euler", 0.7, 0, None),
 ]
+INVERSION = ("inversion", "fireflow", 1.0, 0, None)  # the inversion edit of the targets and the sheet
+FLOWEDIT = ("flowedit", "euler", 0.85, 0, 2.0)       # the FlowEdit edit of the targets and the sheet
+NOISE_SEEDS = (0, 1, 2)  # FlowEdit's noise draws, each scored on both source sets
 
 
 def psnr(a, b):
@@ -55,6 +67,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200, help="source images (a multiple of 10)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--cfg", type=float, default=None, help="guidance of the target (default: sample.cfg)")
+    parser.add_argument("--seed", type=int, default=0, help="FlowEdit's noise")
     args = parser.parse_args()
 
     import torch
@@ -70,10 +83,14 @@ def main() -> None:
     cfg = pipe.config.sample.cfg if args.cfg is None else args.cfg
     images, labels, classes = _stack_split(pipe.bundles["image"].modality.classifier_dataset, "test")
     per = args.count // classes
-    pick = torch.cat([(labels == k).nonzero().squeeze(1)[:per] for k in range(classes)])
-    x, y = images[pick].float(), labels[pick].long()
-    order = torch.arange(len(y))
-    target = (y + 1 + order % (classes - 1)) % classes
+
+    def sources(offset: int):
+        """``per`` test images of each class from the ``offset``-th on, and their target labels."""
+        pick = torch.cat([(labels == k).nonzero().squeeze(1)[offset:offset + per] for k in range(classes)])
+        x, y = images[pick].float(), labels[pick].long()
+        return x, y, (y + 1 + torch.arange(len(y)) % (classes - 1)) % classes
+
+    x, y, target = sources(0)
     src = [x[i] for i in range(len(x))]
     timings: dict[str, float] = {}
 
@@ -88,13 +105,9 @@ def main() -> None:
                          "rms": round(float(((back - x) ** 2).mean().sqrt()), 4)}
         print(f"reconstruction {solver}: {recon[solver]}", flush=True)
 
-    start = time.perf_counter()
-    fresh = torch.stack(pipe.generate("image", {"label": target.tolist()}, steps=8, solver="euler", cfg=cfg,
-                                      seed=1)["image"]).clamp(-1, 1)
-    timings["fresh"] = round(time.perf_counter() - start, 1)
     weight = clf.model.head[-1].weight.detach()  # [K, 128]
-
     basis = torch.linalg.qr(weight.T).Q  # [128, K]: the span of every class row of the last layer
+    ceiling = clf.test_accuracy
 
     def feats(images, src_label, tgt_label):
         """Penultimate features without the source-to-target class direction, and without every class row."""
@@ -103,61 +116,97 @@ def main() -> None:
         d = d / d.norm(dim=1, keepdim=True)
         return f - (f * d).sum(1, keepdim=True) * d, f - (f @ basis) @ basis.T
 
-    f_src, s_src = feats(x, y, target)
-    f_fresh, s_fresh = feats(fresh, y, target)
-    pix_fresh = (fresh - x).flatten(1).norm(dim=1)
-    feat_fresh = (f_fresh - f_src).norm(dim=1)
-    style_fresh = (s_fresh - s_src).norm(dim=1)
-    ceiling = clf.test_accuracy
-    edits = []
-    sheet = None
-    for solver, strength, inject in SETTINGS:
+    def scorer(x, y, target):
+        """Scores of edits of ``x`` (labels ``y``) to ``target`` against a fresh sample of each target."""
         start = time.perf_counter()
-        out = torch.stack(pipe.edit("image", src, {"label": y.tolist()}, {"label": target.tolist()},
-                                    steps=args.steps, solver=solver, cfg=cfg, strength=strength, inject=inject,
-                                    inject_modules=["down1"] if inject else ())).clamp(-1, 1)
-        seconds = round(time.perf_counter() - start, 1)
-        acc = float((clf.predict(out) == target).double().mean())
-        pix = (out - x).flatten(1).norm(dim=1)
-        f_out, s_out = feats(out, y, target)
-        feat, style = (f_out - f_src).norm(dim=1), (s_out - s_src).norm(dim=1)
-        row = {"solver": solver, "strength": strength, "inject": inject, "cfg": cfg, "steps": args.steps,
-               "target_accuracy": round(acc, 4), "of_ceiling": round(acc / ceiling, 4),
-               "closer_pixels": round(float((pix < pix_fresh).double().mean()), 4),
-               "closer_features": round(float((feat < feat_fresh).double().mean()), 4),
-               "closer_features_no_class_rows": round(float((style < style_fresh).double().mean()), 4),
-               "pixel_l2": round(float(pix.mean()), 3), "fresh_pixel_l2": round(float(pix_fresh.mean()), 3),
-               "feature_l2": round(float(feat.mean()), 3), "fresh_feature_l2": round(float(feat_fresh.mean()), 3),
-               "seconds": seconds}
+        fresh = torch.stack(pipe.generate("image", {"label": target.tolist()}, steps=8, solver="euler", cfg=cfg,
+                                          seed=1)["image"]).clamp(-1, 1)
+        timings.setdefault("fresh", round(time.perf_counter() - start, 1))
+        f_src, s_src = feats(x, y, target)
+        f_fresh, s_fresh = feats(fresh, y, target)
+        pix_fresh = (fresh - x).flatten(1).norm(dim=1)
+        feat_fresh, style_fresh = (f_fresh - f_src).norm(dim=1), (s_fresh - s_src).norm(dim=1)
+
+        def score(out) -> dict:
+            acc = float((clf.predict(out) == target).double().mean())
+            pix = (out - x).flatten(1).norm(dim=1)
+            f_out, s_out = feats(out, y, target)
+            feat, style = (f_out - f_src).norm(dim=1), (s_out - s_src).norm(dim=1)
+            return {"target_accuracy": round(acc, 4), "of_ceiling": round(acc / ceiling, 4),
+                    "closer_pixels": round(float((pix < pix_fresh).double().mean()), 4),
+                    "closer_features": round(float((feat < feat_fresh).double().mean()), 4),
+                    "closer_features_no_class_rows": round(float((style < style_fresh).double().mean()), 4),
+                    "pixel_l2": round(float(pix.mean()), 3), "fresh_pixel_l2": round(float(pix_fresh.mean()), 3),
+                    "feature_l2": round(float(feat.mean()), 3),
+                    "fresh_feature_l2": round(float(feat_fresh.mean()), 3)}
+        return score
+
+    def run_edit(setting, x, y, target, seed=args.seed):
+        method, solver, strength, inject, row_cfg = setting
+        return torch.stack(pipe.edit("image", [x[i] for i in range(len(x))], {"label": y.tolist()},
+                                     {"label": target.tolist()}, steps=args.steps, solver=solver,
+                                     cfg=cfg if row_cfg is None else row_cfg, strength=strength, inject=inject,
+                                     inject_modules=["down1"] if inject else (), method=method,
+                                     seed=seed)).clamp(-1, 1)
+
+    def describe(setting) -> dict:
+        method, solver, strength, inject, row_cfg = setting
+        return {"method": method, "solver": solver, "strength": strength, "inject": inject,
+                "cfg": cfg if row_cfg is None else row_cfg, "steps": args.steps}
+
+    score = scorer(x, y, target)
+    edits, made = [], {}
+    for setting in SETTINGS:
+        start = time.perf_counter()
+        out = run_edit(setting, x, y, target)
+        row = {**describe(setting), **score(out), "seconds": round(time.perf_counter() - start, 1)}
         edits.append(row)
+        made[setting] = out
         print(f"edit {row}", flush=True)
-        if (solver, strength, inject) == ("fireflow", 1.0, 0):
-            sheet = out
-    # the sheet: 4 rows of 10 pairs, source above its edit (one source of each class per row)
-    cols = []
+    # the FlowEdit setting again, with other noise, and on sources no setting was chosen on
+    x2, y2, target2 = sources(per)
+    score2 = scorer(x2, y2, target2)
+    repeats = []
+    for first, (xs, ys, ts, scored) in enumerate([(x, y, target, score), (x2, y2, target2, score2)]):
+        for seed in NOISE_SEEDS:
+            start = time.perf_counter()
+            row = {"sources": f"test images {first * per}..{(first + 1) * per - 1} of each class", "seed": seed,
+                   **scored(run_edit(FLOWEDIT, xs, ys, ts, seed)), "seconds": round(time.perf_counter() - start, 1)}
+            repeats.append(row)
+            print(f"repeat {row}", flush=True)
+    # the sheet: two sets of three rows (one source of each class per row): sources, fireflow edits, FlowEdit edits
+    rows = []
     for j in range(2):
         idx = [k * per + j for k in range(classes)]
-        cols += [x[idx], sheet[idx]]
-    grid = make_grid(torch.cat(cols), columns=classes)
+        rows += [x[idx], made[INVERSION][idx], made[FLOWEDIT][idx]]
+    grid = make_grid(torch.cat(rows), columns=classes)
     sheet_path = ROOT / "results" / "edit_sheet.png"
     ImageCodec().write(grid, sheet_path)
 
+    def key(r: dict) -> tuple:
+        return r["method"], r["solver"], r["strength"], r["inject"], r["cfg"]
+
+    def meets(r: dict) -> bool:
+        return r["of_ceiling"] >= 0.9 and min(r["closer_pixels"], r["closer_features"]) >= 0.9
+
     best = max(recon, key=lambda s: recon[s]["psnr_mean"])
-    main_row = next(r for r in edits if (r["solver"], r["strength"], r["inject"]) == ("fireflow", 1.0, 0))
+    inversion_row = next(r for r in edits if key(r) == key(describe(INVERSION)))
+    flowedit_row = next(r for r in edits if key(r) == key(describe(FLOWEDIT)))
     done = {
         "reconstruction_psnr_30": recon[best]["psnr_mean"] >= 30,
-        "target_at_90pct_of_ceiling": main_row["of_ceiling"] >= 0.9,
-        "closer_than_fresh_90pct": min(main_row["closer_pixels"], main_row["closer_features"]) >= 0.9,
+        "inversion_meets_both_edit_targets": meets(inversion_row),
+        "flowedit_meets_both_edit_targets": meets(flowedit_row),
+        "flowedit_meets_both_on_every_repeat": all(meets(r) for r in repeats),
+        "settings_meeting_both_edit_targets": [f"{r['method']} ({r['solver']}), strength {r['strength']:g}, inject "
+                                               f"{r['inject']}, cfg {r['cfg']:g}" for r in edits if meets(r)],
     }
-    meets = [r for r in edits if r["of_ceiling"] >= 0.9 and min(r["closer_pixels"], r["closer_features"]) >= 0.9]
-    done["settings_meeting_both_edit_targets"] = [f"{r['solver']}, strength {r['strength']:g}, inject {r['inject']}"
-                                                  for r in meets]
     payload = {"benchmark": "edit", "script": "benchmarks/edit.py",
                "command": "python benchmarks/edit.py " + " ".join(sys.argv[1:]), "run": args.run,
                "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
                "count": len(y), "steps": args.steps, "cfg": cfg,
                "classifier": {"test_accuracy": ceiling, "test_count": clf.test_count},
-               "reconstruction": recon, "best_reconstruction": best, "edits": edits, "done": done,
+               "reconstruction": recon, "best_reconstruction": best, "edits": edits,
+               "flowedit_repeats": {**describe(FLOWEDIT), "rows": repeats}, "done": done,
                "sheet": str(sheet_path.relative_to(ROOT.parent)), "seconds": timings}
     (ROOT / "results" / "edit.json").write_text(json.dumps(payload, indent=1) + "\n")
     write_markdown(payload, ROOT / "RESULTS.md")
@@ -166,39 +215,51 @@ def main() -> None:
 def write_markdown(p: dict, path: Path) -> None:
     ceiling = p["classifier"]["test_accuracy"]
     lines = ["## edit", "",
-             f"Editing MNIST-5k test digits by inversion with the base flow `{p['run']}` "
-             "(examples/configs/image_mnist.yaml; docs/flow.md#editing): invert under the true label, regenerate "
-             f"under another. {p['count']} sources ({p['count'] // 10} per class), {p['steps']} steps. Figures in "
+             f"Editing MNIST-5k test digits with the base flow `{p['run']}` "
+             "(examples/configs/image_mnist.yaml; docs/flow.md#editing), from the true label to another. "
+             f"{p['count']} sources ({p['count'] // 10} per class), {p['steps']} steps. Figures in "
              f"`benchmarks/results/edit.json`; made by `{p['command']}` on {p['machine']}.", "",
              "Reconstruction (same label in and out, cfg 1), PSNR on pixels in [-1, 1]:", "",
              "| solver | PSNR mean (dB) | PSNR min (dB) | RMS |", "| --- | ---: | ---: | ---: |"]
     for solver, r in p["reconstruction"].items():
         lines.append(f"| {solver} | {r['psnr_mean']:.2f} | {r['psnr_min']:.2f} | {r['rms']:.4f} |")
-    lines += ["", f"Edits to every other label in turn, target cfg {p['cfg']:g}. *target acc* = the metric "
+    lines += ["", "Edits to every other label in turn. *inversion*: invert under the source label, regenerate "
+                  "under the target one; *flowedit*: no inversion, Euler steps along the difference of the target "
+                  "and source fields on the source noised afresh. *target acc* = the metric "
                   f"classifier's accuracy on the target label (its ceiling: {ceiling:.3f} on real test images); "
                   "*closer (px / feat)* = fraction of sources whose edit is nearer to them than a fresh sample of the "
                   "target class, in pixel L2 / in the classifier's penultimate features with the source-to-target "
                   "class direction of its last layer removed (and with the span of all its class rows removed); "
                   "*inject* = first denoising steps given the source "
-                  "outputs of the U-Net's first block `down1`:", "",
-              "| solver | strength | inject | target acc | of ceiling | closer px | closer feat | closer feat "
-              "(no class rows) | pixel L2 (fresh) | feature L2 (fresh) | s |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "outputs of the U-Net's first block `down1`; *cfg* = the target's guidance:", "",
+              "| method | solver | strength | inject | cfg | target acc | of ceiling | closer px | closer feat | "
+              "closer feat (no class rows) | pixel L2 (fresh) | feature L2 (fresh) | s |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in p["edits"]:
-        lines.append(f"| {r['solver']} | {r['strength']:g} | {r['inject']} | {r['target_accuracy']:.3f} | "
+        lines.append(f"| {r['method']} | {r['solver']} | {r['strength']:g} | {r['inject']} | {r['cfg']:g} | "
+                     f"{r['target_accuracy']:.3f} | "
                      f"{r['of_ceiling']:.3f} | {r['closer_pixels']:.3f} | {r['closer_features']:.3f} | "
                      f"{r['closer_features_no_class_rows']:.3f} | "
                      f"{r['pixel_l2']:.2f} ({r['fresh_pixel_l2']:.2f}) | {r['feature_l2']:.2f} "
                      f"({r['fresh_feature_l2']:.2f}) | {r['seconds']:g} |")
     d = {k: "met" if v else "missed" for k, v in p["done"].items() if isinstance(v, bool)}
     both = p["done"]["settings_meeting_both_edit_targets"]
-    lines += ["", f"Targets (fireflow, strength 1, no injection for the edits): reconstruction PSNR >= 30 dB with "
-                  f"the best solver ({p['best_reconstruction']}): **{d['reconstruction_psnr_30']}**; "
-                  f"target class at >= 90% of the ceiling: **{d['target_at_90pct_of_ceiling']}**; "
-                  f"closer than a fresh sample on >= 90% of inputs in both measures: "
-                  f"**{d['closer_than_fresh_90pct']}**. Settings meeting both edit targets (class and closeness): "
+    h = p["flowedit_repeats"]
+    lines += ["", f"flowedit, strength {h['strength']:g}, cfg {h['cfg']:g} (chosen on the sources above), again with "
+                  "other noise draws and on as many other test digits:", "",
+              "| sources | noise seed | of ceiling | closer px | closer feat | closer feat (no class rows) |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in h["rows"]:
+        lines.append(f"| {r['sources']} | {r['seed']} | {r['of_ceiling']:.3f} | {r['closer_pixels']:.3f} | "
+                     f"{r['closer_features']:.3f} | {r['closer_features_no_class_rows']:.3f} |")
+    lines += ["", f"Targets: reconstruction PSNR >= 30 dB with the best solver ({p['best_reconstruction']}): "
+                  f"**{d['reconstruction_psnr_30']}**. Target class at >= 90% of the ceiling and closer than a fresh "
+                  f"sample on >= 90% of inputs in both measures: inversion (fireflow, strength 1): "
+                  f"**{d['inversion_meets_both_edit_targets']}**; flowedit (strength {h['strength']:g}, cfg "
+                  f"{h['cfg']:g}): **{d['flowedit_meets_both_edit_targets']}**, and on every repeat above: "
+                  f"**{d['flowedit_meets_both_on_every_repeat']}**. Settings of the first table meeting both: "
                   f"{'; '.join(both) if both else 'none'}.", "",
-              f"Sources (rows 1 and 3) and their fireflow edits (rows 2 and 4): "
+              f"Sources (rows 1 and 4), their fireflow edits (rows 2 and 5) and their FlowEdit edits (rows 3 and 6): "
               f"![edit sheet]({Path(p['sheet']).relative_to('benchmarks')})", ""]
     replace_section(path, "edit", "\n".join(lines))
 
