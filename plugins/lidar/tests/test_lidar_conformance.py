@@ -15,8 +15,9 @@ from flowcore_lidar.codec import read_points
 SMALL = {"sensor": "cpu32", "n": 6, "held_out": 6}
 
 
-def test_conformance_on_simulated_scans(registry, tmp_path, lidar_cache):
-    m = registry.modality("lidar", sensor="cpu32", patch=[4, 16])
+@pytest.mark.parametrize("drop_mask", [False, True])
+def test_conformance_on_simulated_scans(registry, tmp_path, lidar_cache, drop_mask):
+    m = registry.modality("lidar", sensor="cpu32", patch=[4, 16], drop_mask=drop_mask)
     report = check_modality(m, tmp_path, datasets=["lidar_street"], dataset_options=SMALL)
     assert {"dataset lidar_street", "tokenizer round trip", "codec round trip", "metrics"} <= set(report.passed)
 
