@@ -131,6 +131,18 @@ def scan_options(run: Path) -> dict:
     return {k: data[k] for k in keys if data.get(k) is not None}
 
 
+def students(settings: dict) -> str:
+    """How the k-step students were trained, from the settings of lidar.json."""
+    steps = settings["distill_steps"]
+    steps = steps if isinstance(steps, dict) else {k: steps for k in ("1", "2", "4")}
+    steps = {str(k): v for k, v in steps.items()}
+    pairs = settings.get("student_pairs", settings["pairs"])
+    made = f"on {pairs} pairs of the 2-RF, " if pairs != settings["pairs"] else ""
+    if len(set(steps.values())) == 1:
+        return f"{made}{steps['1']} steps each"
+    return f"{made}{' / '.join(str(steps[k]) for k in ('1', '2', '4'))} steps for k = 1 / 2 / 4"
+
+
 def markdown(payload: dict) -> str:
     rows = payload["rows"]
     base64 = rows["1-RF, 64 steps"]["scores"]
@@ -142,8 +154,7 @@ def markdown(payload: dict) -> str:
              f"({recipe(payload['settings'])}), 2-RF (reflow on "
              f"{payload['settings']['pairs']} pairs of {payload['settings']['pair_steps']} Euler steps, "
              f"{payload['settings']['reflow_steps']} steps{reflow_sets}) and k-step distillation of the 2-RF "
-             "(t on the k-grid, "
-             f"{payload['settings']['distill_steps']} steps each), all through the core's reflow stage. "
+             f"(t on the k-grid, {students(payload['settings'])}), all through the core's reflow stage. "
              f"Scored on {payload['settings']['count']} held-out scans whose car counts are the conditions "
              "(cfg 1); BEV-JSD/MMD as R2Flow (lower is better); cars: exact share / mean absolute error of the "
              "cars found by clustering against the count asked for. Time per scan: Euler sampling on this "
@@ -193,7 +204,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=512)
     parser.add_argument("--pair-steps", type=int, default=16)
     parser.add_argument("--reflow-steps", type=int, default=400)
-    parser.add_argument("--distill-steps", type=int, default=200)
+    parser.add_argument("--distill-steps", default="200",
+                        help="steps of each k-step student: one number, or three for k = 1, 2, 4 (e.g. 1200,400,400)")
+    parser.add_argument("--student-pairs", type=int, help="pairs of the 2-RF the students learn from (default --pairs)")
     parser.add_argument("--count", type=int, default=64, help="held-out scans scored per model")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--runs", default="runs/lidar_street", help="run directory prefix")
@@ -224,17 +237,26 @@ def main() -> None:
         steps = ["--set", f"train.steps={args.train_steps}"] if args.train_steps else []
         stage(base, ["train", CONFIG, "--set", f"out_dir={base}", *steps, "--set", "train.progress_bar=false"],
               log, "1-RF", log_path)
-    pair_sets = ["--set", f"reflow.pairs={args.pairs}", "--set", f"reflow.steps={args.pair_steps}",
-                 "--set", "train.progress_bar=false", "--set", "train.checkpoint_every=100"]
+    distill_steps = [int(v) for v in str(args.distill_steps).split(",")]
+    if len(distill_steps) not in (1, 3):
+        sys.exit(f"--distill-steps {args.distill_steps}: give one number or three (k = 1, 2, 4)")
+    distill_steps = dict(zip((1, 2, 4), distill_steps * 3 if len(distill_steps) == 1 else distill_steps))
+    student_pairs = args.student_pairs or args.pairs
+
+    def pair_sets(pairs: int) -> list[str]:
+        return ["--set", f"reflow.pairs={pairs}", "--set", f"reflow.steps={args.pair_steps}",
+                "--set", "train.progress_bar=false", "--set", "train.checkpoint_every=100"]
+
     rf2_sets = [a for kv in args.reflow_set for a in ("--set", kv)]
-    stage(rf2, ["reflow", str(base), "--out", str(rf2), *pair_sets, "--set", f"train.steps={args.reflow_steps}",
-                *rf2_sets], log, "2-RF", log_path)
+    stage(rf2, ["reflow", str(base), "--out", str(rf2), *pair_sets(args.pairs),
+                "--set", f"train.steps={args.reflow_steps}", *rf2_sets], log, "2-RF", log_path)
     for k in (1, 2, 4):
         run = Path(f"{args.runs}_k{k}")
         first = Path(f"{args.runs}_k1") / "pairs"
         if k > 1 and (REPO / first).is_dir() and not (REPO / run / "pairs").exists():
             shutil.copytree(REPO / first, REPO / run / "pairs")  # the same 2-RF pairs serve every k
-        stage(run, ["reflow", str(rf2), "--out", str(run), *pair_sets, "--set", f"train.steps={args.distill_steps}",
+        stage(run, ["reflow", str(rf2), "--out", str(run), *pair_sets(student_pairs),
+                    "--set", f"train.steps={distill_steps[k]}",
                     "--set", "flow.timesteps=grid", "--set", f"flow.timestep_options={{k: {k}}}",
                     "--set", f"sample.steps={k}"], log, f"{k}-step distilled", log_path)
 
@@ -277,7 +299,7 @@ def main() -> None:
         "settings": {"base": str(base), "base_recipe": base_recipe(base), "train_steps": base_recipe(base)["steps"],
                      "pairs": args.pairs, "pair_steps": args.pair_steps,
                      "reflow_steps": args.reflow_steps, "reflow_set": args.reflow_set,
-                     "distill_steps": args.distill_steps, "count": n,
+                     "distill_steps": distill_steps, "student_pairs": student_pairs, "count": n,
                      "batch": args.batch, "sensor": f"{options.get('sensor', 'hdl64e')}, {real[0].shape[1]} x "
                      f"{real[0].shape[2]}", "conditions": "car counts of the test scans"},
         "runs": log, "rows": rows, "real_floor": real_floor, "previews": previews,
