@@ -55,7 +55,6 @@ def reconstruction_error(velocity: Velocity, x0: State, steps: int, solver: str 
     return errors
 
 
-
 def flowedit(v_source: Velocity, v_target: Velocity, x0: State, grid: torch.Tensor,
              paths: Mapping[str, ProbabilityPath], *, average: int = 1,
              generator: torch.Generator | None = None) -> State:

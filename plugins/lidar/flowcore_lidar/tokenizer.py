@@ -28,7 +28,7 @@ CHANNELS = 2
 
 def nearest_along(valid: torch.Tensor, circular: bool) -> torch.Tensor:
     """valid [..., N] bool -> [..., N] the index of the nearest True along the last axis (ties: the
-    lower index); on a circular axis the ends are neighbours. Rows with no True give garbage indices."""
+    one before); on a circular axis the ends are neighbours. Rows with no True give garbage indices."""
     n = valid.shape[-1]
     copies = 3 if circular else 1
     wide = valid.repeat(*([1] * (valid.dim() - 1)), copies)
