@@ -107,7 +107,8 @@ def recipe(settings: dict) -> str:
         return f"{settings['train_steps']} steps of batch 16"
     return (f"{base['steps']} steps of batch {base['batch_size']}, lr {base['lr']:g} cosine, EMA {base['ema']}, "
             f"patch {base['patch'][0]} x {base['patch'][1]}, width {base['hidden_size']}, "
-            f"{base['depth_double']} double + {base['depth_single']} single blocks, {base['timesteps']} t")
+            f"{base['depth_double']} double + {base['depth_single']} single blocks, {base['timesteps']} t"
+            + (", return-mask tokens (drop_mask)" if base.get("drop_mask") else ""))
 
 
 def base_recipe(run: Path) -> dict:
@@ -119,7 +120,8 @@ def base_recipe(run: Path) -> dict:
     return {"steps": cfg["train"]["steps"], "batch_size": cfg["train"]["batch_size"], "lr": cfg["train"]["lr"],
             "ema": cfg["train"]["ema"], "patch": list(cfg["modalities"]["lidar"]["patch"]),
             "hidden_size": net["hidden_size"], "depth_double": net["depth_double"],
-            "depth_single": net["depth_single"], "timesteps": cfg["flow"]["timesteps"]}
+            "depth_single": net["depth_single"], "timesteps": cfg["flow"]["timesteps"],
+            "drop_mask": bool(cfg["modalities"]["lidar"].get("drop_mask", False))}
 
 
 def scan_options(run: Path) -> dict:
