@@ -78,6 +78,36 @@ def test_gap_draw_spreads_interval_lengths_uniformly_and_keeps_the_samplers_t_at
         sample_interval(sampler, 4, 0.5, draw="wide")
 
 
+def test_split_draw_sorts_two_logit_normals_of_their_own_means():
+    from scipy import stats
+
+    sampler = make_timestep_sampler("logit_normal", m=-0.4, s=1.0)
+    t, r = sample_interval(sampler, 40000, 0.5, generator=torch.Generator().manual_seed(0), draw="split",
+                           split_means=(0.4, -1.2))
+    interval = r < t
+    assert abs(float(interval.double().mean()) - 0.5) < 0.01
+    # with A = logit-normal(0.4, 1) and B = logit-normal(-1.2, 1) independent, t = max(A, B) and
+    # r = min(A, B): P(t <= x) = F_A(x) F_B(x) and P(r > x) = (1 - F_A(x)) (1 - F_B(x))
+    def cdf(x, m):
+        return stats.norm.cdf(stats.logistic.ppf(x) - m)
+
+    assert stats.kstest(t[interval].double().numpy(), lambda x: cdf(x, 0.4) * cdf(x, -1.2)).pvalue > 1e-3
+    assert stats.kstest(r[interval].double().numpy(),
+                        lambda x: 1 - (1 - cdf(x, 0.4)) * (1 - cdf(x, -1.2))).pvalue > 1e-3
+    reference = sampler(40000, generator=torch.Generator().manual_seed(1))
+    assert stats.ks_2samp(t[~interval].numpy(), reference.numpy()).pvalue > 1e-3
+
+
+def test_a_share_of_the_intervals_starts_from_pure_noise():
+    sampler = make_timestep_sampler("logit_normal", m=-0.4, s=1.0)
+    plain = sample_interval(sampler, 40000, 0.5, generator=torch.Generator().manual_seed(0))
+    t, r = sample_interval(sampler, 40000, 0.5, generator=torch.Generator().manual_seed(0), p_from_noise=0.3)
+    interval = r < t
+    assert torch.equal(interval, plain[1] < plain[0]) and torch.equal(r, plain[1])  # same draws, t moved
+    assert abs(float((t[interval] == 1).double().mean()) - 0.3) < 0.01
+    assert not bool((t[~interval] == 1).any()) and float((plain[0] > 0.999).double().mean()) < 1e-3
+
+
 MU = torch.tensor([1.0, -2.0])
 SIGMA = torch.tensor([0.5, 2.0])
 
