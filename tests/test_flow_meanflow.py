@@ -98,16 +98,6 @@ def test_split_draw_sorts_two_logit_normals_of_their_own_means():
     assert stats.ks_2samp(t[~interval].numpy(), reference.numpy()).pvalue > 1e-3
 
 
-def test_a_share_of_the_intervals_starts_from_pure_noise():
-    sampler = make_timestep_sampler("logit_normal", m=-0.4, s=1.0)
-    plain = sample_interval(sampler, 40000, 0.5, generator=torch.Generator().manual_seed(0))
-    t, r = sample_interval(sampler, 40000, 0.5, generator=torch.Generator().manual_seed(0), p_from_noise=0.3)
-    interval = r < t
-    assert torch.equal(interval, plain[1] < plain[0]) and torch.equal(r, plain[1])  # same draws, t moved
-    assert abs(float((t[interval] == 1).double().mean()) - 0.3) < 0.01
-    assert not bool((t[~interval] == 1).any()) and float((plain[0] > 0.999).double().mean()) < 1e-3
-
-
 MU = torch.tensor([1.0, -2.0])
 SIGMA = torch.tensor([0.5, 2.0])
 

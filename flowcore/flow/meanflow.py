@@ -41,8 +41,7 @@ def sample_interval(sampler: TimestepSampler, batch_size: int, p_equal: float,
                     generator: torch.Generator | None = None,
                     device: torch.device | str | None = None,
                     draw: str = "sorted",
-                    split_means: Sequence[float] = (0.4, -1.2),
-                    p_from_noise: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                    split_means: Sequence[float] = (0.4, -1.2)) -> tuple[torch.Tensor, torch.Tensor]:
     """(t [B], r [B]) with r <= t; r = t for a fraction ``p_equal``.
 
     A sample with r = t trains u(z, t, t) = v, plain flow matching; the rest train the interval.
@@ -53,8 +52,6 @@ def sample_interval(sampler: TimestepSampler, batch_size: int, p_equal: float,
     and r from two logit-normals of unit scale and means ``split_means`` (noise-side t, data-side r),
     sorted, while the r = t samples keep ``sampler``'s t (Decoupled MeanFlow's proposal: intervals
     are long, 0.35 on average with the default means, and flow matching stays where it was).
-    ``p_from_noise``: the share of the intervals whose t is 1, the pure noise one pass starts from.
-    A logit-normal rarely draws t near 1, so without it the map from t = 1 is an extrapolation.
     """
     a = sampler(batch_size, generator=generator, device=device)
     if draw == "sorted":
@@ -73,9 +70,6 @@ def sample_interval(sampler: TimestepSampler, batch_size: int, p_equal: float,
     equal = torch.rand(batch_size, generator=generator, device=device) < p_equal
     if draw != "sorted":  # the r = t samples are plain flow matching at the sampler's own t
         t = torch.where(equal, a, t)
-    if p_from_noise:
-        start = torch.rand(batch_size, generator=generator, device=device) < p_from_noise
-        t = torch.where(start & ~equal, torch.ones_like(t), t)
     return t, torch.where(equal, t, r)
 
 

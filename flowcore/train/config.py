@@ -185,8 +185,6 @@ class MeanFlowOptions(Options):
     #: or ``split``: t and r from logit-normals of means ``split_means`` (t, r), sorted (Decoupled MeanFlow)
     interval: Literal["sorted", "gap", "split"] = "sorted"
     split_means: list[Number] = Field(default_factory=lambda: [0.4, -1.2], min_length=2, max_length=2)
-    #: the share of the intervals that start at t = 1, pure noise, where a one-pass sample starts
-    p_from_noise: Number = Field(0.0, ge=0, le=1)
     #: guidance scale w inside the target, on samples that keep their condition (1: none)
     cfg: Number = Field(1.0, ge=0)
     #: the conditional network's share kappa of the target (effective scale cfg / (1 - kappa))

@@ -148,7 +148,7 @@ class FlowObjective:
         first = next(iter(x0.values()))
         b, device = first.batch_size, first.values.device
         t, r = sample_interval(self.timesteps, b, mf.p_equal, device=device, draw=mf.interval,
-                               split_means=mf.split_means, p_from_noise=mf.p_from_noise)
+                               split_means=mf.split_means)
         t, r = shift_time(t, self.config.flow.shift), shift_time(r, self.config.flow.shift)
         moving = {n: states[n] == NOISED for n in x0}
         fixed = {n: torch.where(states[n] == CLEAN, 0.0, 1.0).to(device) for n in x0}
