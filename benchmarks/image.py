@@ -87,8 +87,9 @@ def table(scored: dict) -> list[str]:
 def timing(t: dict | None) -> str:
     if not t:
         return "not timed here"
-    return (f"`{t['command']}`: {t['wall_s']:g} s wall, {t['cpu_s']:g} s CPU, load average "
-            f"{'/'.join(map(str, t['load_start']))} before, {'/'.join(map(str, t['load_end']))} after")
+    load = (f", load average {'/'.join(map(str, t['load_start']))} before, "
+            f"{'/'.join(map(str, t['load_end']))} after" if "load_start" in t else "")
+    return f"`{t['command']}`: {t['wall_s']:g} s wall, {t['cpu_s']:g} s CPU" + load
 
 
 def write_markdown(payload: dict, path: Path) -> None:

@@ -182,8 +182,9 @@ class MeanFlowOptions(Options):
     p_equal: Number = Field(0.75, ge=0, le=1)
     #: how the intervals are drawn: two draws of ``flow.timesteps``, sorted (the paper's), or ``gap``:
     #: length h uniform on (0, 1), t uniform on [h, 1] (long intervals, the one-step map, drawn often)
-    #: or ``split``: t and r from logit-normals of means ``split_means`` (t, r), sorted (Decoupled MeanFlow)
+    #: or ``split``: t and r from logit-normals of means ``split_means``, sorted (Decoupled MeanFlow)
     interval: Literal["sorted", "gap", "split"] = "sorted"
+    #: ``interval: split``: the logit-normal means of t (noise side) and r (data side), unit scale
     split_means: list[Number] = Field(default_factory=lambda: [0.4, -1.2], min_length=2, max_length=2)
     #: guidance scale w inside the target, on samples that keep their condition (1: none)
     cfg: Number = Field(1.0, ge=0)
