@@ -287,3 +287,69 @@ def test_the_training_objective_reaches_the_interval_embedding(registry, model):
     with pytest.raises(ConfigError, match="flow.distance"):
         from_dict({"modalities": {"toy2d": {}}, "data": {"dataset": "eight_gaussians"},
                    "flow": {"objective": "meanflow", "distance": "pseudo_huber"}}, registry=registry)
+
+
+def test_kappa_reads_the_conditional_velocity_of_r_equal_t_samples_from_the_prediction(registry):
+    """Guidance in the target takes u(z, t, t | c) from the loss's own pass where r = t; the result equals
+    a separate conditional pass over the whole batch (the straightforward form)."""
+    from flowcore.flow.meanflow import guided_target_velocity
+    from flowcore.train.bundle import build_bundles
+    from flowcore.train.config import from_dict
+    from flowcore.train.objective import ABSENT, CLEAN, NOISED, FlowObjective
+
+    config = from_dict({"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2, "dropout": 0.2}},
+                        "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}},
+                        "flow": {"objective": "meanflow", "meanflow": {"cfg": 1.0, "cfg_kappa": 0.5}}},
+                       registry=registry)
+    objective = FlowObjective(config, build_bundles(config, registry))
+    g = torch.Generator().manual_seed(0)
+    b = 12
+    z = {"toy2d": torch.randn(b, 1, 2, generator=g), "label": torch.randn(b, 1, 2, generator=g)}
+    v = {"toy2d": torch.randn(b, 1, 2, generator=g)}
+    t, r = sample_interval(make_timestep_sampler("uniform"), b, 0.5, generator=g)
+    states = {"toy2d": torch.full((b,), NOISED), "label": torch.where(torch.rand(b, generator=g) < 0.7, CLEAN, ABSENT)}
+
+    def u_on(idx, drop=frozenset()):  # a smooth stand-in field that sees z, t, r and whether the label is there
+        def u(zz, tb, rb):
+            lab = 0.0 if drop else 1.0
+            return {"toy2d": torch.sin(zz["toy2d"] * (1 + tb[:, None, None])) + rb[:, None, None] * lab}
+        return u
+
+    everyone = torch.arange(b)
+    pred = u_on(everyone)(z, t, r)
+    interval = (t > r).nonzero().squeeze(1)
+    assert 0 < len(interval) < b
+    got = objective.guided_target(u_on, z, v, t, states, pred, interval)
+    keep = states["label"] == CLEAN
+    want = guided_target_velocity(v, u_on(everyone)(z, t, t), u_on(everyone, drop={"label"})(z, t, t), keep, 1.0, 0.5)
+    assert torch.allclose(got["toy2d"], want["toy2d"])
+
+
+def test_x_prediction_hands_on_the_velocity_its_clean_estimate_implies(registry):
+    """model.prediction x: the same weights read as a clean estimate x give u = (z - x) / max(t, 0.05), so
+    one pass from t = 1 returns x itself; the weights keep their names (a velocity run's state loads)."""
+    from flowcore.modality import Tokens
+    from flowcore.train.bundle import build_bundles
+    from flowcore.train.config import from_dict
+    from flowcore.train.networks import build_network
+
+    raw = {"modalities": {"toy2d": {}}, "data": {"dataset": "moons"}, "model": {"hidden": 16, "depth": 1},
+           "flow": {"objective": "meanflow"}}
+    config = from_dict(raw, registry=registry)
+    bundles = build_bundles(config, registry)
+    modalities = {n: b.modality for n, b in bundles.items()}
+    velocity = build_network(config, modalities)
+    x_config = from_dict({**raw, "model": {**raw["model"], "prediction": "x"}}, registry=registry)
+    clean = build_network(x_config, modalities)
+    clean.load_state_dict(velocity.state_dict())
+
+    layout = bundles["toy2d"].layout(5, "cpu")
+    z = torch.randn(layout.values.shape)
+    tokens = {"toy2d": Tokens(z, layout.positions, layout.mask)}
+    t = torch.tensor([1.0, 0.7, 0.3, 0.05, 0.01])
+    r = torch.tensor([0.0, 0.2, 0.3, 0.0, 0.0])
+    x = velocity(tokens, {"toy2d": t}, {"toy2d": r})["toy2d"]
+    u = clean(tokens, {"toy2d": t}, {"toy2d": r})["toy2d"]
+    floor = t.clamp_min(0.05)[:, None, None]
+    assert torch.allclose(u, (z - x) / floor, atol=1e-6)
+    assert torch.allclose(z[0] - u[0], x[0], atol=1e-6)  # one pass from noise: the clean estimate

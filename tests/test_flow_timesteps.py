@@ -32,6 +32,18 @@ def test_logit_normal_sampler_matches_its_cdf(m, s):
     assert stats.kstest(t, lambda x: stats.norm.cdf((np.log(x) - np.log1p(-x) - m - 0.1) / s)).pvalue < 1e-3
 
 
+def test_logit_normal_with_a_uniform_share_matches_the_mixture_cdf():
+    def logit_cdf(x):
+        return stats.norm.cdf((np.log(x) - np.log1p(-x) + 0.4) / 1.0)
+
+    t = _draw("logit_normal", m=-0.4, s=1.0, uniform=0.1)
+    assert stats.kstest(t, lambda x: 0.1 * x + 0.9 * logit_cdf(x)).pvalue > 0.01
+    assert stats.kstest(t, logit_cdf).pvalue < 1e-3  # the share is there, and is seen
+    assert (t > 0.95).mean() == pytest.approx(0.1 * 0.05 + 0.9 * (1 - logit_cdf(0.95)), abs=2e-3)
+    with pytest.raises(ConfigError, match="uniform"):
+        make_timestep_sampler("logit_normal", uniform=1.5)
+
+
 @pytest.mark.parametrize("s", [1.29, 0.5, -0.5])
 def test_mode_sampler_matches_its_cdf(s):
     """t = f(u) with f(u) = 1 - u - s (cos^2(pi u / 2) - 1 + u) decreasing, so P(T <= t) = 1 - f^-1(t)."""

@@ -119,6 +119,9 @@ class ModelConfig(Options):
     time_dim: int = Field(64, ge=2, multiple_of=2)
     #: ``network: transformer``'s settings, checked by flowcore.nn.config.TransformerSection
     transformer: dict[str, Any] = Field(default_factory=dict)
+    #: what the network outputs: the velocity, or ``x``, a clean estimate turned into the velocity
+    #: (z_t - x) / t (flowcore.train.networks.velocity_from_clean)
+    prediction: Literal["velocity", "x"] = "velocity"
 
     @field_validator("network")
     @classmethod
@@ -135,6 +138,8 @@ class LogitNormalOptions(Options):
 
     m: Number = 0.0
     s: Number = Field(1.0, gt=0)
+    #: the share of draws taken from U(0, 1) instead, so the ends of the path are trained too
+    uniform: Number = Field(0.0, ge=0, le=1)
 
 
 class ModeOptions(Options):

@@ -107,7 +107,41 @@ class TransformerNet(nn.Module):
 
 
 def build_network(config: Config, modalities: Mapping[str, Modality]) -> nn.Module:
-    """The network ``config.model`` names, shaped by the modalities' tokenizers."""
+    """The network ``config.model`` names, shaped by the modalities' tokenizers.
+
+    With ``model.prediction: x`` the network's output is read as a clean estimate and handed on as
+    the velocity it implies (:func:`velocity_from_clean`), so every objective and solver sees a
+    velocity as before and the weights keep their names.
+    """
+    net = _build(config, modalities)
+    if config.model.prediction == "x":
+        net.register_forward_hook(velocity_from_clean, with_kwargs=True)
+    return net
+
+
+def velocity_from_clean(module: nn.Module, args: tuple, kwargs: dict, x: dict[str, torch.Tensor]) -> dict:
+    """u = (z_t - x) / t from the network's clean estimate x (pixel MeanFlow's x-prediction, Lu et al. 2026).
+
+    A velocity network must pass its noisy input through with a gain of exactly 1 / t to cancel it,
+    and at a time it has hardly trained (t = 1, where one-step sampling starts) the gain drifts and
+    the noise shows; a clean estimate lies on the data and carries no such pass-through. Over an
+    interval, z_r = z_t - (t - r) u = (r / t) z_t + (1 - r / t) x: a DDIM step. t is floored at
+    ``X_PREDICTION_T_MIN`` (as JiT does) so clean and nearly clean samples stay finite.
+    """
+    tokens = args[0] if args else kwargs["tokens"]
+    t = args[1] if len(args) > 1 else kwargs["t"]
+    out = {}
+    for name, xn in x.items():
+        tn = t[name].clamp_min(X_PREDICTION_T_MIN).to(xn.dtype).reshape(-1, *([1] * (xn.dim() - 1)))
+        out[name] = (tokens[name].values.to(xn.dtype) - xn) / tn
+    return out
+
+
+#: the floor on t in u = (z_t - x) / t
+X_PREDICTION_T_MIN = 0.05
+
+
+def _build(config: Config, modalities: Mapping[str, Modality]) -> nn.Module:
     model = config.model
     interval = config.flow.objective == "meanflow"
     if model.network != "transformer":

@@ -176,14 +176,15 @@ class FlowObjective:
 
         everyone = torch.arange(b, device=device)
         z = z_at(everyone)
+        pred = u_on(everyone)(z, t, r)
+        interval = (t > r).nonzero().squeeze(1)
         if mf.teacher is not None:
             v = self.teacher_velocity(u_on, z, t, states, everyone)
         else:
             v = {n: noise[n] - x0v[n] for n in x0}
-            v = self.guided_target(u_on, z, v, t, states, everyone)
+            v = self.guided_target(u_on, z, v, t, states, pred, interval)
         v = {n: torch.where(_col(moving[n], v[n]).bool(), v[n], torch.zeros_like(v[n])) for n in x0}
         target = {n: v[n].clone() for n in x0}
-        interval = (t > r).nonzero().squeeze(1)
         if len(interval):
             z_i = {n: z[n][interval] for n in x0}
             if mf.identity == "lagrangian":
@@ -197,7 +198,6 @@ class FlowObjective:
             for n in x0:
                 if n in sub:
                     target[n][interval] = sub[n].to(target[n].dtype)
-        pred = u_on(everyone)(z, t, r)
         total = torch.zeros((), device=device)
         count = torch.zeros((), device=device)
         parts = {}
@@ -214,15 +214,26 @@ class FlowObjective:
         return FlowLoss(total / count.clamp_min(1), parts)
 
     @torch.no_grad()
-    def guided_target(self, u_on, z, v, t, states, everyone) -> dict[str, torch.Tensor]:
-        """v_g of the samples that keep every condition (flowcore.flow.meanflow.guided_target_velocity)."""
+    def guided_target(self, u_on, z, v, t, states, pred, interval) -> dict[str, torch.Tensor]:
+        """v_g of the samples that keep every condition (flowcore.flow.meanflow.guided_target_velocity).
+
+        ``pred`` is the network's u(z, t, r) on the whole batch: where r = t it already is the
+        conditional velocity kappa needs, so only the ``interval`` samples take another pass.
+        """
         mf = self.config.flow.meanflow
         conditions = self.config.names("condition")
         if (mf.cfg == 1 and not mf.cfg_kappa) or not conditions:
             return v
         keep = torch.stack([states[n] == CLEAN for n in conditions]).all(0)
+        everyone = torch.arange(len(t), device=t.device)
         u_uncond = u_on(everyone, drop=frozenset(conditions))(z, t, t)
-        u_cond = u_on(everyone)(z, t, t) if mf.cfg_kappa else None
+        u_cond = None
+        if mf.cfg_kappa:
+            u_cond = {n: pred[n].detach().clone() for n in u_uncond}
+            if len(interval):
+                sub = u_on(interval)({n: z[n][interval] for n in z}, t[interval], t[interval])
+                for n in u_cond:
+                    u_cond[n][interval] = sub[n].to(u_cond[n].dtype)
         guided = guided_target_velocity({n: v[n] for n in u_uncond}, u_cond, u_uncond, keep, mf.cfg, mf.cfg_kappa)
         return {**v, **guided}
 
