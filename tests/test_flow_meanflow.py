@@ -46,6 +46,13 @@ def test_jvp_target_equals_a_central_difference_along_the_flow():
     assert torch.allclose(target, expected, atol=1e-7), (target - expected).abs().max()
     # r = t: the target is v itself, plain flow matching
     assert torch.equal(meanflow_target(u, z, v, t, t)["a"], v["a"])
+    # another tangent (improved MeanFlow's: the network's own velocity): v stays, du/dt follows w
+    w = {"a": torch.randn(b, 1, 3, dtype=torch.float64)}
+    with torch.no_grad():
+        along = (u({"a": z["a"] + d * w["a"]}, t + d, r)["a"] - u({"a": z["a"] - d * w["a"]}, t - d, r)["a"]) / (2 * d)
+    got = meanflow_target(u, z, v, t, r, tangent=w)["a"]
+    assert torch.allclose(got, v["a"] - (t - r)[:, None, None] * along, atol=1e-7)
+    assert not torch.allclose(got, target, atol=1e-3)
 
 
 def test_interval_draw_keeps_r_below_t_and_the_equal_fraction():
@@ -251,7 +258,8 @@ def test_meanflow_solver_needs_an_average_velocity_network(registry):
 @pytest.mark.parametrize("model", [{"network": "mlp", "hidden": 32, "depth": 1},
                                    {"network": "transformer", "transformer": {
                                        "hidden_size": 32, "num_heads": 2, "depth_double": 1, "depth_single": 1}}])
-def test_the_training_objective_reaches_the_interval_embedding(registry, model):
+@pytest.mark.parametrize("tangent", ["sample", "model"])
+def test_the_training_objective_reaches_the_interval_embedding(registry, model, tangent):
     """flow.objective meanflow with guidance in the target, through FlowObjective (JVP through attention too)."""
     from flowcore.train.bundle import build_bundles
     from flowcore.train.config import from_dict
@@ -261,7 +269,8 @@ def test_the_training_objective_reaches_the_interval_embedding(registry, model):
 
     config = from_dict({"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2, "dropout": 0.2}},
                         "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}}, "model": model,
-                        "flow": {"objective": "meanflow", "meanflow": {"cfg": 2.0, "cfg_kappa": 0.5, "p_equal": 0.25}}},
+                        "flow": {"objective": "meanflow", "meanflow": {"cfg": 2.0, "cfg_kappa": 0.5, "p_equal": 0.25,
+                                                                       "tangent": tangent}}},
                        registry=registry)
     bundles = build_bundles(config, registry)
     net = build_network(config, {n: b.modality for n, b in bundles.items()})
@@ -319,7 +328,9 @@ def test_kappa_reads_the_conditional_velocity_of_r_equal_t_samples_from_the_pred
     pred = u_on(everyone)(z, t, r)
     interval = (t > r).nonzero().squeeze(1)
     assert 0 < len(interval) < b
-    got = objective.guided_target(u_on, z, v, t, states, pred, interval)
+    own = objective.own_velocity(u_on, z, t, pred, interval)
+    assert torch.allclose(own["toy2d"], u_on(everyone)(z, t, t)["toy2d"])
+    got = objective.guided_target(u_on, z, v, t, states, own)
     keep = states["label"] == CLEAN
     want = guided_target_velocity(v, u_on(everyone)(z, t, t), u_on(everyone, drop={"label"})(z, t, t), keep, 1.0, 0.5)
     assert torch.allclose(got["toy2d"], want["toy2d"])

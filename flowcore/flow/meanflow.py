@@ -91,9 +91,16 @@ def total_derivative(u: Callable[[State, torch.Tensor], State], z_t: State, t: t
 
 
 @torch.no_grad()
-def meanflow_target(u: AverageVelocity, z_t: State, v: State, t: torch.Tensor, r: torch.Tensor) -> State:
-    """u_tgt = v - (t - r) du/dt for each modality (stop-gradient: computed without a graph)."""
-    _, dudt = total_derivative(lambda z, tt: u(z, tt, r), z_t, t, v)
+def meanflow_target(u: AverageVelocity, z_t: State, v: State, t: torch.Tensor, r: torch.Tensor,
+                    tangent: State | None = None) -> State:
+    """u_tgt = v - (t - r) du/dt for each modality (stop-gradient: computed without a graph).
+
+    du/dt is taken along dz/dt = ``tangent``, by default v itself (the paper's). Improved MeanFlow
+    (Geng et al. 2025) takes the network's own instantaneous velocity u(z_t, t, t) instead, an
+    estimate of the same marginal velocity without the spread of the one-sample eps - x0, which
+    the JVP otherwise carries into every long interval's target multiplied by t - r.
+    """
+    _, dudt = total_derivative(lambda z, tt: u(z, tt, r), z_t, t, v if tangent is None else tangent)
     h = t - r
     return {k: v[k] - _times(h, v[k]) * dudt[k].to(v[k].dtype) for k in v}
 

@@ -204,6 +204,9 @@ class MeanFlowOptions(Options):
     #: the identity the target comes from: MeanFlow's (``eulerian``: d/dt u along the flow, a JVP in z and t)
     #: or its ``lagrangian`` form (the map's end point follows the teacher's velocity: a JVP in r; needs ``teacher``)
     identity: Literal["eulerian", "lagrangian"] = "eulerian"
+    #: the direction the target's total derivative du/dt follows: the target's velocity (``sample``: eps - x0,
+    #: guided; the paper's) or the network's own u(z, t, t) (``model``: improved MeanFlow's; far less noisy)
+    tangent: Literal["sample", "model"] = "sample"
 
 
 class FlowConfig(Options):

@@ -178,12 +178,21 @@ class FlowObjective:
         z = z_at(everyone)
         pred = u_on(everyone)(z, t, r)
         interval = (t > r).nonzero().squeeze(1)
+        own = None  # the network's own instantaneous velocity u(z, t, t), where something reads it
+        if (mf.cfg_kappa and mf.teacher is None) or mf.tangent == "model":
+            own = self.own_velocity(u_on, z, t, pred, interval)
         if mf.teacher is not None:
             v = self.teacher_velocity(u_on, z, t, states, everyone)
         else:
             v = {n: noise[n] - x0v[n] for n in x0}
-            v = self.guided_target(u_on, z, v, t, states, pred, interval)
-        v = {n: torch.where(_col(moving[n], v[n]).bool(), v[n], torch.zeros_like(v[n])) for n in x0}
+            v = self.guided_target(u_on, z, v, t, states, own)
+
+        def moving_only(field: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {n: torch.where(_col(moving[n], v[n]).bool(), field[n], 0.0) if n in field
+                    else torch.zeros_like(v[n]) for n in x0}
+
+        v = moving_only(v)
+        tangent = moving_only(own) if mf.tangent == "model" else v
         target = {n: v[n].clone() for n in x0}
         if len(interval):
             z_i = {n: z[n][interval] for n in x0}
@@ -194,7 +203,8 @@ class FlowObjective:
                     return self.teacher_velocity(u_on, end, rb, states, interval)
                 sub = lagrangian_target(u_on(interval), z_i, t[interval], r[interval], velocity_at)
             else:
-                sub = meanflow_target(u_on(interval), z_i, {n: v[n][interval] for n in x0}, t[interval], r[interval])
+                sub = meanflow_target(u_on(interval), z_i, {n: v[n][interval] for n in x0}, t[interval], r[interval],
+                                      tangent={n: tangent[n][interval] for n in x0})
             for n in x0:
                 if n in sub:
                     target[n][interval] = sub[n].to(target[n].dtype)
@@ -214,12 +224,24 @@ class FlowObjective:
         return FlowLoss(total / count.clamp_min(1), parts)
 
     @torch.no_grad()
-    def guided_target(self, u_on, z, v, t, states, pred, interval) -> dict[str, torch.Tensor]:
-        """v_g of the samples that keep every condition (flowcore.flow.meanflow.guided_target_velocity).
+    @torch.no_grad()
+    def own_velocity(self, u_on, z, t, pred, interval) -> dict[str, torch.Tensor]:
+        """The network's u(z, t, t) under each sample's own conditions, without a graph.
 
-        ``pred`` is the network's u(z, t, r) on the whole batch: where r = t it already is the
-        conditional velocity kappa needs, so only the ``interval`` samples take another pass.
+        ``pred`` is its u(z, t, r) on the whole batch: where r = t that already is the velocity,
+        so only the ``interval`` samples take another pass.
         """
+        own = {n: p.detach().clone() for n, p in pred.items()}
+        if len(interval):
+            sub = u_on(interval)({n: z[n][interval] for n in z}, t[interval], t[interval])
+            for n in own:
+                own[n][interval] = sub[n].to(own[n].dtype)
+        return own
+
+    @torch.no_grad()
+    def guided_target(self, u_on, z, v, t, states, own) -> dict[str, torch.Tensor]:
+        """v_g of the samples that keep every condition (flowcore.flow.meanflow.guided_target_velocity);
+        ``own``: the network's u(z, t, t) (:meth:`own_velocity`), which kappa reads as u_cond."""
         mf = self.config.flow.meanflow
         conditions = self.config.names("condition")
         if (mf.cfg == 1 and not mf.cfg_kappa) or not conditions:
@@ -227,13 +249,7 @@ class FlowObjective:
         keep = torch.stack([states[n] == CLEAN for n in conditions]).all(0)
         everyone = torch.arange(len(t), device=t.device)
         u_uncond = u_on(everyone, drop=frozenset(conditions))(z, t, t)
-        u_cond = None
-        if mf.cfg_kappa:
-            u_cond = {n: pred[n].detach().clone() for n in u_uncond}
-            if len(interval):
-                sub = u_on(interval)({n: z[n][interval] for n in z}, t[interval], t[interval])
-                for n in u_cond:
-                    u_cond[n][interval] = sub[n].to(u_cond[n].dtype)
+        u_cond = {n: own[n] for n in u_uncond} if mf.cfg_kappa else None
         guided = guided_target_velocity({n: v[n] for n in u_uncond}, u_cond, u_uncond, keep, mf.cfg, mf.cfg_kappa)
         return {**v, **guided}
 
