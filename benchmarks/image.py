@@ -57,6 +57,13 @@ def timed(argv: list[str]) -> dict:
             "load_start": [round(v, 2) for v in load_start], "load_end": [round(v, 2) for v in os.getloadavg()]}
 
 
+def fresh(run_dir: Path) -> None:
+    """Exit if ``run_dir`` holds a checkpoint: a timed training would resume it and time nothing."""
+    if (run_dir / "checkpoints").is_dir():
+        sys.exit(f"{run_dir} already holds a run, which a timed training would resume instead of training; "
+                 "move it away, or score it as it is with --skip-train")
+
+
 def score(run_dir: Path, count: int, cfg: float | None, grid: Path) -> dict:
     from flowcore_image.score import score_run
 
@@ -166,6 +173,9 @@ def main() -> None:
     payload = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     previous = payload["runs"].get(name, {})
     sets = [a for kv in args.set for a in ("--set", kv)]
+    for trains, where in ((not args.skip_train, run_dir), (args.reflow, Path(f"{run_dir}_reflow"))):
+        if trains:  # before anything runs: a run left in place would be resumed, not timed
+            fresh(where)
     trained = previous.get("train") if args.skip_train else timed(["train", args.config, *sets])
     if args.skip_train and args.reuse_score and "score" in previous:
         scored = previous["score"]

@@ -32,7 +32,7 @@ import platform
 import sys
 from pathlib import Path
 
-from image import ROOT, timed, timing  # noqa: E402  (benchmarks/ is on sys.path when run)
+from image import ROOT, fresh, timed, timing  # noqa: E402  (benchmarks/ is on sys.path when run)
 from results_md import replace_section  # noqa: E402
 
 CONFIG = "examples/configs/image_mnist_meanflow.yaml"
@@ -149,6 +149,9 @@ def main() -> None:
     out = ROOT / "results" / "onestep.json"
     previous = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     runs: dict[str, dict] = {}
+    for trains, where in ((not args.skip_train, run), (not args.skip_distill, student)):
+        if trains:  # before anything runs: a run left in place would be resumed, not timed
+            fresh(where)
     if args.skip_train:
         trained = json.loads(Path(args.train_timing).read_text()) if args.train_timing else \
             previous["runs"].get("meanflow", {}).get("train")
