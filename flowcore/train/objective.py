@@ -188,8 +188,8 @@ class FlowObjective:
             v = self.guided_target(u_on, z, v, t, states, own)
 
         def moving_only(field: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {n: torch.where(_col(moving[n], v[n]).bool(), field[n], 0.0) if n in field
-                    else torch.zeros_like(v[n]) for n in x0}
+            return {n: torch.where(_col(moving[n], field[n]).bool(), field[n], 0.0) if n in field
+                    else torch.zeros_like(x0v[n]) for n in x0}
 
         v = moving_only(v)
         tangent = moving_only(own) if mf.tangent == "model" else v
@@ -223,7 +223,6 @@ class FlowObjective:
             parts[n] = (on * per_sample).sum() / on.sum().clamp_min(1)
         return FlowLoss(total / count.clamp_min(1), parts)
 
-    @torch.no_grad()
     @torch.no_grad()
     def own_velocity(self, u_on, z, t, pred, interval) -> dict[str, torch.Tensor]:
         """The network's u(z, t, t) under each sample's own conditions, without a graph.
