@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from flowcore.errors import ConfigError, DataError
+from flowcore.flow.path import expand_t
 from flowcore.modality import Modality, Tokens
 from flowcore.nn.config import FlowTransformerConfig
 from flowcore.nn.embeddings import timestep_frequencies
@@ -132,7 +133,7 @@ def velocity_from_clean(module: nn.Module, args: tuple, kwargs: dict, x: dict[st
     t = args[1] if len(args) > 1 else kwargs["t"]
     out = {}
     for name, xn in x.items():
-        tn = t[name].clamp_min(X_PREDICTION_T_MIN).to(xn.dtype).reshape(-1, *([1] * (xn.dim() - 1)))
+        tn = expand_t(t[name].clamp_min(X_PREDICTION_T_MIN), xn)
         out[name] = (tokens[name].values.to(xn.dtype) - xn) / tn
     return out
 

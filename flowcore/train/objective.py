@@ -179,7 +179,7 @@ class FlowObjective:
         pred = u_on(everyone)(z, t, r)
         interval = (t > r).nonzero().squeeze(1)
         own = None  # the network's own instantaneous velocity u(z, t, t), where something reads it
-        if (mf.cfg_kappa and mf.teacher is None) or mf.tangent == "model":
+        if mf.cfg_kappa or mf.tangent == "model":  # kappa needs no teacher (the config refuses both)
             own = self.own_velocity(u_on, z, t, pred, interval)
         if mf.teacher is not None:
             v = self.teacher_velocity(u_on, z, t, states, everyone)
