@@ -300,6 +300,9 @@ def train_timed(config_path: Path, overrides: list[str], minutes: float | None) 
     from flowcore.train.config import load_config
 
     config = load_config(config_path, overrides)
+    if (Path(config.out_dir) / "checkpoints").is_dir():  # flowcore train would resume it and time nothing
+        sys.exit(f"{config.out_dir} already holds a run, which a timed training would resume instead of training; "
+                 "move it away, or score it with --run")
     cmd = [str(Path(sys.executable).with_name("flowcore")), "train", str(config_path),
            *(a for o in overrides for a in ("--set", o))]
     load_start, wall = os.getloadavg(), time.perf_counter()

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from flowcore.errors import ConfigError
 from flowcore.flow.meanflow import meanflow_loss, meanflow_target, sample_interval
@@ -53,6 +54,24 @@ def test_jvp_target_equals_a_central_difference_along_the_flow():
     got = meanflow_target(u, z, v, t, r, tangent=w)["a"]
     assert torch.allclose(got, v["a"] - (t - r)[:, None, None] * along, atol=1e-7)
     assert not torch.allclose(got, target, atol=1e-3)
+
+
+def test_difference_target_matches_the_jvp_target_in_fp32_and_under_bf16_autocast():
+    torch.manual_seed(0)
+    u = PointU(dim=3, hidden=32)
+    b = 64
+    z = {"a": torch.randn(b, 1, 3)}
+    v = {"a": torch.randn(b, 1, 3)}
+    t = torch.rand(b) * 0.8 + 0.2
+    r = t * torch.rand(b)
+    exact = meanflow_target(u, z, v, t, r)["a"]
+    scale = (exact - v["a"]).norm()  # the (t - r) du/dt term the difference approximates
+    got = meanflow_target(u, z, v, t, r, step=1e-3)["a"]
+    assert (got - exact).norm() / scale < 1e-3
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the two passes leave autocast: bf16 could not resolve them
+        under_autocast = meanflow_target(u, z, v, t, r, step=1e-3)["a"]
+    assert torch.equal(under_autocast, got)
+    assert torch.equal(meanflow_target(u, z, v, t, t, step=1e-3)["a"], v["a"])
 
 
 def test_interval_draw_keeps_r_below_t_and_the_equal_fraction():
@@ -296,6 +315,84 @@ def test_the_training_objective_reaches_the_interval_embedding(registry, model, 
     with pytest.raises(ConfigError, match="flow.distance"):
         from_dict({"modalities": {"toy2d": {}}, "data": {"dataset": "eight_gaussians"},
                    "flow": {"objective": "meanflow", "distance": "pseudo_huber"}}, registry=registry)
+
+
+@pytest.mark.parametrize("model", [{"network": "mlp", "hidden": 32, "depth": 1},
+                                   {"network": "transformer", "transformer": {
+                                       "hidden_size": 32, "num_heads": 2, "depth_double": 1, "depth_single": 1}}])
+def test_the_difference_derivative_gives_the_jvp_loss(registry, model):
+    """flow.meanflow.derivative: difference draws nothing at random, so one seed gives the same batch
+    and a loss within the difference's error of the JVP's; it refuses the lagrangian identity."""
+    from flowcore.train.bundle import build_bundles
+    from flowcore.train.config import from_dict
+    from flowcore.train.networks import build_network
+    from flowcore.train.objective import FlowObjective
+    from flowcore.train.sampling import tokens_of
+
+    def config(derivative):
+        return from_dict({"modalities": {"toy2d": {}, "label": {"role": "condition", "num_classes": 2,
+                                                                "dropout": 0.2}},
+                          "data": {"dataset": "eight_gaussians_labeled", "options": {"classes": 2}}, "model": model,
+                          "flow": {"objective": "meanflow", "meanflow": {"cfg": 1.0, "cfg_kappa": 0.5, "p_equal": 0.0,
+                                                                         "norm_p": 0.0, "derivative": derivative}}},
+                         registry=registry)
+
+    jvp, difference = config("jvp"), config("difference")
+    bundles = build_bundles(jvp, registry)
+    torch.manual_seed(1)
+    net = build_network(jvp, {n: b.modality for n, b in bundles.items()})
+    for p in net.parameters():  # away from the zero-initialised head, so du/dt is not zero
+        p.data.add_(0.1 * torch.randn_like(p))
+    ds = registry.dataset("eight_gaussians_labeled").build("train", classes=2)
+    items = [ds[i] for i in range(32)]
+    x0 = {n: tokens_of(b, [it[n] for it in items], "cpu") for n, b in bundles.items()}
+    losses = []
+    for cfg in (jvp, difference):
+        torch.manual_seed(0)
+        losses.append(float(FlowObjective(cfg, bundles)(net, x0).loss.detach()))
+    # every sample is an interval whose target is mostly (t - r) du/dt; the step's O(step^2) error
+    # against the time embedding's fastest periods leaves under 0.5%
+    assert losses[0] > 0 and losses[1] == pytest.approx(losses[0], rel=1e-2)
+    with pytest.raises(ConfigError, match="derivative: difference"):
+        from_dict({"modalities": {"toy2d": {}}, "data": {"dataset": "eight_gaussians"},
+                   "flow": {"objective": "meanflow", "meanflow": {"derivative": "difference", "identity": "lagrangian",
+                                                                  "teacher": "runs/x"}}}, registry=registry)
+
+
+@pytest.mark.parametrize("network", ["mlp", "transformer"])
+def test_time_scale_one_keeps_the_network_smooth_in_t(registry, network):
+    """At time_scale 1000 the exact du/dt is mostly turns faster than 0.02 in t, which the target
+    multiplies by t - r; at time_scale 1 it is what a difference over 0.04 in t sees."""
+    from flowcore.modality import Tokens
+    from flowcore.train.bundle import build_bundles
+    from flowcore.train.config import from_dict
+    from flowcore.train.networks import build_network
+
+    def mismatch(scale):
+        model = ({"network": "mlp", "hidden": 64, "time_scale": scale} if network == "mlp" else
+                 {"network": "transformer", "transformer": {"hidden_size": 32, "num_heads": 2, "depth_double": 1,
+                                                            "depth_single": 1, "time_scale": scale}})
+        config = from_dict({"modalities": {"toy2d": {}}, "data": {"dataset": "eight_gaussians"}, "model": model,
+                            "flow": {"objective": "meanflow"}}, registry=registry)
+        bundles = build_bundles(config, registry)
+        torch.manual_seed(0)
+        net = build_network(config, {n: b.modality for n, b in bundles.items()})
+        for p in net.parameters():  # a trained-looking network: the zero head would hide every turn
+            p.data.add_(0.2 * torch.randn_like(p))
+        x = torch.randn(64, 1, 2)
+        tokens = Tokens(x, torch.zeros(64, 1, 1), torch.ones(64, 1, dtype=torch.bool))
+        t, r = torch.rand(64) * 0.8 + 0.1, torch.zeros(64)
+
+        def u(tt):
+            return net({"toy2d": tokens}, {"toy2d": tt}, {"toy2d": r})["toy2d"]
+
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):  # flash attention has no forward-mode rule
+            _, exact = torch.func.jvp(u, (t,), (torch.ones_like(t),))
+            wide = (u(t + 0.02) - u(t - 0.02)) / 0.04
+        return float((exact - wide).norm() / exact.norm())
+
+    assert mismatch(1.0) < 0.05
+    assert mismatch(1000.0) > 0.5
 
 
 def test_kappa_reads_the_conditional_velocity_of_r_equal_t_samples_from_the_prediction(registry):

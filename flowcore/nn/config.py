@@ -136,6 +136,9 @@ class TransformerOptions(Options):
     checkpointing: Checkpointing = False
     #: sinusoids come in (cos, sin) pairs
     frequency_dim: int = Field(256, ge=2, multiple_of=2)
+    #: t (and MeanFlow's interval h) is multiplied by it before the sinusoids: 1000 (Flux's) has
+    #: periods down to 0.006 in t; 1 (SiT's) keeps the network smooth in t (flowcore.nn.embeddings)
+    time_scale: Number = Field(1000.0, gt=0)
 
     @model_validator(mode="after")
     def _sizes_fit(self) -> TransformerOptions:

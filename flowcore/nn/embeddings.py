@@ -16,7 +16,11 @@ def timestep_frequencies(t: torch.Tensor, dim: int, max_period: float = 10000.0,
     """Sinusoidal features of ``scale * t`` for ``t [B]`` -> [B, 2 (dim // 2)], ``[cos, sin]``
     halves (Flux/DiT convention) at frequencies ``max_period^(-k / (dim // 2))``.
 
-    ``scale`` 1000 stretches t in [0, 1] over the range SD3 and Flux feed their timesteps in.
+    ``scale`` 1000 stretches t in [0, 1] over the range SD3 and Flux feed their timesteps in; the
+    fastest sinusoid then has a period of 0.006 in t, and a network's output can turn as fast.
+    Scale 1 (SiT's t in [0, 1] as it is) keeps the fastest period at 2 pi: what an objective that
+    differentiates the network in t needs (MeanFlow's du/dt, flowcore.flow.meanflow), since there
+    the turns are multiplied by up to 1000 and swamp the target.
     """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
@@ -37,15 +41,15 @@ class MLPEmbedder(nn.Module):
 
 
 class TimestepEmbedder(nn.Module):
-    """t [B] in [0, 1] -> [B, D] through sinusoids of ``1000 t`` and an MLP."""
+    """t [B] in [0, 1] -> [B, D] through sinusoids of ``scale t`` and an MLP."""
 
-    def __init__(self, hidden_size: int, frequency_dim: int = 256):
+    def __init__(self, hidden_size: int, frequency_dim: int = 256, scale: float = 1000.0):
         super().__init__()
-        self.frequency_dim = frequency_dim
+        self.frequency_dim, self.scale = frequency_dim, scale
         self.mlp = MLPEmbedder(frequency_dim, hidden_size)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        freq = timestep_frequencies(t, self.frequency_dim)
+        freq = timestep_frequencies(t, self.frequency_dim, scale=self.scale)
         return self.mlp(freq.to(self.mlp.in_layer.weight.dtype))
 
 

@@ -39,9 +39,10 @@ class FlowTransformer(nn.Module):
         self.config = cfg = config
         d = cfg.hidden_size
         self.inputs = nn.ModuleDict({n: nn.Linear(s.in_channels, d) for n, s in cfg.streams.items()})
-        self.time_embed = nn.ModuleDict({n: TimestepEmbedder(d, cfg.frequency_dim) for n in cfg.streams})
-        self.interval_embed = nn.ModuleDict({n: TimestepEmbedder(d, cfg.frequency_dim) for n in cfg.streams}
-                                            ) if interval else None
+        self.time_embed = nn.ModuleDict({n: TimestepEmbedder(d, cfg.frequency_dim, cfg.time_scale)
+                                         for n in cfg.streams})
+        self.interval_embed = nn.ModuleDict({n: TimestepEmbedder(d, cfg.frequency_dim, cfg.time_scale)
+                                             for n in cfg.streams}) if interval else None
         self.cond_embed = MLPEmbedder(cfg.global_cond_dim, d) if cfg.global_cond_dim else None
         self.guidance_embed = TimestepEmbedder(d, cfg.frequency_dim) if cfg.guidance_embed else None
         # A condition-only stream's last double block only has to feed keys and values.

@@ -117,6 +117,8 @@ class ModelConfig(Options):
     depth: int = Field(3, ge=1)
     #: sinusoids come in (cos, sin) pairs
     time_dim: int = Field(64, ge=2, multiple_of=2)
+    #: ``network: mlp``: t is multiplied by it before the sinusoids (1000: Flux's; 1: smooth in t, for meanflow)
+    time_scale: Number = Field(1000.0, gt=0)
     #: ``network: transformer``'s settings, checked by flowcore.nn.config.TransformerSection
     transformer: dict[str, Any] = Field(default_factory=dict)
     #: what the network outputs: the velocity, or ``x``, a clean estimate turned into the velocity
@@ -207,6 +209,10 @@ class MeanFlowOptions(Options):
     #: the direction the target's total derivative du/dt follows: the target's velocity (``sample``: eps - x0,
     #: guided; the paper's) or the network's own u(z, t, t) (``model``: improved MeanFlow's; far less noisy)
     tangent: Literal["sample", "model"] = "sample"
+    #: how du/dt is taken: ``jvp`` (forward-mode, exact) or ``difference`` (central, of ``difference_step``:
+    #: two plain passes, any attention kernel; several times cheaper than the JVP on the CPU)
+    derivative: Literal["jvp", "difference"] = "jvp"
+    difference_step: Number = Field(1e-4, gt=0, le=0.1)
 
 
 class FlowConfig(Options):
@@ -851,6 +857,9 @@ def check_meanflow(config: Config) -> None:
     if mf.identity == "lagrangian" and mf.teacher is None:
         raise ConfigError(f"{src}: flow.meanflow.identity: lagrangian reads the velocity at the map's end point, "
                           "which only a trained flow can give: set flow.meanflow.teacher to a flow_matching run")
+    if mf.identity == "lagrangian" and mf.derivative == "difference":
+        raise ConfigError(f"{src}: flow.meanflow.derivative: difference takes du/dt of the eulerian identity; "
+                          "the lagrangian form's du/dr is a JVP: set derivative: jvp")
     if mf.teacher is not None and mf.cfg_kappa:
         raise ConfigError(f"{src}: flow.meanflow.cfg_kappa mixes the network's own conditional velocity into the "
                           "target; with flow.meanflow.teacher the target is the teacher's, guided at cfg: set it 0")

@@ -50,10 +50,10 @@ class FlowMLP(nn.Module):
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], hidden: int = 256, depth: int = 3,
-                 time_dim: int = 64, interval: bool = False):
+                 time_dim: int = 64, interval: bool = False, time_scale: float = 1000.0):
         super().__init__()
         self.shapes = dict(shapes)
-        self.time_dim = time_dim
+        self.time_dim, self.time_scale = time_dim, time_scale
         width = sum(l * c for l, c in self.shapes.values())
         self.inp = nn.Linear(width, hidden)
         self.time = nn.Sequential(nn.Linear(time_dim * len(self.shapes), hidden), nn.SiLU(), nn.Linear(hidden, hidden))
@@ -78,10 +78,11 @@ class FlowMLP(nn.Module):
                                 "model.network: transformer")
             parts.append(v.reshape(v.shape[0], -1))
         x = torch.cat(parts, -1)
-        temb = self.time(torch.cat([timestep_frequencies(t[n], self.time_dim) for n in self.shapes], -1).to(x.dtype))
+        temb = self.time(torch.cat([timestep_frequencies(t[n], self.time_dim, scale=self.time_scale)
+                                    for n in self.shapes], -1).to(x.dtype))
         h = interval_lengths(t, r, self.interval is not None, "model.network mlp")
         if h is not None:
-            temb = temb + self.interval(torch.cat([timestep_frequencies(h[n], self.time_dim)
+            temb = temb + self.interval(torch.cat([timestep_frequencies(h[n], self.time_dim, scale=self.time_scale)
                                                    for n in self.shapes], -1).to(x.dtype))
         h = self.inp(x)
         for block in self.blocks:
@@ -151,7 +152,8 @@ def _build(config: Config, modalities: Mapping[str, Modality]) -> nn.Module:
             blank = m.tokenizer.layout(1, config.modalities[name].size)
             shapes[name] = (blank.values.shape[1], blank.values.shape[2])
         if model.network == "mlp":
-            return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim, interval=interval)
+            return FlowMLP(shapes, hidden=model.hidden, depth=model.depth, time_dim=model.time_dim, interval=interval,
+                           time_scale=model.time_scale)
         return _plugin_network(config, shapes, interval)
     section = dict(model.transformer)
     extra = section.pop("streams", None) or {}

@@ -37,17 +37,13 @@ from flowcore.flow.meanflow import (
     sample_interval,
 )
 from flowcore.flow.ot import ot_coupling
+from flowcore.flow.path import expand_t
 from flowcore.flow.timesteps import make_loss_weight, make_timestep_sampler, shift_time
 from flowcore.modality import Modality, Tokens
 from flowcore.train.bundle import Bundle
 from flowcore.train.config import Config, parse_direction
 
 NOISED, CLEAN, ABSENT = 0, 1, 2
-
-
-def _col(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``h [B]`` shaped [B, 1, 1] against ``like [B, L, C]``."""
-    return h.reshape(-1, 1, 1).to(like.dtype)
 
 
 class FlowObjective:
@@ -158,8 +154,8 @@ class FlowObjective:
             return torch.where(moving[n][idx], tb, fixed[n][idx])
 
         def z_at(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {n: (1 - _col(times_of(n, t[idx], idx), x0v[n])) * x0v[n][idx]
-                    + _col(times_of(n, t[idx], idx), x0v[n]) * noise[n][idx] for n in x0}
+            return {n: (1 - expand_t(times_of(n, t[idx], idx), x0v[n])) * x0v[n][idx]
+                    + expand_t(times_of(n, t[idx], idx), x0v[n]) * noise[n][idx] for n in x0}
 
         def u_on(idx: torch.Tensor, model: nn.Module = net, drop: frozenset = frozenset()):
             """u(z, t, r) on the samples ``idx``, conditions in ``drop`` made absent (t = 1, noise)."""
@@ -188,7 +184,7 @@ class FlowObjective:
             v = self.guided_target(u_on, z, v, t, states, own)
 
         def moving_only(field: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {n: torch.where(_col(moving[n], field[n]).bool(), field[n], 0.0) if n in field
+            return {n: torch.where(expand_t(moving[n], field[n]).bool(), field[n], 0.0) if n in field
                     else torch.zeros_like(x0v[n]) for n in x0}
 
         v = moving_only(v)
@@ -199,12 +195,13 @@ class FlowObjective:
             if mf.identity == "lagrangian":
                 def velocity_at(end: dict[str, torch.Tensor], rb: torch.Tensor) -> dict[str, torch.Tensor]:
                     # a modality that does not move stays where it is; the teacher reads it at its own time
-                    end = {n: torch.where(_col(moving[n][interval], z_i[n]).bool(), end[n], z_i[n]) for n in x0}
+                    end = {n: torch.where(expand_t(moving[n][interval], z_i[n]).bool(), end[n], z_i[n]) for n in x0}
                     return self.teacher_velocity(u_on, end, rb, states, interval)
                 sub = lagrangian_target(u_on(interval), z_i, t[interval], r[interval], velocity_at)
             else:
                 sub = meanflow_target(u_on(interval), z_i, {n: v[n][interval] for n in x0}, t[interval], r[interval],
-                                      tangent={n: tangent[n][interval] for n in x0})
+                                      tangent={n: tangent[n][interval] for n in x0},
+                                      step=mf.difference_step if mf.derivative == "difference" else None)
             for n in x0:
                 if n in sub:
                     target[n][interval] = sub[n].to(target[n].dtype)
@@ -274,7 +271,7 @@ class FlowObjective:
             return v
         keep = torch.stack([states[n][idx] == CLEAN for n in conditions]).all(0)
         v_uncond = u_on(idx, model=self.teacher, drop=frozenset(conditions))(z, t, t)
-        return {n: torch.where(_col(keep, v[n]).bool(), v_uncond[n] + mf.cfg * (v[n] - v_uncond[n]), v[n])
+        return {n: torch.where(expand_t(keep, v[n]).bool(), v_uncond[n] + mf.cfg * (v[n] - v_uncond[n]), v[n])
                 for n in v}
 
     def auxiliaries(self, x0: Mapping[str, Tokens]) -> dict:

@@ -103,18 +103,22 @@ class ConvUNet(nn.Module):
     interval:  also take r (an average-velocity network, flowcore.flow.meanflow)
     scale_norm: the embedding also scales each block's second normalisation (ResBlock), so time,
                interval and class gate features rather than only bias them
+    time_scale: t and h are multiplied by it before their sinusoidal features. 1000 (Flux's) has
+               periods down to 0.006 in t; 1 (SiT's, MeanFlow's) keeps the field smooth in t, which
+               matters where a derivative in t enters the loss (flowcore.flow.meanflow)
     H and W must be multiples of 4 (28 -> 14 -> 7).
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], channels: int = 1, width: int = 32,
                  emb_dim: int = 128, image: str = "image", space_to_depth: int = 2, interval: bool = False,
-                 scale_norm: bool = False):
+                 scale_norm: bool = False, time_scale: float = 1000.0):
         super().__init__()
         if image not in shapes:
             raise ConfigError(f"flowcore_image.network:ConvUNet: no modality {image!r} in {sorted(shapes)}; "
                               "set model.options.image to the image modality's name")
         self.shapes = dict(shapes)
         self.image, self.channels, self.emb_dim, self.s2d = image, channels, emb_dim, space_to_depth
+        self.time_scale = time_scale
         self.conds = [n for n in self.shapes if n != image]
         self.time = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.interval = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(),
@@ -143,10 +147,10 @@ class ConvUNet(nn.Module):
         """Time (and interval) embedding of the image's t plus each present condition's, scaled by (1 - t):
         [B, emb_dim]."""
         t_image = t[self.image]
-        emb = self.time(timestep_frequencies(t_image, self.emb_dim))
+        emb = self.time(timestep_frequencies(t_image, self.emb_dim, scale=self.time_scale))
         h = interval_lengths({self.image: t_image}, r, self.interval is not None, "flowcore_image.network:ConvUNet")
         if h is not None:
-            emb = emb + self.interval(timestep_frequencies(h[self.image], self.emb_dim))
+            emb = emb + self.interval(timestep_frequencies(h[self.image], self.emb_dim, scale=self.time_scale))
         for name in self.conds:
             if name not in tokens:
                 continue
