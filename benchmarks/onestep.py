@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -221,7 +222,7 @@ def main() -> None:
         cpu, wall = base_train["cpu_s"] + trained["cpu_s"], base_train["wall_s"] + trained["wall_s"]
         total = f"MeanFlow's whole budget (base flow training + fine-tune): {cpu:g} s CPU, {wall:g} s wall."
     payload = {"benchmark": "onestep", "script": "benchmarks/onestep.py",
-               "command": "python benchmarks/onestep.py " + " ".join(sys.argv[1:]),
+               "command": "python benchmarks/onestep.py " + shlex.join(sys.argv[1:]),
                "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
                "count": args.count, "classifier": classifier, "rows": rows, "runs": runs, "budget": budget,
                "total": total,

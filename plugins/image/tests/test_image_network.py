@@ -130,3 +130,30 @@ def test_scale_norm_starts_as_the_plain_network_and_then_gates_by_the_embedding(
         inner = block(x, emb) - block.skip(x)
         assert torch.allclose(inner, block.conv2(torch.nn.functional.silu(2 * base)), atol=1e-6)
         assert not torch.equal(gated(tokens, t, r)["image"], plain(tokens, t, r)["image"])
+
+
+def test_time_scale_one_keeps_the_velocity_smooth_in_t():
+    """time_scale 1: d/dt of the output is what a difference over 0.04 in t sees; at 1000 it is mostly
+    turns faster than that (the sinusoids' periods reach 0.006), which MeanFlow's target multiplies."""
+    shapes = {"image": (49, 16), "label": (1, 10)}
+    tokens = {"image": PatchTokenizer(1, patch=4).encode(torch.randn(8, 1, 28, 28)),
+              "label": _label(_one_hot(torch.arange(8)))}
+    t = torch.rand(8) * 0.8 + 0.1
+
+    def mismatch(scale: float) -> float:
+        torch.manual_seed(0)
+        net = ConvUNet(shapes, width=8, interval=True, time_scale=scale)
+        for p in net.parameters():  # away from the zero init, as after training
+            p.data.normal_(0, 0.1)
+
+        def u(tt):
+            return net(tokens, {"image": tt, "label": torch.zeros(8)}, {"image": torch.zeros(8),
+                                                                        "label": torch.zeros(8)})["image"]
+
+        with torch.no_grad():
+            _, exact = torch.func.jvp(u, (t,), (torch.ones_like(t),))
+            wide = (u(t + 0.02) - u(t - 0.02)) / 0.04
+        return float((exact - wide).norm() / exact.norm())
+
+    assert mismatch(1.0) < 0.05
+    assert mismatch(1000.0) > 0.5
