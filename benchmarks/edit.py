@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--cfg", type=float, default=None, help="guidance of the target (default: sample.cfg)")
     parser.add_argument("--seed", type=int, default=0, help="FlowEdit's noise")
+    parser.add_argument("--name", default="edit",
+                        help="results/NAME.json, NAME_sheet.png and RESULTS.md's NAME section (edit_fashion with "
+                             "--run runs/image_fashion)")
     args = parser.parse_args()
 
     import torch
@@ -182,7 +185,7 @@ def main() -> None:
         idx = [k * per + j for k in range(classes)]
         rows += [x[idx], made[INVERSION][idx], made[FLOWEDIT][idx]]
     grid = make_grid(torch.cat(rows), columns=classes)
-    sheet_path = ROOT / "results" / "edit_sheet.png"
+    sheet_path = ROOT / "results" / f"{args.name}_sheet.png"
     ImageCodec().write(grid, sheet_path)
 
     def key(r: dict) -> tuple:
@@ -202,7 +205,7 @@ def main() -> None:
         "settings_meeting_both_edit_targets": [f"{r['method']} ({r['solver']}), strength {r['strength']:g}, inject "
                                                f"{r['inject']}, cfg {r['cfg']:g}" for r in edits if meets(r)],
     }
-    payload = {"benchmark": "edit", "script": "benchmarks/edit.py",
+    payload = {"benchmark": args.name, "dataset": pipe.config.data.dataset, "script": "benchmarks/edit.py",
                "command": "python benchmarks/edit.py " + " ".join(sys.argv[1:]), "run": args.run,
                "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
                "count": len(y), "steps": args.steps, "cfg": cfg,
@@ -210,17 +213,19 @@ def main() -> None:
                "reconstruction": recon, "best_reconstruction": best, "edits": edits,
                "flowedit_repeats": {**describe(FLOWEDIT), "rows": repeats}, "done": done,
                "sheet": str(sheet_path.relative_to(ROOT.parent)), "seconds": timings}
-    (ROOT / "results" / "edit.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (ROOT / "results" / f"{args.name}.json").write_text(json.dumps(payload, indent=1) + "\n")
     write_markdown(payload, ROOT / "RESULTS.md")
 
 
 def write_markdown(p: dict, path: Path) -> None:
     ceiling = p["classifier"]["test_accuracy"]
-    lines = ["## edit", "",
-             f"Editing MNIST-5k test digits with the base flow `{p['run']}` "
-             "(examples/configs/image_mnist.yaml; docs/flow.md#editing), from the true label to another. "
+    name = p.get("benchmark", "edit")
+    what = {"fashion_mnist": "Fashion-MNIST test images"}.get(p.get("dataset"), "MNIST-5k test digits")
+    lines = [f"## {name}", "",
+             f"Editing {what} with the base flow `{p['run']}` "
+             f"(examples/configs/{Path(p['run']).name}.yaml; docs/flow.md#editing), from the true label to another. "
              f"{p['count']} sources ({p['count'] // 10} per class), {p['steps']} steps. Figures in "
-             f"`benchmarks/results/edit.json`; made by `{p['command']}` on {p['machine']}.", "",
+             f"`benchmarks/results/{name}.json`; made by `{p['command']}` on {p['machine']}.", "",
              "Reconstruction (same label in and out, cfg 1), PSNR on pixels in [-1, 1]:", "",
              "| solver | PSNR mean (dB) | PSNR min (dB) | RMS |", "| --- | ---: | ---: | ---: |"]
     for solver, r in p["reconstruction"].items():
@@ -263,7 +268,7 @@ def write_markdown(p: dict, path: Path) -> None:
                   f"{'; '.join(both) if both else 'none'}.", "",
               f"Sources (rows 1 and 4), their fireflow edits (rows 2 and 5) and their FlowEdit edits (rows 3 and 6): "
               f"![edit sheet]({Path(p['sheet']).relative_to('benchmarks')})", ""]
-    replace_section(path, "edit", "\n".join(lines))
+    replace_section(path, name, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ the classes 0..9 in turn, the metric classifier's class accuracy and Fréchet di
      1 and 2 Euler steps.
 
 Writes benchmarks/results/onestep.json, a sample grid per model and the "## onestep" section
-of benchmarks/RESULTS.md.
+of benchmarks/RESULTS.md (``--name onestep_fashion``: the same for Fashion-MNIST, with
+``--set data.dataset=fashion_mnist --set modalities.image.classifier=fashion_mnist`` and
+``--base-run runs/image_fashion``).
 
 Run:  .venv/bin/python benchmarks/onestep.py                       # trains MeanFlow and the student
       .venv/bin/python benchmarks/onestep.py --skip-train --skip-distill   # score existing runs
@@ -57,8 +59,10 @@ def write_markdown(payload: dict, path: Path) -> None:
     other = "a student distilled to one step from it" if "distill" in payload["runs"] else "its reflowed student"
     warm = payload["runs"]["meanflow"].get("init_from")
     base = "the base flow it is fine-tuned from (`train.init_from`)" if warm else "the base flow of the same budget"
-    lines = ["## onestep", "",
-             f"One-step class-conditional MNIST-5k with MeanFlow (docs/meanflow.md) against {base} and {other}. "
+    name = payload.get("benchmark", "onestep")
+    dataset = {"mnist5k": "MNIST-5k", "fashion_mnist": "Fashion-MNIST"}.get(payload.get("dataset"), "MNIST-5k")
+    lines = [f"## {name}", "",
+             f"One-step class-conditional {dataset} with MeanFlow (docs/meanflow.md) against {base} and {other}. "
              "Same conv U-Net "
              f"(`flowcore_image.network:ConvUNet`, width 32), batch 64; "
              f"{payload.get('budget', '2,500 steps each')}. Scored by "
@@ -66,7 +70,7 @@ def write_markdown(payload: dict, path: Path) -> None:
              "metric classifier assigns the requested class (the classifier scores "
              f"{payload['classifier']['test_accuracy']:.3f} on real test images); *classifier_fd* = Fréchet "
              f"distance in its 128 features to {payload['count']} real test images; *NFE* = network passes per "
-             f"sample. Figures in `benchmarks/results/onestep.json`; made by `{payload['command']}`.", "",
+             f"sample. Figures in `benchmarks/results/{name}.json`; made by `{payload['command']}`.", "",
              "| model | sampler | NFE | accuracy | classifier_fd | sample_s |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
@@ -86,7 +90,7 @@ def write_markdown(payload: dict, path: Path) -> None:
             lines.append("")
     if payload.get("note"):
         lines += [payload["note"], ""]
-    replace_section(path, "onestep", "\n".join(lines))
+    replace_section(path, name, "\n".join(lines))
 
 
 def verdict(rows: list[dict]) -> str:
@@ -129,13 +133,16 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override of the MeanFlow config (its training and the run it names)")
     parser.add_argument("--note", default=None)
-    parser.add_argument("--markdown-only", action="store_true", help="rewrite the RESULTS section from onestep.json")
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite the RESULTS section from NAME.json")
+    parser.add_argument("--name", default="onestep",
+                        help="results/NAME.json and RESULTS.md's NAME section (onestep_fashion for Fashion-MNIST)")
     args = parser.parse_args()
+    out = ROOT / "results" / f"{args.name}.json"
     if args.markdown_only:
-        payload = json.loads((ROOT / "results" / "onestep.json").read_text())
+        payload = json.loads(out.read_text())
         payload["verdict"] = verdict(payload["rows"])
         payload["note"] = args.note or payload.get("note")
-        (ROOT / "results" / "onestep.json").write_text(json.dumps(payload, indent=1) + "\n")
+        out.write_text(json.dumps(payload, indent=1) + "\n")
         write_markdown(payload, ROOT / "RESULTS.md")
         return
 
@@ -147,7 +154,6 @@ def main() -> None:
     config = load_config(args.config, args.set, get_registry())
     run, base = Path(config.out_dir), Path(args.base_run)
     student = Path(f"{base}_distill1")
-    out = ROOT / "results" / "onestep.json"
     previous = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     runs: dict[str, dict] = {}
     for trains, where in ((not args.skip_train, run), (not args.skip_distill, student)):
@@ -193,7 +199,8 @@ def main() -> None:
     image_runs = json.loads((ROOT / "results" / "image.json").read_text())["runs"]
     base_train = image_runs.get(base.name, {}).get("train")  # the image benchmark's timing of the same config
     runs["base"] = {"label": "base flow", "train": base_train, "score": s,
-                    "grid": s["grid"], "grid_caption": "8 Euler steps", "config": "examples/configs/image_mnist.yaml"}
+                    "grid": s["grid"], "grid_caption": "8 Euler steps",
+                    "config": f"examples/configs/{base.name}.yaml"}
     add("base", "base flow", s, "euler", 2 if base_cfg != 1 else 1)
     if not args.skip_distill:
         sets = [a for kv in DISTILL_SETS for a in ("--set", kv)]
@@ -221,7 +228,7 @@ def main() -> None:
     if warm and trained and base_train:
         cpu, wall = base_train["cpu_s"] + trained["cpu_s"], base_train["wall_s"] + trained["wall_s"]
         total = f"MeanFlow's whole budget (base flow training + fine-tune): {cpu:g} s CPU, {wall:g} s wall."
-    payload = {"benchmark": "onestep", "script": "benchmarks/onestep.py",
+    payload = {"benchmark": args.name, "dataset": config.data.dataset, "script": "benchmarks/onestep.py",
                "command": "python benchmarks/onestep.py " + shlex.join(sys.argv[1:]),
                "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
                "count": args.count, "classifier": classifier, "rows": rows, "runs": runs, "budget": budget,
