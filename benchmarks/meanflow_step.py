@@ -32,7 +32,7 @@ ROOT = Path(__file__).parent
 CONFIG = ROOT.parent / "examples" / "configs" / "image_mnist_meanflow.yaml"
 
 
-def objective_and_net(derivative: str, threads: int):
+def config_and_module(derivative: str, threads: int):
     from flowcore.train.config import load_config
     from flowcore.train.module import FlowModule
 
@@ -53,7 +53,7 @@ def main() -> None:
     if args.smoke:
         args.pairs, args.warmup = 2, 1
     torch.set_num_threads(args.threads)
-    runs = {d: objective_and_net(d, args.threads) for d in ("jvp", "difference")}
+    runs = {d: config_and_module(d, args.threads) for d in ("jvp", "difference")}
     config, first = runs["jvp"]
     runs["difference"][1].net.load_state_dict(first.net.state_dict())
     from flowcore.registry import get_registry
@@ -83,6 +83,7 @@ def main() -> None:
     median = {d: statistics.median(v) for d, v in times.items()}
 
     from flowcore.flow.meanflow import meanflow_target
+    from flowcore.flow.path import expand_t
 
     net = runs["jvp"][1].net
     torch.manual_seed(1)
@@ -90,7 +91,8 @@ def main() -> None:
     t = torch.rand(b) * 0.9 + 0.1
     r = t * torch.rand(b)
     eps = torch.randn_like(x0["image"].values)
-    z = (1 - t[:, None, None]) * x0["image"].values + t[:, None, None] * eps
+    x = x0["image"].values
+    z = (1 - expand_t(t, x)) * x + expand_t(t, x) * eps
     v = {"image": eps - x0["image"].values}
 
     def u(zz, tt, rr):
