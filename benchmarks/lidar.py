@@ -68,6 +68,8 @@ def stage(run: Path, argv: list[str], log: dict, key: str, log_path: Path) -> No
     if done(run) and key in log:
         print(f"{run}: kept", flush=True)
         return
+    if (REPO / run / "checkpoints").is_dir():  # a timed stage would resume it and time only the rest
+        sys.exit(f"{run} holds a run whose timing is not in {log_path} ({key!r}): move it away to time it again")
     print(f"{run}: {' '.join(argv)}", flush=True)
     log[key] = timed(argv)
     log_path.write_text(json.dumps(log, indent=1) + "\n")

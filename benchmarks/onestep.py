@@ -43,6 +43,15 @@ DISTILL_SETS = ["reflow.pairs=3000", "reflow.steps=8", "train.steps=600", "train
                 "flow.timesteps=grid", "flow.timestep_options={k: 1}", "train.progress_bar=false"]
 
 
+def command_line(argv: list[str]) -> str:
+    """The command as run, its --note text elided: RESULTS.md prints the note after it."""
+    shown, after_note = [], False
+    for a in argv:
+        shown.append("…" if after_note else "--note=…" if a.startswith("--note=") else a)
+        after_note = a == "--note"
+    return "python benchmarks/onestep.py " + shlex.join(shown)
+
+
 def score(run: Path, steps, cfg: float, solver: str, count: int, grid_steps: int) -> dict:
     from flowcore_image.score import score_run
 
@@ -142,6 +151,7 @@ def main() -> None:
         payload = json.loads(out.read_text())
         payload["verdict"] = verdict(payload["rows"])
         payload["note"] = args.note or payload.get("note")
+        payload["command"] = command_line(shlex.split(payload["command"])[2:])
         out.write_text(json.dumps(payload, indent=1) + "\n")
         write_markdown(payload, ROOT / "RESULTS.md")
         return
@@ -229,7 +239,7 @@ def main() -> None:
         cpu, wall = base_train["cpu_s"] + trained["cpu_s"], base_train["wall_s"] + trained["wall_s"]
         total = f"MeanFlow's whole budget (base flow training + fine-tune): {cpu:g} s CPU, {wall:g} s wall."
     payload = {"benchmark": args.name, "dataset": config.data.dataset, "script": "benchmarks/onestep.py",
-               "command": "python benchmarks/onestep.py " + shlex.join(sys.argv[1:]),
+               "command": command_line(sys.argv[1:]),
                "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
                "count": args.count, "classifier": classifier, "rows": rows, "runs": runs, "budget": budget,
                "total": total,
