@@ -14,6 +14,8 @@ padding). Every other modality (the class label: one-hot ±1 [B, 1, K]) is a con
 embedding of its token values, scaled by (1 - t) so that a dropped condition (prior noise at t =
 1) or one missing from the dict contributes exactly zero; it is added to the sinusoidal time
 embedding of the audio's t. Conditions get zero velocity: this network generates the audio only.
+Built with ``interval=True`` (``flow.objective: meanflow``) it also embeds h = t - r, the interval
+of an average velocity, into the same bias (zero at init, so velocity weights load unchanged).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Tokens
 from flowcore.nn.conv import ConvResBlock, group_norm
 from flowcore.nn.embeddings import timestep_frequencies
+from flowcore.nn.interval import interval_lengths
 from flowcore_audio.tokenizer import patchify, unpatchify
 
 
@@ -62,10 +65,14 @@ class MelUNet(nn.Module):
     width:     channels after the fold; 2x width at the two coarser levels
     emb_dim:   time + condition embedding size
     audio:     the name of the generated audio modality
+    interval:  also take r (an average-velocity network, flowcore.flow.meanflow)
+    time_scale: t and h are multiplied by it before their sinusoidal features; 1 keeps the network
+               smooth in t, which MeanFlow's (t - r) du/dt needs (docs/meanflow.md)
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]], patch: int | Sequence[int] = (8, 8),
-                 channels: int = 1, fold: int = 2, width: int = 32, emb_dim: int = 128, audio: str = "audio"):
+                 channels: int = 1, fold: int = 2, width: int = 32, emb_dim: int = 128, audio: str = "audio",
+                 interval: bool = False, time_scale: float = 1000.0):
         super().__init__()
         where = "flowcore_audio.network:MelUNet"
         if audio not in shapes:
@@ -82,7 +89,10 @@ class MelUNet(nn.Module):
             raise ConfigError(f"{where}: model.options.fold {fold} must divide the patch's frames {pf} and bins {pb}")
         self.audio, self.patch, self.channels, self.emb_dim, self.fold = audio, (pf, pb), channels, emb_dim, fold
         self.conds = [n for n in shapes if n != audio]
+        self.time_scale = time_scale
         self.time = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.interval = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(),
+                                      nn.Linear(emb_dim, emb_dim)) if interval else None
         self.cond = nn.ModuleDict({n: nn.Linear(length * c, emb_dim) for n, (length, c) in shapes.items()
                                    if n != audio})
         w1, w2 = width, 2 * width
@@ -99,10 +109,19 @@ class MelUNet(nn.Module):
         self.out = nn.Conv2d(w1, folded, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # zero velocity at init, as the FlowTransformer's head
         nn.init.zeros_(self.out.bias)
+        if self.interval is not None:  # zero interval embedding: a warm start from a velocity run is that field
+            nn.init.zeros_(self.interval[2].weight)
+            nn.init.zeros_(self.interval[2].bias)
 
-    def embedding(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Time embedding of the audio's t plus each present condition's, scaled by (1 - t): [B, emb_dim]."""
-        emb = self.time(timestep_frequencies(t[self.audio], self.emb_dim))
+    def embedding(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
+                  r: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Time (and interval) embedding of the audio's t plus each present condition's, scaled by (1 - t):
+        [B, emb_dim]."""
+        emb = self.time(timestep_frequencies(t[self.audio], self.emb_dim, scale=self.time_scale))
+        h = interval_lengths({self.audio: t[self.audio]}, r, self.interval is not None,
+                             "flowcore_audio.network:MelUNet")
+        if h is not None:
+            emb = emb + self.interval(timestep_frequencies(h[self.audio], self.emb_dim, scale=self.time_scale))
         for name in self.conds:
             if name in tokens:
                 v = tokens[name].values
@@ -112,14 +131,12 @@ class MelUNet(nn.Module):
 
     def forward(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
                 r: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        if r is not None:
-            raise ConfigError("flowcore_audio.network:MelUNet takes no interval input (flow.objective meanflow)")
         audio = tokens[self.audio]
         mel, index = tokens_to_mel(audio, *self.patch)
         if mel.shape[-2] % self.fold or mel.shape[-1] % self.fold:
             raise DataError(f"flowcore_audio.network:MelUNet: the mel {tuple(mel.shape[-2:])} does not fold by "
                             f"model.options.fold = {self.fold}")
-        emb = self.embedding(tokens, t).to(mel.dtype)
+        emb = self.embedding(tokens, t, r).to(mel.dtype)
         h1 = self.down1(self.stem(F.pixel_unshuffle(mel, self.fold)), emb)  # [B, w, M/fold, F/fold]
         h2 = self.down2(self.pool1(h1), emb)                                 # [B, 2w, M/2fold, F/2fold]
         h = self.mid(self.pool2(h2), emb)                                    # [B, 2w, M/4fold, F/4fold]

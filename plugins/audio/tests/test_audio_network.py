@@ -92,19 +92,65 @@ def test_the_core_builds_it_from_model_network_and_a_wrong_patch_is_one_config_e
 
     registry = Registry()
 
-    def build(options: dict, patch=(8, 8)):
+    def build(options: dict, patch=(8, 8), objective="flow_matching"):
         config = from_dict({"modalities": {"audio": {"patch": list(patch)},
-                                           "label": {"role": "condition", "num_classes": 10}},
-                            "data": {"dataset": "spoken_digits"},
+                                           "label": {"role": "condition", "num_classes": 10, "dropout": 0.1}},
+                            "data": {"dataset": "spoken_digits"}, "flow": {"objective": objective},
                             "model": {"network": "flowcore_audio.network:MelUNet", "options": options}},
                            registry=registry)
         modalities = {n: build_modality(config, n, registry) for n in ("audio", "label")}
         return build_network(config, modalities)
 
     net = build({"fold": 4, "width": 16})
-    assert isinstance(net, MelUNet) and net.cond["label"].in_features == 10
+    assert isinstance(net, MelUNet) and net.cond["label"].in_features == 10 and net.interval is None
+    assert build({"fold": 4, "width": 16, "time_scale": 1.0}, objective="meanflow").interval is not None
     assert isinstance(build({"patch": [4, 2], "width": 8}, patch=(4, 2)), MelUNet)
     with pytest.raises(ConfigError, match="model.options.patch"):
         build({"width": 16}, patch=(4, 4))
     with pytest.raises(ConfigError, match="model.options.fold"):
         build({"fold": 3, "width": 16})
+
+
+def test_interval_input_for_meanflow_loads_velocity_weights_and_is_smooth_in_t_at_time_scale_one():
+    """interval=True (flow.objective meanflow) adds h = t - r to the embedding: a velocity run's
+    weights load into it and give the same field (zero init), r = t is r absent, a network built
+    without it refuses r. At time_scale 1 the exact du/dt is what a difference over 0.04 in t sees;
+    at 1000 it is mostly turns faster than that, which MeanFlow's target multiplies by t - r."""
+    torch.manual_seed(0)
+    layout = MelTokenizer().encode({"mel": torch.randn(3, 1, 64, 104), "frames": torch.tensor([104, 80, 56])})
+    tokens = {"audio": layout, "label": _label(torch.tensor([1, 4, 7]))}
+    t = {"audio": torch.tensor([0.9, 0.5, 0.2]), "label": torch.zeros(3)}
+    zeros = torch.zeros(3)
+    plain = MelUNet(SHAPES, fold=4, width=16)
+    for p in plain.parameters():  # away from the zero init
+        p.data.normal_(0, 0.05)
+    mean = MelUNet(SHAPES, fold=4, width=16, interval=True)
+    missing, unexpected = mean.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("interval.") for k in missing)
+    with torch.no_grad():
+        assert torch.equal(mean(tokens, t, {"audio": zeros, "label": zeros})["audio"], plain(tokens, t)["audio"])
+        for p in mean.interval.parameters():
+            p.data.normal_(0, 0.05)
+        none = mean(tokens, t)["audio"]
+        same = mean(tokens, t, {"audio": t["audio"], "label": zeros})["audio"]
+        other = mean(tokens, t, {"audio": zeros, "label": zeros})["audio"]
+    assert torch.equal(none, same) and not torch.allclose(none, other)
+    with pytest.raises(ConfigError, match="interval embedding"):
+        plain(tokens, t, {"audio": zeros})
+
+    def mismatch(scale: float) -> float:
+        torch.manual_seed(0)
+        net = MelUNet(SHAPES, fold=4, width=16, interval=True, time_scale=scale)
+        for p in net.parameters():
+            p.data.normal_(0, 0.1)
+
+        def u(tt):
+            return net(tokens, {"audio": tt, "label": zeros}, {"audio": zeros, "label": zeros})["audio"]
+
+        with torch.no_grad():
+            _, exact = torch.func.jvp(u, (t["audio"],), (torch.ones(3),))
+            wide = (u(t["audio"] + 0.02) - u(t["audio"] - 0.02)) / 0.04
+        return float((exact - wide).norm() / exact.norm())
+
+    assert mismatch(1.0) < 0.05
+    assert mismatch(1000.0) > 0.5
