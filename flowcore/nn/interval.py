@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
+from torch import nn
 
 from flowcore.errors import ConfigError
+from flowcore.nn.embeddings import timestep_frequencies
 
 
 def interval_lengths(t: Mapping[str, torch.Tensor], r: Mapping[str, torch.Tensor] | None, built: bool,
@@ -28,3 +30,18 @@ def interval_lengths(t: Mapping[str, torch.Tensor], r: Mapping[str, torch.Tensor
         return None
     r = r or {}
     return {n: tn - r[n] if n in r else torch.zeros_like(tn) for n, tn in t.items()}
+
+
+class IntervalEmbedding(nn.Sequential):
+    """h [B] -> [B, dim]: sinusoids of ``time_scale`` h, then Linear, SiLU, Linear, as a conv network's
+    time embedding; added to it. The last layer starts at zero, so a velocity network's weights load
+    into the average-velocity one (the missing keys are this module's) and give the same field."""
+
+    def __init__(self, dim: int, time_scale: float = 1000.0):
+        super().__init__(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.dim, self.time_scale = dim, time_scale
+        nn.init.zeros_(self[2].weight)
+        nn.init.zeros_(self[2].bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return super().forward(timestep_frequencies(h, self.dim, scale=self.time_scale))

@@ -30,7 +30,7 @@ from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Tokens
 from flowcore.nn.conv import ConvResBlock, group_norm
 from flowcore.nn.embeddings import timestep_frequencies
-from flowcore.nn.interval import interval_lengths
+from flowcore.nn.interval import IntervalEmbedding, interval_lengths
 from flowcore_audio.tokenizer import patchify, unpatchify
 
 
@@ -91,8 +91,7 @@ class MelUNet(nn.Module):
         self.conds = [n for n in shapes if n != audio]
         self.time_scale = time_scale
         self.time = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.interval = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(),
-                                      nn.Linear(emb_dim, emb_dim)) if interval else None
+        self.interval = IntervalEmbedding(emb_dim, time_scale) if interval else None
         self.cond = nn.ModuleDict({n: nn.Linear(length * c, emb_dim) for n, (length, c) in shapes.items()
                                    if n != audio})
         w1, w2 = width, 2 * width
@@ -109,9 +108,6 @@ class MelUNet(nn.Module):
         self.out = nn.Conv2d(w1, folded, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # zero velocity at init, as the FlowTransformer's head
         nn.init.zeros_(self.out.bias)
-        if self.interval is not None:  # zero interval embedding: a warm start from a velocity run is that field
-            nn.init.zeros_(self.interval[2].weight)
-            nn.init.zeros_(self.interval[2].bias)
 
     def embedding(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
                   r: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -121,7 +117,7 @@ class MelUNet(nn.Module):
         h = interval_lengths({self.audio: t[self.audio]}, r, self.interval is not None,
                              "flowcore_audio.network:MelUNet")
         if h is not None:
-            emb = emb + self.interval(timestep_frequencies(h[self.audio], self.emb_dim, scale=self.time_scale))
+            emb = emb + self.interval(h[self.audio])
         for name in self.conds:
             if name in tokens:
                 v = tokens[name].values

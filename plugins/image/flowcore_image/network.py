@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from flowcore.errors import ConfigError, DataError
 from flowcore.modality import Tokens
 from flowcore.nn.embeddings import timestep_frequencies
-from flowcore.nn.interval import interval_lengths
+from flowcore.nn.interval import IntervalEmbedding, interval_lengths
 
 
 def _groups(channels: int) -> int:
@@ -121,8 +121,7 @@ class ConvUNet(nn.Module):
         self.time_scale = time_scale
         self.conds = [n for n in self.shapes if n != image]
         self.time = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.interval = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(),
-                                      nn.Linear(emb_dim, emb_dim)) if interval else None
+        self.interval = IntervalEmbedding(emb_dim, time_scale) if interval else None
         self.cond = nn.ModuleDict({n: nn.Linear(l * c, emb_dim) for n, (l, c) in self.shapes.items() if n != image})
         w1, w2 = width, 2 * width
         inner = channels * space_to_depth ** 2
@@ -138,9 +137,6 @@ class ConvUNet(nn.Module):
         self.out = nn.Conv2d(w1, inner, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # zero velocity at init, as the FlowTransformer's head
         nn.init.zeros_(self.out.bias)
-        if self.interval is not None:  # zero interval embedding: a warm start from a velocity run is that field
-            nn.init.zeros_(self.interval[2].weight)
-            nn.init.zeros_(self.interval[2].bias)
 
     def embedding(self, tokens: Mapping[str, Tokens], t: Mapping[str, torch.Tensor],
                   r: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -150,7 +146,7 @@ class ConvUNet(nn.Module):
         emb = self.time(timestep_frequencies(t_image, self.emb_dim, scale=self.time_scale))
         h = interval_lengths({self.image: t_image}, r, self.interval is not None, "flowcore_image.network:ConvUNet")
         if h is not None:
-            emb = emb + self.interval(timestep_frequencies(h[self.image], self.emb_dim, scale=self.time_scale))
+            emb = emb + self.interval(h[self.image])
         for name in self.conds:
             if name not in tokens:
                 continue
