@@ -71,11 +71,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="FlowEdit's noise")
     parser.add_argument("--flowedit", type=float, nargs=2, default=FLOWEDIT, metavar=("STRENGTH", "CFG"),
                         help="the FlowEdit setting scored against the targets, again on other noise and sources, "
-                             "and shown on the sheet (chosen on the first sources: 0.8 2.5 for MNIST-5k, 0.85 3 "
+                             "and shown on the sheet (chosen on the first sources: 0.8 2.5 for MNIST-5k, 0.85 2.5 "
                              "for Fashion-MNIST)")
     parser.add_argument("--name", default="edit",
                         help="results/NAME.json, NAME_sheet.png and RESULTS.md's NAME section (edit_fashion with "
-                             "--run runs/image_fashion)")
+                             "--run runs/image_fashion_6k: image_fashion.yaml with train.steps=6000)")
     args = parser.parse_args()
 
     import torch
@@ -216,7 +216,7 @@ def main() -> None:
     payload = {"benchmark": args.name, "dataset": pipe.config.data.dataset, "script": "benchmarks/edit.py",
                "command": "python benchmarks/edit.py " + " ".join(sys.argv[1:]), "run": args.run,
                "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
-               "count": len(y), "steps": args.steps, "cfg": cfg,
+               "run_train_steps": pipe.config.train.steps, "count": len(y), "steps": args.steps, "cfg": cfg,
                "classifier": {"test_accuracy": ceiling, "test_count": clf.test_count},
                "reconstruction": recon, "best_reconstruction": best, "edits": edits,
                "flowedit_repeats": {**describe(flowedit), "rows": repeats}, "done": done,
@@ -231,7 +231,8 @@ def write_markdown(p: dict, path: Path) -> None:
     what = {"fashion_mnist": "Fashion-MNIST test images"}.get(p.get("dataset"), "MNIST-5k test digits")
     lines = [f"## {name}", "",
              f"Editing {what} with the base flow `{p['run']}` "
-             f"(examples/configs/{Path(p['run']).name}.yaml; docs/flow.md#editing), from the true label to another. "
+             f"({p.get('run_train_steps', 0):,} training steps; docs/meanflow.md#editing-by-inversion), "
+             "from the true label to another. "
              f"{p['count']} sources ({p['count'] // 10} per class), {p['steps']} steps. Figures in "
              f"`benchmarks/results/{name}.json`; made by `{p['command']}` on {p['machine']}.", "",
              "Reconstruction (same label in and out, cfg 1), PSNR on pixels in [-1, 1]:", "",
