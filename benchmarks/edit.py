@@ -165,9 +165,10 @@ def main() -> None:
     def key(r: dict) -> tuple:
         return r["method"], r["solver"], r["strength"], r["inject"], r["cfg"]
 
-    flowedit = ("flowedit", "euler", args.flowedit[0], 0, args.flowedit[1])
-    settings = SETTINGS + [flowedit] * all(key(describe(s)) != key(describe(flowedit)) for s in SETTINGS)
-    flowedit = next(s for s in settings if key(describe(s)) == key(describe(flowedit)))  # its row of the table
+    chosen = ("flowedit", "euler", args.flowedit[0], 0, args.flowedit[1])
+    # the table's row of that setting (a row with cfg None may be it), else a row added for it
+    flowedit = next((s for s in SETTINGS if key(describe(s)) == key(describe(chosen))), chosen)
+    settings = SETTINGS + [flowedit] * (flowedit not in SETTINGS)
     score = scorer(x, y, target)
     edits, made = [], {}
     for setting in settings:
